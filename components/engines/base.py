@@ -1,0 +1,172 @@
+"""The one small contract every text-to-speech engine in the lab follows.
+
+An engine is built cheaply (no heavy imports in ``__init__``), loads its model in
+``load()``, and turns a :class:`SynthRequest` into a :class:`SynthResult` that
+carries the audio *and* the time each stage took. Engines never import gradio:
+progress is reported through a plain ``progress(fraction, desc)`` callback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+Progress = Callable[..., Any]  # progress(fraction: float, desc: str = "")
+
+# The 17 languages XTTS v2 speaks, in the order its documentation lists them.
+XTTS_LANGUAGES: tuple[str, ...] = (
+    "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru",
+    "nl", "cs", "ar", "zh-cn", "hu", "ko", "ja", "hi",
+)
+
+SPEED_MIN, SPEED_MAX = 0.25, 4.0  # playback-speed factor accepted anywhere in the lab
+
+
+class LabError(ValueError):
+    """A problem the user can fix (bad text, bad reference, unknown language...).
+
+    The UI turns it into ``gr.Error``, the REST API into a 4xx and the CLI into exit status 2.
+    """
+
+
+class EngineUnavailable(LabError):
+    """The engine cannot run on this machine; the message says why and how to fix it."""
+
+
+class CapabilityError(LabError):
+    """The request needs something this engine cannot do (for example cloning a voice)."""
+
+
+def no_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
+    """Default progress callback: do nothing."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    cloning: bool = False     # can condition on a reference recording
+    streaming: bool = False   # implements ``stream()``
+    seeded: bool = False      # the seed changes / reproduces the output
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling settings for engines that sample (XTTS). Others ignore them.
+
+    Defaults are XTTS v2's ``config.json`` values; they are logged with every row
+    because coqui's documentation, ``inference()`` defaults and ``XttsConfig`` disagree.
+    """
+
+    temperature: float = 0.75          # softmax temperature of the GPT sampler
+    top_k: int = 50                    # keep the k most likely audio tokens
+    top_p: float = 0.85                # nucleus sampling mass
+    repetition_penalty: float = 10.0   # >1 discourages repeated audio tokens
+    length_penalty: float = 1.0        # beam-search length penalty (kept for parity with coqui)
+    enable_text_splitting: bool = True # split long text at sentence ends before the token limit
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.temperature <= 5.0):
+            raise LabError(f"temperature must be in (0, 5], got {self.temperature!r}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 1):
+            raise LabError(f"top_k must be a positive integer, got {self.top_k!r}")
+        if not (0.0 < self.top_p <= 1.0):
+            raise LabError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not (self.repetition_penalty >= 1.0):
+            raise LabError(f"repetition_penalty must be >= 1, got {self.repetition_penalty!r}")
+
+
+@dataclass(frozen=True)
+class SynthRequest:
+    """Everything an engine needs for one synthesis."""
+
+    text: str
+    lang: str = "en"
+    speaker: str | None = None        # a built-in voice name (``engine.speakers()``)
+    reference: str | None = None      # path of a reference recording to clone
+    speed: float = 1.0                # 1.0 = natural rate; 2.0 = twice as fast
+    seed: int | None = None           # for engines that sample; None = do not seed
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise LabError("text is empty: type something to say")
+        if not isinstance(self.speed, (int, float)) or not math.isfinite(self.speed):
+            raise LabError(f"speed must be a number, got {self.speed!r}")
+        if not (SPEED_MIN <= self.speed <= SPEED_MAX):
+            raise LabError(f"speed must be between {SPEED_MIN} and {SPEED_MAX}, got {self.speed}")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise LabError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+
+
+@dataclass
+class SynthResult:
+    """Audio plus how long each stage took.
+
+    ``timings`` maps stage name -> seconds (for example ``reference``, ``gpt``,
+    ``vocoder``); ``info`` holds other facts worth a CSV column (cache hit,
+    time to first audio, sampling settings actually used...).
+    """
+
+    audio: np.ndarray                 # mono float32 in [-1, 1]
+    sample_rate: int                  # Hz
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the lab needs from an engine. See ``espeak.py`` for the smallest example."""
+
+    name: str
+    capabilities: Capabilities
+
+    @property
+    def languages(self) -> tuple[str, ...]: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def device(self) -> str: ...
+
+    def load(self, progress: Progress = no_progress) -> None:
+        """Load models; idempotent. Raises EngineUnavailable with a how-to-fix message."""
+
+    def speakers(self) -> list[str]:
+        """Built-in voice names, default first."""
+
+    def prepare_reference(self, path: str) -> Any:
+        """Clean and condition on a reference recording (cacheable). Raises CapabilityError if the
+        engine cannot clone."""
+
+    def synthesize(self, request: SynthRequest, progress: Progress = no_progress) -> SynthResult:
+        """Synthesise one request."""
+
+    def versions(self) -> dict[str, str]:
+        """Library versions worth logging with every row."""
+
+
+def stream_not_supported(engine: Engine, request: SynthRequest) -> Iterator[np.ndarray]:
+    """Fallback stream: synthesise the whole request, yield it as one chunk."""
+    yield engine.synthesize(request).audio
+
+
+def check_language(engine: Engine, lang: str) -> None:
+    """Raise a LabError naming the engine and its languages if ``lang`` is not one of them."""
+    if lang not in engine.languages:
+        raise LabError(
+            f"{engine.name} does not speak {lang!r}; choose one of: {', '.join(engine.languages)}"
+        )
+
+
+def merge_info(*parts: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts:
+        out.update(part)
+    return out

@@ -1,0 +1,202 @@
+"""Results storage: one folder per run under ``results/``, one CSV row per synthesis.
+
+Layout of a run folder (it is also the export format)::
+
+    results/<run_id>/results.csv   one row per synthesis, appended the moment it finishes
+    results/<run_id>/spec.yaml     the experiment spec: ``lab.py run --spec`` reproduces the run
+    results/<run_id>/wav/          every output (and cut reference) as WAV
+    results/<run_id>/plots/        PNGs the experiment drew
+
+Crash safety: each row is formatted completely in memory and written with a single
+``write`` on a file opened ``O_APPEND``, then fsynced. A process killed at any point
+leaves either the whole row or nothing, never a torn line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import secrets
+import threading
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import yaml
+
+DEFAULT_ROOT = "results"
+
+# Every row has these columns, in this order; keys outside it go to ``extra`` as JSON.
+COLUMNS: tuple[str, ...] = (
+    # identity
+    "run_id", "row", "timestamp", "experiment", "engine", "device", "precision", "seed", "versions",
+    # what was asked
+    "speaker", "reference", "reference_seconds", "language", "text", "text_chars", "speed",
+    "repeat", "cold", "text_length",
+    # timings, seconds
+    "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
+    "t_reference", "t_conditioning", "t_gpt", "t_vocoder", "latent_cache", "gpt_tokens",
+    # sampling settings actually used
+    "temperature", "top_k", "top_p", "repetition_penalty", "length_penalty", "text_splitting",
+    # signal metrics of the output
+    "f0_median_hz", "f0_range_hz", "loudness_lufs", "lead_silence_s", "trail_silence_s",
+    "clipping_fraction", "runaway", "cer", "similarity", "envelope_distance", "peak_rss_mb",
+    "peak_vram_mb",
+    # outcome
+    "status", "note", "wav_path", "extra",
+)
+
+
+def new_run_id(experiment: str) -> str:
+    """Sortable, unique run id such as ``20261125-104512-speed-sweep-3f2a``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{experiment}-{secrets.token_hex(2)}"
+
+
+def slug(text: str, limit: int = 24) -> str:
+    """A file-name-safe fragment of arbitrary user text (never used as a path itself)."""
+    s = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return s[:limit] or "x"
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if not np.isfinite(value) else round(value, 6)
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return _cell(value.item())
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return value
+
+
+def spec_to_dict(spec: Any) -> dict[str, Any]:
+    data = asdict(spec) if is_dataclass(spec) else dict(spec)
+    return json.loads(json.dumps(data, default=list))  # tuples -> lists, plain YAML
+
+
+class Run:
+    """One experiment run: its folder, its CSV and a row counter. Thread-safe."""
+
+    def __init__(self, root: Path, run_id: str, experiment: str):
+        self.root = root
+        self.run_id = run_id
+        self.experiment = experiment
+        self.dir = root / run_id
+        self.csv_path = self.dir / "results.csv"
+        self.wav_dir = self.dir / "wav"
+        self.plot_dir = self.dir / "plots"
+        for d in (self.wav_dir, self.plot_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._rows = 0
+
+    def save_spec(self, spec: Any, experiment: str | None = None) -> Path:
+        path = self.dir / "spec.yaml"
+        doc = {"experiment": experiment or self.experiment, "spec": spec_to_dict(spec)}
+        path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        return path
+
+    def wav_path(self, stem: str) -> Path:
+        """A fresh path in ``wav/`` built from a counter and a slug, never from user file names."""
+        with self._lock:
+            n = len(list(self.wav_dir.iterdir())) + 1
+        return self.wav_dir / f"{n:04d}-{slug(stem)}.wav"
+
+    def save_wav(self, audio: np.ndarray, sample_rate: int, stem: str) -> Path:
+        path = self.wav_path(stem)
+        tmp = path.with_suffix(".tmp")
+        sf.write(tmp, np.asarray(audio, dtype=np.float32), sample_rate, format="WAV", subtype="PCM_16")
+        os.replace(tmp, path)  # a crash leaves no half-written .wav
+        return path
+
+    def save_figure(self, fig: Any, name: str) -> Path:
+        path = self.plot_dir / f"{slug(name, 40)}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        return path
+
+    def append(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Write one row now (flushed and fsynced); returns the row as written."""
+        with self._lock:
+            self._rows += 1
+            full = {"run_id": self.run_id, "row": self._rows, "experiment": self.experiment,
+                    "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            extra = {}
+            for key, value in row.items():
+                if key in COLUMNS:
+                    full[key] = value
+                else:
+                    extra[key] = value
+            if extra:
+                full["extra"] = extra
+            out = {col: _cell(full.get(col)) for col in COLUMNS}
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+            new_file = not self.csv_path.exists()
+            if new_file:
+                writer.writeheader()
+            writer.writerow(out)
+            data = buf.getvalue().encode("utf-8")
+            fd = os.open(self.csv_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)  # one write: the whole row or nothing
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return out
+
+    def frame(self) -> pd.DataFrame:
+        return read_csv(self.csv_path)
+
+
+class ResultsStore:
+    """All runs under one root folder."""
+
+    def __init__(self, root: str | os.PathLike = DEFAULT_ROOT):
+        self.root = Path(root)
+
+    def new_run(self, experiment: str, spec: Any | None = None) -> Run:
+        self.root.mkdir(parents=True, exist_ok=True)
+        run = Run(self.root, new_run_id(experiment), experiment)
+        if spec is not None:
+            run.save_spec(spec)
+        return run
+
+    def runs(self) -> list[str]:
+        """Run ids, newest first."""
+        if not self.root.exists():
+            return []
+        return sorted((p.parent.name for p in self.root.glob("*/results.csv")), reverse=True)
+
+    def load_all(self) -> pd.DataFrame:
+        """Every row ever logged under this root, newest run first."""
+        frames = [read_csv(self.root / r / "results.csv") for r in self.runs()]
+        frames = [f for f in frames if not f.empty]
+        if not frames:
+            return pd.DataFrame(columns=list(COLUMNS))
+        return pd.concat(frames, ignore_index=True)
+
+
+def read_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a results CSV; a line that is not a whole row (never written by us) is skipped."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=list(COLUMNS))
+    return pd.read_csv(path, on_bad_lines="skip", keep_default_na=True)
+
+
+def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows as written by ``Run.append`` -> a DataFrame with the empty columns dropped."""
+    df = pd.DataFrame(list(rows))
+    if df.empty:
+        return df
+    df = df.replace("", np.nan)
+    return df.dropna(axis=1, how="all")
