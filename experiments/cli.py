@@ -1,0 +1,142 @@
+"""Headless experiments: ``uv run lab.py run <experiment> [options]``.
+
+Prints progress on stderr and, as the last line on stdout, the path of the CSV written.
+Bad options or inputs exit with status 2 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.engines import EngineConfig, Engines
+from components.engines.base import GenerationSettings, LabError
+from components.results import ResultsStore
+
+from . import EXPERIMENTS, runner, spec_from_dict
+
+
+def _floats(name: str):
+    def parse(value: str) -> tuple[float, ...]:
+        try:
+            return tuple(float(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be comma-separated numbers, got {value!r}") from None
+    return parse
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``lab.py run``; each experiment uses the ones that apply to it."""
+    p.add_argument("experiment", nargs="?", choices=list(EXPERIMENTS), help="experiment to run")
+    p.add_argument("--spec", help="reproduce a run from its saved spec.yaml")
+    p.add_argument("--engine", help="engine: espeak | xtts | melo (default: xtts if weights are present)")
+    p.add_argument("--speaker", help="built-in voice of the engine")
+    p.add_argument("--text", help="text to speak")
+    p.add_argument("--lang", help="language code, e.g. en, ko, ja, zh-cn")
+    p.add_argument("--reference", metavar="WAV", help="reference recording to clone")
+    p.add_argument("--speed", type=float, help="speed factor (synth, languages)")
+    p.add_argument("--speeds", type=_floats("--speeds"), help="speeds for speed-sweep, e.g. 0.5,1,1.5")
+    p.add_argument("--lengths", type=_floats("--lengths"), help="reference lengths in seconds, e.g. 3,6,10,15,30")
+    p.add_argument("--langs", type=_names, help="languages, e.g. en,ko,ja")
+    p.add_argument("--engines", type=_names, help="engines for benchmark, e.g. espeak,xtts")
+    p.add_argument("--repeats", type=int, help="repeats (benchmark, ref-length)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--stream", action="store_true", default=None, help="stream (synth; records time to first audio)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--repetition-penalty", type=float)
+    p.add_argument("--length-penalty", type=float)
+    p.add_argument("--no-text-splitting", action="store_true", default=None)
+    p.add_argument("--out", default="results", help="results folder (default results/)")
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """Machine-level engine options, shared by the app and ``run``."""
+    p.add_argument("--xtts-dir", help="XTTS v2 folder (config.json, model.pth, vocab.json, speakers_xtts.pth)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="XTTS GPT precision")
+    p.add_argument("--agree-cpml", action="store_true",
+                   help="accept the Coqui Public Model License so XTTS weights may be downloaded")
+    p.add_argument("--melo-python", help="python of MeloTTS's own environment (or MELO_PYTHON)")
+    p.add_argument("--cache-dir", help="speaker-latent cache folder (default ~/.cache/xtts-lab)")
+
+
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision,
+                        agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir)
+
+
+def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any]:
+    """The experiment name and its spec, from a saved spec.yaml or from the options."""
+    if args.spec:
+        path = Path(args.spec)
+        if path.is_dir():
+            path = path / "spec.yaml"
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise LabError(f"--spec {args.spec!r} cannot be read: {e}") from None
+        if not isinstance(doc, dict) or doc.get("experiment") not in EXPERIMENTS:
+            raise LabError(f"--spec {args.spec!r} is not a spec.yaml written by the lab")
+        name = doc["experiment"]
+        return name, spec_from_dict(EXPERIMENTS[name][0], doc.get("spec") or {})
+    if not args.experiment:
+        raise LabError(f"name an experiment ({', '.join(EXPERIMENTS)}) or give --spec")
+    cls = EXPERIMENTS[args.experiment][0]
+    names = {f.name for f in fields(cls)}
+    given = {
+        "engine": args.engine or engines.default(), "speaker": args.speaker, "text": args.text,
+        "lang": args.lang, "reference": args.reference, "speed": args.speed, "speeds": args.speeds,
+        "lengths": args.lengths, "langs": args.langs, "engines": args.engines, "repeats": args.repeats,
+        "seed": args.seed, "stream": args.stream,
+    }
+    if args.reference and not Path(args.reference).is_file():
+        raise LabError(f"--reference {args.reference!r} does not exist")
+    kwargs = {k: v for k, v in given.items() if v is not None and k in names}
+    settings = {k: v for k, v in {
+        "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+        "repetition_penalty": args.repetition_penalty, "length_penalty": args.length_penalty,
+        "enable_text_splitting": False if args.no_text_splitting else None}.items() if v is not None}
+    if settings:
+        kwargs["settings"] = GenerationSettings(**settings)
+    return args.experiment, cls(**kwargs)
+
+
+def stderr_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
+    print(f"[{fraction:4.0%}] {desc}", file=sys.stderr, flush=True)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run one experiment headless; prints the CSV path last. Returns the exit status."""
+    try:
+        engines = Engines(engine_config(args))
+        name, spec = spec_from_args(args, engines)
+        store = ResultsStore(args.out)
+        run = store.new_run(name, spec)
+        df = runner(name)(spec, engines, run, stderr_progress)
+        from components import plots
+
+        for plot_name, fig in plots.figures_for(name, df).items():
+            run.save_figure(fig, plot_name)
+            plots.close(fig)
+        if name == "benchmark":
+            from .benchmark import summarize
+
+            summary = summarize(df)
+            summary.to_csv(run.dir / "summary.csv", index=False)
+            print(summary.to_string(index=False), file=sys.stderr)
+    except LabError as e:
+        print(f"lab.py: error: {e}", file=sys.stderr)
+        return 2
+    print(run.csv_path)
+    return 0

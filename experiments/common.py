@@ -1,0 +1,110 @@
+"""What every experiment does per synthesis: run it, time it, save the WAV, log one row."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
+from components.metrics import signal_metrics
+from components.results import Run
+
+
+def versions(engine: Engine) -> str:
+    """Library versions for the row, as compact JSON."""
+    v = {"python": platform.python_version()}
+    try:
+        v.update(engine.versions())
+    except Exception:  # noqa: BLE001 - a version lookup must never fail a synthesis
+        pass
+    return json.dumps(v, sort_keys=True)
+
+
+def run_request(engine: Engine, request: SynthRequest, *, stream: bool = False,
+                progress: Progress = no_progress) -> tuple[SynthResult, float]:
+    """Synthesise (or stream) ``request``; returns the result and wall seconds it took.
+
+    When streaming, the engine yields chunks then the complete result; the time to the
+    first chunk is recorded as ``ttfa_seconds`` unless the engine measured it itself.
+    """
+    t0 = time.perf_counter()
+    if stream and getattr(engine, "capabilities").streaming and hasattr(engine, "stream"):
+        result, ttfa = None, None
+        for item in engine.stream(request, progress):
+            if isinstance(item, SynthResult):
+                result = item
+            elif ttfa is None:
+                ttfa = time.perf_counter() - t0
+        if result is None:
+            raise RuntimeError(f"{engine.name}.stream() ended without a final SynthResult")
+        result.info.setdefault("ttfa_seconds", ttfa)
+    else:
+        result = engine.synthesize(request, progress)
+    return result, time.perf_counter() - t0
+
+
+def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds: float,
+            **fields: Any) -> dict[str, Any]:
+    """The CSV row of one finished synthesis (without ``wav_path``)."""
+    metrics = signal_metrics(result.audio, result.sample_rate, request.text, request.lang)
+    audio_seconds = metrics["audio_seconds"]
+    settings = asdict(request.settings) if engine.capabilities.seeded else {}
+    row: dict[str, Any] = {
+        "engine": engine.name,
+        "device": engine.device,
+        "seed": request.seed if engine.capabilities.seeded else None,
+        "versions": versions(engine),
+        "speaker": request.speaker or (engine.speakers()[0] if not request.reference and engine.speakers() else None),
+        "reference": request.reference,
+        "language": request.lang,
+        "text": request.text,
+        "text_chars": len(request.text),
+        "speed": request.speed,
+        "synth_seconds": seconds,
+        "rtf": seconds / audio_seconds if audio_seconds > 0 else None,
+        "temperature": settings.get("temperature"),
+        "top_k": settings.get("top_k"),
+        "top_p": settings.get("top_p"),
+        "repetition_penalty": settings.get("repetition_penalty"),
+        "length_penalty": settings.get("length_penalty"),
+        "text_splitting": settings.get("enable_text_splitting"),
+        "status": "ok",
+        **metrics,
+    }
+    for stage, value in result.timings.items():
+        row[f"t_{stage}"] = value
+    row.update(result.info)  # engine facts win over defaults (e.g. the settings really used)
+    row.update(fields)
+    return row
+
+
+def synthesize_and_log(engine: Engine, request: SynthRequest, run: Run, *, stream: bool = False,
+                       progress: Progress = no_progress, **fields: Any) -> tuple[dict[str, Any], SynthResult]:
+    """Synthesise, save the WAV, append the row now; returns (row as written, result)."""
+    result, seconds = run_request(engine, request, stream=stream, progress=progress)
+    row = row_for(engine, request, result, seconds, **fields)
+    wav = run.save_wav(result.audio, result.sample_rate, f"{engine.name}-{request.lang}-{request.text}")
+    row["wav_path"] = str(wav)
+    return run.append(row), result
+
+
+def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str, **fields: Any) -> dict[str, Any]:
+    """Log that ``engine`` cannot do what the experiment asks (instead of failing or faking it)."""
+    row = {"engine": engine.name, "device": engine.device, "versions": versions(engine),
+           "reference": request.reference, "language": request.lang, "text": request.text,
+           "text_chars": len(request.text), "speed": request.speed, "status": "unsupported",
+           "note": reason, **fields}
+    return run.append(row)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed numpy and Python; engines that sample seed their own framework per request."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)

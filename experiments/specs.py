@@ -1,0 +1,202 @@
+"""Frozen experiment specs. Units in comments; validation names the field and the value.
+
+A spec is everything needed to reproduce a run: it is saved as ``spec.yaml`` beside the
+run's CSV and ``lab.py run --spec <run>/spec.yaml`` runs it again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from components.engines.base import SPEED_MAX, SPEED_MIN, XTTS_LANGUAGES, GenerationSettings, LabError
+
+MAX_TEXT_CHARS = 5000  # longer text is refused: split it into several runs
+
+# A default sentence per language, each about 60-75 characters, so languages compare fairly.
+DEFAULT_SENTENCES: dict[str, str] = {
+    "en": "The quick brown fox jumps over the lazy dog near the river bank.",
+    "es": "El rápido zorro marrón salta sobre el perro perezoso junto al río.",
+    "fr": "Le renard brun et rapide saute par-dessus le chien paresseux au bord.",
+    "de": "Der schnelle braune Fuchs springt über den faulen Hund am Flussufer.",
+    "it": "La volpe marrone e veloce salta sopra il cane pigro vicino al fiume.",
+    "pt": "A rápida raposa marrom pula sobre o cão preguiçoso perto do rio.",
+    "pl": "Szybki brązowy lis przeskakuje nad leniwym psem nad brzegiem rzeki.",
+    "tr": "Hızlı kahverengi tilki nehir kenarındaki tembel köpeğin üzerinden atlar.",
+    "ru": "Быстрая коричневая лиса прыгает через ленивую собаку у реки.",
+    "nl": "De snelle bruine vos springt over de luie hond bij de rivieroever.",
+    "cs": "Rychlá hnědá liška skáče přes líného psa na břehu řeky u mostu.",
+    "ar": "الثعلب البني السريع يقفز فوق الكلب الكسول بالقرب من ضفة النهر.",
+    "zh-cn": "敏捷的棕色狐狸跳过了河边那只懒惰的狗，然后跑进了树林。",
+    "hu": "A gyors barna róka átugrik a lusta kutya felett a folyó partján.",
+    "ko": "빠른 갈색 여우가 강가에 있는 게으른 개를 뛰어넘습니다.",
+    "ja": "素早い茶色の狐が川岸で怠けている犬を飛び越えました。",
+    "hi": "तेज़ भूरी लोमड़ी नदी के किनारे आलसी कुत्ते के ऊपर कूदती है।",
+}
+assert set(DEFAULT_SENTENCES) == set(XTTS_LANGUAGES)
+
+# Benchmark texts of about 10, 50 and 200 characters.
+BENCH_TEXTS: dict[str, str] = {
+    "short": "Hello there.",
+    "medium": "The lab measures how fast each engine speaks text.",
+    "long": ("Speech synthesis has come a long way: modern models clone a voice from a few "
+             "seconds of audio, speak many languages, and run on a laptop. This benchmark "
+             "measures how long that takes on this machine."),
+}
+
+DEFAULT_TEXT = "Hello! This is XTTS Lab, speaking from your own machine."
+
+
+def _check_text(name: str, text: str) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise LabError(f"{name} is empty: type something to say")
+    if len(text) > MAX_TEXT_CHARS:
+        raise LabError(f"{name} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+
+
+def _check_lang(name: str, lang: str) -> None:
+    if lang not in XTTS_LANGUAGES:
+        raise LabError(f"{name}={lang!r} is not a supported language; choose one of: {', '.join(XTTS_LANGUAGES)}")
+
+
+def _check_speed(name: str, speed: Any) -> None:
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+        raise LabError(f"{name} must be a number, got {speed!r}")
+    if not (SPEED_MIN <= speed <= SPEED_MAX):
+        raise LabError(f"{name} must be between {SPEED_MIN} and {SPEED_MAX}, got {speed}")
+
+
+@dataclass(frozen=True)
+class Common:
+    """Fields every experiment shares."""
+
+    engine: str = "espeak"             # registry name: espeak | xtts | melo
+    speaker: str | None = None         # built-in voice; None = the engine's default
+    reference: str | None = None       # reference WAV path to clone (engines that can)
+    seed: int = 0                      # seeds sampling engines; logged with every row
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def _check_common(self) -> None:
+        if not isinstance(self.engine, str) or not self.engine:
+            raise LabError(f"engine must be a name, got {self.engine!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (0 <= self.seed < 2**32):
+            raise LabError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class SynthSpec(Common):
+    """One text, one row."""
+
+    text: str = DEFAULT_TEXT
+    lang: str = "en"
+    speed: float = 1.0                 # 1.0 = natural rate
+    stream: bool = False               # stream chunks (records time to first audio)
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        _check_text("text", self.text)
+        _check_lang("lang", self.lang)
+        _check_speed("speed", self.speed)
+
+
+@dataclass(frozen=True)
+class SpeedSweepSpec(Common):
+    """One row per speed; the audio length should follow 1/speed."""
+
+    text: str = DEFAULT_TEXT
+    lang: str = "en"
+    speeds: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        _check_text("text", self.text)
+        _check_lang("lang", self.lang)
+        if not self.speeds:
+            raise LabError("speeds is empty: give at least one speed, e.g. 0.5,1,1.5")
+        for s in self.speeds:
+            _check_speed("speeds", s)
+
+
+@dataclass(frozen=True)
+class RefLengthSpec(Common):
+    """Cut one reference to each length and synthesise the same text with each cut."""
+
+    text: str = DEFAULT_TEXT
+    lang: str = "en"
+    lengths: tuple[float, ...] = (3.0, 6.0, 10.0, 15.0, 30.0)  # seconds of reference kept
+    repeats: int = 1                   # seeds seed, seed+1, ... give error bars
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        _check_text("text", self.text)
+        _check_lang("lang", self.lang)
+        if not self.reference:
+            raise LabError("reference is required: give a recording to cut (--reference WAV)")
+        if not self.lengths:
+            raise LabError("lengths is empty: give at least one length in seconds, e.g. 3,6,10")
+        for s in self.lengths:
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not (0.5 <= s <= 600):
+                raise LabError(f"lengths must be seconds between 0.5 and 600, got {s!r}")
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or not (1 <= self.repeats <= 20):
+            raise LabError(f"repeats must be an integer from 1 to 20, got {self.repeats!r}")
+
+
+@dataclass(frozen=True)
+class LanguagesSpec(Common):
+    """One row per language, each with its default sentence unless ``texts`` overrides it."""
+
+    langs: tuple[str, ...] = XTTS_LANGUAGES
+    texts: Mapping[str, str] = field(default_factory=dict)  # lang -> sentence override
+    speed: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        if not self.langs:
+            raise LabError("langs is empty: give at least one language, e.g. en,ko")
+        for lang in self.langs:
+            _check_lang("langs", lang)
+        for lang, text in dict(self.texts).items():
+            _check_lang("texts", lang)
+            _check_text(f"texts[{lang}]", text)
+        _check_speed("speed", self.speed)
+
+    def text_for(self, lang: str) -> str:
+        return dict(self.texts).get(lang) or DEFAULT_SENTENCES[lang]
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec(Common):
+    """N repeats per engine over short/medium/long texts; the first (cold) run reported apart."""
+
+    engines: tuple[str, ...] = ("espeak",)
+    texts: Mapping[str, str] = field(default_factory=lambda: dict(BENCH_TEXTS))  # label -> text
+    lang: str = "en"
+    repeats: int = 3                   # warm runs per engine and text, after one cold run
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        if not self.engines:
+            raise LabError("engines is empty: give at least one engine, e.g. espeak,xtts")
+        if not self.texts:
+            raise LabError("texts is empty")
+        for label, text in dict(self.texts).items():
+            _check_text(f"texts[{label}]", text)
+        _check_lang("lang", self.lang)
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or not (1 <= self.repeats <= 100):
+            raise LabError(f"repeats must be an integer from 1 to 100, got {self.repeats!r}")
+
+
+def spec_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Build spec ``cls`` from plain data (YAML/JSON), naming any unknown field."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise LabError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
+    kwargs = dict(data)
+    if isinstance(kwargs.get("settings"), Mapping):
+        kwargs["settings"] = GenerationSettings(**kwargs["settings"])
+    for name in ("speeds", "lengths", "langs", "engines"):
+        if name in kwargs and isinstance(kwargs[name], list):
+            kwargs[name] = tuple(kwargs[name])
+    return cls(**kwargs)

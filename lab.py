@@ -1,0 +1,45 @@
+"""XTTS Lab: ``uv run lab.py`` serves the lab; ``uv run lab.py run <experiment>`` runs one headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but bad options end with one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    from experiments.cli import add_engine_arguments, add_run_arguments
+
+    p = OneLineParser(prog="lab.py", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also create a temporary public Gradio link")
+    p.add_argument("--auth", help="user:pass, or a file of user:pass lines, required for the UI and REST API")
+    p.add_argument("--out", default="results", help="results folder (default results/)")
+    add_engine_arguments(p)
+    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
+    run = sub.add_parser("run", help="run one experiment headless and write its CSV")
+    add_run_arguments(run)
+    add_engine_arguments(run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "run":
+        from experiments.cli import run_command
+
+        return run_command(args)
+    from components.ui.app import serve
+
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
