@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.cli import run_command
 
         return run_command(args)
-    from components.ui.app import serve
+    from components.server import serve
 
     return serve(args)
 
