@@ -30,3 +30,24 @@ def results_dir(tmp_path) -> Path:
     d = tmp_path / "results"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="session")
+def reference_wav(tmp_path_factory) -> Path:
+    """~20 s of real speech from espeak-ng, saved at 16 kHz, as a reference recording to cut and clone."""
+    import librosa
+    import numpy as np
+    import soundfile as sf
+
+    from components.engines.base import SynthRequest
+    from components.engines.espeak import EspeakEngine
+
+    engine = EspeakEngine()
+    text = ("This is a reference recording for the lab. It talks for a while so that it can be cut "
+            "into pieces of three, six, ten and fifteen seconds. Each piece is then used to clone the "
+            "voice, and the lab compares what comes out. The quick brown fox jumps over the lazy dog.")
+    audio = engine.synthesize(SynthRequest(text, speaker="female")).audio
+    audio = librosa.resample(audio, orig_sr=engine.sample_rate, target_sr=16000)
+    path = tmp_path_factory.mktemp("reference") / "reference.wav"
+    sf.write(path, np.asarray(audio, np.float32), 16000)
+    return path

@@ -1,0 +1,108 @@
+"""End to end: every experiment from the command line, as a user runs it."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lab(*args: str, check_rc: int | None = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "lab.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, proc.stderr
+    return proc
+
+
+def run_csv(*args: str) -> pd.DataFrame:
+    proc = lab("run", *args)
+    last = proc.stdout.strip().splitlines()[-1]
+    path = Path(last)
+    assert path.name == "results.csv" and path.is_file(), proc.stdout
+    with open(path, newline="") as f:  # every line a whole row
+        assert all(len(r) == len(next(csv.reader(open(path)))) for r in csv.reader(f))
+    df = pd.read_csv(path)
+    for wav in df["wav_path"].dropna():
+        assert sf.info(wav).duration > 0
+    return df
+
+
+def test_synth(results_dir):
+    df = run_csv("synth", "--engine", "espeak", "--text", "Hello from the test.", "--lang", "en",
+                 "--speaker", "female", "--seed", "3", "--out", str(results_dir))
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["engine"] == "espeak" and row["speaker"] == "female" and row["language"] == "en"
+    assert row["text_chars"] == len("Hello from the test.")
+    assert row["audio_seconds"] > 0.5 and row["rtf"] == pytest.approx(row["synth_seconds"] / row["audio_seconds"], rel=1e-3)
+    assert str(results_dir) in row["wav_path"]
+    for col in ("run_id", "timestamp", "device", "versions", "speed", "seed"):
+        assert col in df.columns
+
+
+def test_speed_sweep_length_follows_speed(results_dir):
+    df = run_csv("speed-sweep", "--engine", "espeak", "--speeds", "0.5,1,1.5", "--out", str(results_dir))
+    assert list(df["speed"]) == [0.5, 1.0, 1.5]
+    secs = df.set_index("speed")["audio_seconds"]
+    assert secs[0.5] > secs[1.0] > secs[1.5]
+    assert secs[0.5] / secs[1.0] == pytest.approx(2.0, rel=0.25)
+
+
+def test_ref_length_says_espeak_cannot_clone(results_dir, reference_wav):
+    df = run_csv("ref-length", "--engine", "espeak", "--reference", str(reference_wav), "--lengths", "3,6,10",
+                 "--out", str(results_dir))
+    assert list(df["reference_seconds"]) == pytest.approx([3, 6, 10], abs=0.01)
+    assert set(df["status"]) == {"unsupported"}
+    assert df["note"].str.contains("cannot clone").all()
+
+
+def test_languages_default_sentences(results_dir):
+    df = run_csv("languages", "--engine", "espeak", "--langs", "en,ko,ja,zh-cn", "--out", str(results_dir))
+    assert list(df["language"]) == ["en", "ko", "ja", "zh-cn"]
+    assert (df["status"] == "ok").all() and (df["audio_seconds"] > 1).all()
+
+
+def test_benchmark_cold_apart_and_summary(results_dir):
+    df = run_csv("benchmark", "--engines", "espeak", "--repeats", "2", "--out", str(results_dir))
+    # one cold run + 2 warm repeats of each of 3 texts
+    assert len(df) == 7
+    assert df["cold"].sum() == 1 and df.iloc[0]["cold"]
+    assert set(df["text_length"]) == {"short", "medium", "long"}
+    summary = pd.read_csv(Path(df.iloc[0]["wav_path"]).parents[1] / "summary.csv")
+    assert list(summary["text_length"]) == ["short", "medium", "long"]
+    assert (summary["runs"] == 2).all()
+    for col in ("synth_mean", "synth_std", "synth_min", "synth_max", "rtf_mean"):
+        assert summary[col].notna().all()
+
+
+def test_reproduce_from_saved_spec(results_dir):
+    first = run_csv("languages", "--engine", "espeak", "--langs", "de,fr", "--speaker", "male 2",
+                    "--out", str(results_dir))
+    spec = Path(first.iloc[0]["wav_path"]).parents[1] / "spec.yaml"
+    again = run_csv("--spec", str(spec), "--out", str(results_dir))
+    assert list(again["language"]) == ["de", "fr"] and set(again["speaker"]) == {"male 2"}
+    assert again.iloc[0]["run_id"] != first.iloc[0]["run_id"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["synth", "--lang", "xx"], "not a supported language"),
+    (["synth", "--text", "   "], "text is empty"),
+    (["synth", "--speed", "0"], "speed must be between"),
+    (["speed-sweep", "--speeds", "fast"], "comma-separated numbers"),
+    (["synth", "--engine", "nope"], "unknown engine"),
+    (["ref-length", "--engine", "espeak"], "reference is required"),
+    (["ref-length", "--reference", "/no/such.wav"], "does not exist"),
+    (["bogus"], "invalid choice"),
+    (["synth", "--repeats", "x"], "invalid int value"),
+    (["--spec", "/no/such/spec.yaml"], "cannot be read"),
+])
+def test_bad_input_exits_2_with_one_line(results_dir, args, message):
+    proc = lab("run", *args, "--out", str(results_dir), check_rc=2)
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not list(results_dir.glob("*/results.csv"))  # nothing half-logged
