@@ -97,6 +97,15 @@ class Engines:
         reason = self.unavailable_reason(name)
         return f"unavailable: {reason}" if reason else "not loaded"
 
+    def accept_license(self) -> None:
+        """Record that the user accepted the Coqui Public Model License (the UI's checkbox):
+        engines built from now on may download XTTS weights; earlier failures are forgotten."""
+        from dataclasses import replace
+
+        with self._guard:
+            self.config = replace(self.config, agree_cpml=True)
+            self._errors.pop("xtts", None)
+
     # -- loading -----------------------------------------------------------------------------
     def get(self, name: str, progress: Progress = no_progress) -> Engine:
         """The loaded engine ``name``; loads it (once) if needed, or waits for a load under way."""
