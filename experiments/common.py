@@ -51,7 +51,8 @@ def run_request(engine: Engine, request: SynthRequest, *, stream: bool = False,
 def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds: float,
             **fields: Any) -> dict[str, Any]:
     """The CSV row of one finished synthesis (without ``wav_path``)."""
-    metrics = signal_metrics(result.audio, result.sample_rate, request.text, request.lang)
+    metrics = signal_metrics(result.audio, result.sample_rate, request.text, request.lang,
+                             speed=request.speed)
     audio_seconds = metrics["audio_seconds"]
     settings = asdict(request.settings) if engine.capabilities.seeded else {}
     row: dict[str, Any] = {
