@@ -165,7 +165,14 @@ class ResultsStore:
 
     def new_run(self, experiment: str, spec: Any | None = None) -> Run:
         self.root.mkdir(parents=True, exist_ok=True)
-        run = Run(self.root, new_run_id(experiment), experiment)
+        while True:  # claim the folder atomically: concurrent REST requests start runs in one second
+            run_id = new_run_id(experiment)
+            try:
+                (self.root / run_id).mkdir()
+                break
+            except FileExistsError:
+                continue
+        run = Run(self.root, run_id, experiment)
         if spec is not None:
             run.save_spec(spec)
         return run
