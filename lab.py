@@ -21,6 +21,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also create a temporary public Gradio link")
     p.add_argument("--auth", help="user:pass, or a file of user:pass lines, required for the UI and REST API")
+    p.add_argument("--max-upload-mb", type=float, default=50.0,
+                   help="largest reference upload accepted by the UI and REST API (default 50 MB)")
     p.add_argument("--out", default="results", help="results folder (default results/)")
     add_engine_arguments(p)
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)

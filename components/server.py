@@ -1,28 +1,292 @@
-"""Serving: the Gradio UI (and, in the same server, the REST API)."""
+"""Serving: ONE FastAPI app holding the REST API and the Gradio UI (mounted at "/"), run by uvicorn.
+
+Exposure is opt-in: the lab binds 127.0.0.1 unless ``--host`` says otherwise, makes a public
+share link only with ``--share`` (and keeps serving locally when the link cannot be made), and
+``--auth`` guards the UI (Gradio's login) and the REST API (HTTP Basic) with the same
+credentials. Request bodies and uploads are capped.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
+import secrets
 import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 from .context import LabContext
+from .engines.base import LabError
+
+DEFAULT_MAX_UPLOAD_MB = 50.0  # a 10-minute 16 kHz mono WAV is 19 MB; 30 s of 48 kHz stereo is 6 MB
+
+
+def _warn(message: str) -> None:
+    print(f"lab.py: warning: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the lab is exposed."""
+
+    host: str = "127.0.0.1"                       # address to bind; 127.0.0.1 = this machine only
+    port: int = 7860
+    share: bool = False                           # also ask Gradio for a temporary public link
+    auth: tuple[tuple[str, str], ...] = ()        # (user, password) pairs; empty = no login
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB  # cap on an uploaded or base64 reference
+
+    def __post_init__(self) -> None:
+        if not (0 < self.max_upload_mb <= 2048):
+            raise LabError(f"max_upload_mb must be in (0, 2048], got {self.max_upload_mb!r}")
+        if not (0 <= self.port < 65536):
+            raise LabError(f"port must be 0-65535, got {self.port!r}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_body_bytes(self) -> int:
+        """A JSON body may hold one capped upload as base64 (4/3 larger) plus the other fields."""
+        return self.max_upload_bytes * 4 // 3 + 2**20
+
+
+def parse_auth(value: str | None) -> tuple[tuple[str, str], ...]:
+    """``user:pass``, or the path of a file with one ``user:pass`` per line (# comments allowed)."""
+    if not value:
+        return ()
+    path = Path(value)
+    if path.is_file():
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        entries = [ln for ln in lines if ln and not ln.startswith("#")]
+        where = f"--auth file {value!r}"
+    else:
+        entries = [value]
+        where = "--auth"
+    pairs = []
+    for entry in entries:
+        user, sep, password = entry.partition(":")
+        if not sep or not user or not password:
+            # Never echo the entry: it may be a password.
+            raise LabError(f"{where}: each entry must be user:password with both parts non-empty")
+        pairs.append((user, password))
+    if not pairs:
+        raise LabError(f"{where} has no user:password line")
+    return tuple(pairs)
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def exposure_warnings(options: ServerOptions) -> list[str]:
+    """What the console and the UI banner should say about who can reach the lab."""
+    out = []
+    if not is_loopback(options.host):
+        out.append(f"the lab listens on {options.host}: other machines on your network can reach it"
+                   + ("" if options.auth else " and nothing asks them for a password (add --auth user:pass)"))
+    if options.share:
+        out.append("--share: a public link lets anyone on the internet who has it use the lab"
+                   + ("" if options.auth else " (add --auth user:pass)"))
+    return out
+
+
+def basic_auth_dependency(pairs: tuple[tuple[str, str], ...]) -> Callable:
+    """A FastAPI dependency requiring HTTP Basic credentials equal to one of ``pairs``."""
+    from fastapi import Depends, HTTPException
+    from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+    basic = HTTPBasic(auto_error=False, realm="XTTS Lab")
+
+    def check(credentials: HTTPBasicCredentials | None = Depends(basic)) -> str:
+        if credentials is not None:
+            user = credentials.username.encode()
+            password = credentials.password.encode()
+            ok = False
+            for u, p in pairs:  # no early exit: the time taken does not reveal which user matched
+                ok |= secrets.compare_digest(user, u.encode()) & secrets.compare_digest(password, p.encode())
+            if ok:
+                return credentials.username
+        raise HTTPException(401, detail="authentication required: HTTP Basic with the --auth user:password",
+                            headers={"WWW-Authenticate": 'Basic realm="XTTS Lab"'})
+
+    return check
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse bodies over ``max_bytes`` with 413 before they reach any route.
+
+    Checks Content-Length up front, and counts the bytes of bodies sent without one.
+    """
+
+    class _Over(Exception):
+        pass
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, send: Callable) -> None:
+        body = json.dumps({"detail": f"request body is over the upload cap of "
+                                     f"{self.max_bytes / 2**20:.0f} MB"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = False  # the server rejects a malformed length itself
+                if too_big:
+                    return await self._refuse(send)
+        received = 0
+        started = False
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodySizeLimit._Over()
+            return message
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except BodySizeLimit._Over:
+            if not started:
+                await self._refuse(send)
+
+
+def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: Any = None):
+    """The one ASGI app: REST routes, their OpenAPI schema and docs, then the Gradio ``ui`` at "/".
+
+    ``ui`` is a ``gr.Blocks`` (``components.ui.app.build_app(lab)``); None serves the REST API only.
+    """
+    from fastapi import Depends, FastAPI
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    from .api import install_error_handlers, router
+
+    guards = [basic_auth_dependency(options.auth)] if options.auth else []
+    # The default schema/docs routes cannot take dependencies; ours below sit behind auth too.
+    app = FastAPI(title="XTTS Lab", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
+                  description="Local text-to-speech experiment lab. The web UI is served at /.")
+    install_error_handlers(app)
+    app.include_router(router(lab, max_upload_bytes=options.max_upload_bytes, dependencies=guards))
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(g) for g in guards])
+    def openapi_schema() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(g) for g in guards])
+    def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="XTTS Lab API")
+
+    app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes)
+    if ui is not None:
+        import gradio as gr
+
+        # Per-engine locks (Engines.use) are the real queue; this bounds how many UI jobs wait.
+        ui.queue(default_concurrency_limit=1, max_size=64)
+        gr.mount_gradio_app(
+            app, ui, path="/", server_name=options.host, server_port=options.port,
+            auth=list(options.auth) or None,
+            max_file_size=options.max_upload_bytes, show_error=True, mcp_server=False,
+            footer_links=["api", "settings"],
+        )
+    return app
+
+
+def start_share_link(lab: LabContext, options: ServerOptions, ready: threading.Event) -> threading.Thread:
+    """Ask Gradio's share server for a public link once serving; on failure keep serving locally.
+
+    Without a network this fails (in seconds); the reason goes to the console and the UI banner.
+    """
+
+    def work() -> None:
+        from gradio import networking
+
+        ready.wait()
+        host = "127.0.0.1" if options.host in ("0.0.0.0", "::") else options.host
+        try:
+            url = networking.setup_tunnel(host, options.port, secrets.token_urlsafe(32), None, None)
+        except Exception as e:  # noqa: BLE001 - any failure means "no link", never "no lab"
+            cause = f"{e}" + (f" ({e.__cause__})" if e.__cause__ else "")
+            message = (f"--share: no public link could be made: {cause}. The lab keeps serving "
+                       f"locally on http://{host}:{options.port}")
+            lab.warnings.append(message)
+            _warn(message)
+            return
+        url = url.replace("http://", "https://", 1)
+        lab.warnings.append(f"public share link: {url}")
+        print(f"* Public URL (temporary): {url}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=work, name="share-link", daemon=True)
+    thread.start()
+    return thread
 
 
 def serve(args: argparse.Namespace) -> int:
     """Build the lab, start loading the default engine in the background, serve until stopped."""
+    import uvicorn
+
     from experiments.cli import engine_config
 
-    from .engines.base import LabError
-    from .ui.app import build_app
-
     try:
+        options = ServerOptions(host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
+                                max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB)
         lab = LabContext.create(engine_config(args), results=args.out)
-    except LabError as e:
+    except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2
+    for warning in exposure_warnings(options):
+        lab.warnings.append(warning)
+        _warn(warning)
     default = lab.engines.default()
     lab.engines.preload(default)  # the page is usable while the model loads
-    demo = build_app(lab)
-    demo.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port,
-                                                   share=args.share, show_error=True)
-    return 0
+
+    from .ui.app import build_app
+
+    app = create_app(lab, options, ui=build_app(lab))
+    server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning",
+                                           timeout_graceful_shutdown=5))
+    if options.share:
+        ready = threading.Event()
+        start_share_link(lab, options, ready)
+        threading.Thread(target=_set_when_started, args=(server, ready), daemon=True).start()
+    shown = f"[{options.host}]" if ":" in options.host else options.host
+    print(f"* XTTS Lab on http://{shown}:{options.port}  (REST: POST /synthesize_base64, GET /health, "
+          f"docs at /docs; engine {default})", file=sys.stderr, flush=True)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _set_when_started(server: Any, ready: threading.Event, limit_s: float = 120.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ready.set()

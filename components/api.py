@@ -1,0 +1,305 @@
+"""The REST API, served by the same process as the UI.
+
+``POST /synthesize_base64`` keeps clients of the original XTTS API server working: JSON in
+(text, language, speed, optional base64 reference), a base64 WAV out. Every REST synthesis is a
+``synth`` experiment run, so it is logged as a CSV row with a ``spec.yaml`` that reproduces it.
+``GET /health`` reports each engine's status. Errors the user can fix are 4xx JSON
+``{"detail": message}``; an engine that cannot run here is 503.
+
+Nothing here holds state at module level: the routes are closures over the ``LabContext``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import shutil
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Optional, Sequence
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .context import LabContext
+from .engines import REGISTRY
+from .engines.base import (
+    SPEED_MAX, SPEED_MIN, XTTS_LANGUAGES, CapabilityError, EngineUnavailable, LabError, check_language,
+)
+
+MAX_TEXT_CHARS = 5000       # same limit as the experiment specs (experiments/specs.py)
+MAX_QUEUED_PER_ENGINE = 32  # REST requests waiting for one engine before new ones get 503
+VALIDATION_SR = 16000       # Hz; the rate references are checked at (cheap, any rate would do)
+
+# Control characters other than tab/newline/carriage return: a NUL silently truncates the text
+# inside espeak (C strings) and the others are never meant to be spoken.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
+
+
+class SynthesizeRequest(BaseModel):
+    """One synthesis, as the XTTS API server took it (plus ``engine``, ``speaker`` and ``seed``)."""
+
+    model_config = ConfigDict(extra="ignore")  # old clients send fields we do not use
+
+    # The limits are checked by ``_text`` (with the lab's own messages) and documented here.
+    text: str = Field(description=f"what to say; 1 to {MAX_TEXT_CHARS} characters, not only whitespace",
+                      json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": r"\S"})
+    lang: Literal[XTTS_LANGUAGES] = Field("en", description="language code")  # type: ignore[valid-type]
+    speed: float = Field(1.0, ge=SPEED_MIN, le=SPEED_MAX, description="1.0 = natural rate; 2.0 = twice as fast")
+    speaker_wav_b64: Optional[str] = Field(
+        None, description="a reference recording to clone (WAV, FLAC, OGG or MP3 file), base64; "
+                          "a data: URL prefix is accepted. Engines that cannot clone refuse it (400).")
+    speaker: Optional[str] = Field(None, max_length=100, description="a built-in voice of the engine")
+    engine: Optional[Literal[tuple(REGISTRY)]] = Field(  # type: ignore[valid-type]
+        None, description="engine name; default: xtts when its weights are present, else espeak")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed for engines that sample (XTTS)")
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("text is empty: type something to say")
+        if len(text) > MAX_TEXT_CHARS:
+            raise ValueError(f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}: "
+                             "split it into several requests")
+        bad = _CONTROL.search(text)
+        if bad:
+            raise ValueError(f"text contains the control character U+{ord(bad.group()):04X}; remove it")
+        return text
+
+
+class SynthesizeResponse(BaseModel):
+    audio_base64: str = Field(description="a WAV file (16-bit PCM, mono), base64")
+    sample_rate: int = Field(description="Hz")
+    duration_seconds: float = Field(description="length of the audio")
+    synth_seconds: float = Field(description="wall time the engine took")
+    engine: str
+    run_id: str = Field(description="the results run that logged this synthesis")
+    warnings: list[str] = Field(default_factory=list, description="things worth knowing, e.g. a reference was cut")
+
+
+class EngineHealth(BaseModel):
+    status: str = Field(description="ready, loading, not loaded, or unavailable: why")
+    queued: int = Field(description="REST requests waiting for or using this engine")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    default_engine: str
+    engines: dict[str, EngineHealth]
+    warnings: list[str] = Field(description="exposure and setup warnings, also shown in the UI banner")
+    max_upload_mb: float
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, in words the user can act on")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": why} for code, why in (
+        (400, "the engine cannot do what was asked (e.g. clone a voice)"),
+        (401, "--auth is set and the credentials are missing or wrong"),
+        (413, "the request body or the reference is larger than the upload cap"),
+        (422, "invalid input: the message names the field"),
+        (503, "the engine cannot run here, or too many requests are queued for it"),
+    )
+}
+
+
+class TooBusy(LabError):
+    """Too many requests are already waiting for this engine."""
+
+
+class TooLarge(LabError):
+    """An upload is over the cap."""
+
+
+class Admission:
+    """Counts REST requests per engine so a flood is refused (503) instead of piling up threads.
+
+    The engine's own lock (``Engines.use``) is the queue; this only bounds its length.
+    """
+
+    def __init__(self, limit: int = MAX_QUEUED_PER_ENGINE):
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+
+    def queued(self, engine: str) -> int:
+        with self._lock:
+            return self._count.get(engine, 0)
+
+    @contextmanager
+    def enter(self, engine: str) -> Iterator[None]:
+        with self._lock:
+            if self._count.get(engine, 0) >= self.limit:
+                raise TooBusy(f"{engine} already has {self.limit} requests queued; try again shortly")
+            self._count[engine] = self._count.get(engine, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count[engine] -= 1
+
+
+def decode_reference(data: str, max_bytes: int) -> bytes:
+    """Decode ``speaker_wav_b64`` (plain base64 or a data: URL); LabError if it is not base64."""
+    text = _DATA_URL.sub("", data.strip(), count=1)
+    text = re.sub(r"\s+", "", text)
+    if len(text) * 3 // 4 > max_bytes:
+        raise TooLarge(f"speaker_wav_b64 is over the upload cap of {max_bytes / 2**20:g} MB")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise LabError(f"speaker_wav_b64 is not valid base64 ({e})") from None
+    if not raw:
+        raise LabError("speaker_wav_b64 is empty: give the base64 of an audio file, or leave it out")
+    return raw
+
+
+def status_for(error: LabError) -> int:
+    """HTTP status of a user-fixable error."""
+    if isinstance(error, (EngineUnavailable, TooBusy)):
+        return 503
+    if isinstance(error, TooLarge):
+        return 413
+    if isinstance(error, CapabilityError):
+        return 400
+    return 422
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": message, **extra}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """LabError -> 4xx/503 and request validation -> 422, each as ``{"detail": "message"}``."""
+
+    @app.exception_handler(LabError)
+    async def lab_error(request: Request, exc: LabError) -> JSONResponse:
+        return _error(status_for(exc), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")  # our validators' own words
+            errors.append({"loc": loc, "msg": msg, "type": str(e.get("type", ""))})
+        message = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors)
+        # The raw input is left out on purpose: it can be megabytes, or a secret.
+        return _error(422, message or "invalid request", errors=errors)
+
+
+def router(lab: LabContext, *, max_upload_bytes: int, dependencies: Sequence[Callable] = (),
+           admission: Admission | None = None) -> APIRouter:
+    """The REST routes over ``lab``. ``dependencies`` (e.g. HTTP Basic auth) guard every route."""
+    admission = admission or Admission()
+    api = APIRouter(dependencies=[Depends(d) for d in dependencies])
+
+    @api.get("/health", response_model=HealthResponse, responses={401: ERRORS[401]}, tags=["lab"])
+    def health() -> HealthResponse:
+        """Engines and model status; cheap: it loads nothing."""
+        return HealthResponse(
+            status="ok",
+            default_engine=lab.engines.default(),
+            engines={n: EngineHealth(status=lab.engines.status(n), queued=admission.queued(n))
+                     for n in lab.engines.names()},
+            warnings=list(lab.warnings),
+            max_upload_mb=max_upload_bytes / 2**20,
+        )
+
+    @api.post("/synthesize_base64", response_model=SynthesizeResponse, responses=ERRORS, tags=["lab"])
+    def synthesize_base64(request: SynthesizeRequest) -> SynthesizeResponse:
+        """Synthesise ``text``; the WAV comes back base64 and is logged as one results row."""
+        # A sync route: FastAPI runs it in its thread pool and the engine lock queues it.
+        return synthesize(lab, request, max_upload_bytes=max_upload_bytes, admission=admission)
+
+    return api
+
+
+def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes: int,
+               admission: Admission) -> SynthesizeResponse:
+    """Validate everything first (no run folder, no row for a bad request), then run ``synth``."""
+    import soundfile as sf
+
+    from experiments import synth
+    from experiments.specs import SynthSpec
+
+    name = request.engine or lab.engines.default()
+    spec = SynthSpec(engine=name, speaker=request.speaker, text=request.text, lang=request.lang,
+                     speed=request.speed, seed=request.seed)
+    with admission.enter(name):
+        engine = lab.engines.get(name)  # loads once per process; EngineUnavailable -> 503
+        check_language(engine, spec.lang)
+        if spec.speaker is not None and spec.speaker not in engine.speakers():
+            voices = engine.speakers()
+            shown = ", ".join(voices[:20]) + (", ..." if len(voices) > 20 else "")
+            raise LabError(f"{name} has no speaker {spec.speaker!r}; choose one of: {shown}")
+        warnings: list[str] = []
+        with tempfile.TemporaryDirectory(prefix="xtts-lab-ref-") as tmp:
+            reference = None
+            if request.speaker_wav_b64 is not None:
+                # The file name is ours: nothing the client sends becomes part of a path.
+                reference = Path(tmp) / "reference"
+                reference.write_bytes(decode_reference(request.speaker_wav_b64, max_upload_bytes))
+                try:
+                    warnings += check_reference(reference)
+                except LabError as e:  # the message names our temporary path: do not expose it
+                    raise LabError(str(e).replace(str(reference), reference.name)) from None
+                if not engine.capabilities.cloning:
+                    raise CapabilityError(
+                        f"{name} cannot clone a voice: leave out speaker_wav_b64 and pick one of its "
+                        f"speakers ({', '.join(engine.speakers()[:10])}), or use an engine that clones (xtts)")
+            run = lab.store.new_run("synth")
+            try:
+                if reference is not None:
+                    kept = run.dir / f"reference{_audio_suffix(reference)}"
+                    shutil.move(str(reference), kept)  # kept so spec.yaml reproduces the run
+                    spec = replace(spec, reference=str(kept))
+                run.save_spec(spec)
+                frame = synth.run(spec, lab.engines, run)
+            except BaseException:
+                if not run.csv_path.exists():  # nothing was logged: leave no empty run behind
+                    shutil.rmtree(run.dir, ignore_errors=True)
+                raise
+    row = frame.iloc[0]
+    wav = Path(row["wav_path"])
+    return SynthesizeResponse(
+        audio_base64=base64.b64encode(wav.read_bytes()).decode("ascii"),
+        sample_rate=int(sf.info(str(wav)).samplerate),
+        duration_seconds=float(row["audio_seconds"]),
+        synth_seconds=float(row["synth_seconds"]),
+        engine=name,
+        run_id=run.run_id,
+        warnings=warnings,
+    )
+
+
+def check_reference(path: Path) -> list[str]:
+    """Refuse a reference that is not audio, is silent or too short (LabError); return warnings.
+
+    Uses the same cleaning every engine applies before conditioning, so REST clients get the
+    same messages as the UI, whatever the engine.
+    """
+    from .audio import clean_reference
+
+    return list(clean_reference(path, target_sr=VALIDATION_SR).warnings)
+
+
+def _audio_suffix(path: Path) -> str:
+    """``.wav``/``.flac``/``.ogg``/``.mp3`` from the file's content, never from a client's name."""
+    import soundfile as sf
+
+    try:
+        fmt = sf.info(str(path)).format.lower()
+    except Exception:  # noqa: BLE001 - decodable by librosa only: keep a neutral suffix
+        return ".audio"
+    return {"wav": ".wav", "flac": ".flac", "ogg": ".ogg", "mpeg": ".mp3", "mp3": ".mp3"}.get(fmt, ".audio")
