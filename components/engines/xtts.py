@@ -1,0 +1,507 @@
+"""Coqui XTTS v2: multilingual, voice-cloning, streaming text-to-speech.
+
+The engine is cheap to build; ``load()`` finds the weights (``components.xtts.locate``), loads
+them once with coqui-tts's own classes and keeps the model as ``engine.model``. Per request:
+
+    reference clean-up (components.audio) -> conditioning latents (cached: components.xtts.latents)
+    -> text normalised and split (components.xtts.text) -> GPT -> HiFiGAN -> audio + stage timings
+
+The model-specific pipeline lives in two private methods, ``_run_pipeline`` (whole utterance) and
+``_run_stream`` (chunks as they are ready). They mirror stock coqui ``Xtts.inference`` and
+``Xtts.inference_stream`` step by step, split only to time each stage, so their output equals
+stock coqui's for the same seed (a test checks it); a faster path can replace them without
+touching the rest.
+
+What the tests here cannot show: with random-weight checkpoints the audio is noise, so speech
+quality, intelligibility, speaker similarity of clones and the effect of the sampling settings
+can only be judged with the real XTTS v2 weights.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .base import (
+    XTTS_LANGUAGES, Capabilities, EngineUnavailable, GenerationSettings, LabError, Progress,
+    SynthRequest, SynthResult, check_language, no_progress,
+)
+
+DEFAULT_CACHE_DIR = "~/.cache/xtts-lab"
+COND_SAMPLE_RATE = 22050       # Hz: XTTS conditions on 22.05 kHz audio (speaker encoder resamples to 16 kHz)
+STREAM_CHUNK_TOKENS = 20       # GPT tokens per streamed chunk (coqui's default; ~0.93 s of audio)
+STREAM_OVERLAP_SAMPLES = 1024  # crossfade between streamed chunks (coqui's default)
+
+
+@dataclass
+class PreparedReference:
+    """A cleaned, conditioned reference recording (what ``prepare_reference`` returns)."""
+
+    voice: Any                          # components.xtts.latents.Voice
+    cache: str                          # "hit-memory" | "hit-disk" | "miss"
+    seconds: float                      # speech length after clean-up
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)   # "reference", "conditioning"
+
+
+class XttsEngine:
+    """XTTS v2 through coqui-tts: 17 languages, built-in speakers, cloning, streaming, seeds."""
+
+    name = "xtts"
+    capabilities = Capabilities(cloning=True, streaming=True, seeded=True)
+
+    def __init__(self, config=None):
+        from . import EngineConfig
+
+        self.config = config or EngineConfig()
+        self.model = None                   # the loaded coqui ``Xtts``
+        self.weights = None                 # components.xtts.locate.Weights
+        self.model_id: str | None = None    # fingerprint of the checkpoint (cache keys, CSV versions)
+        self.load_seconds: float | None = None
+        self.stream_chunk_tokens = STREAM_CHUNK_TOKENS
+        self._device: str | None = None
+        self._speakers: dict[str, dict[str, Any]] = {}
+        self._latents = None                # components.xtts.latents.LatentCache
+        self._load_lock = threading.Lock()
+
+    # -- discovery (light: no torch) -----------------------------------------------------------
+    @classmethod
+    def unavailable_reason(cls, config) -> str | None:
+        """What is missing and how to get it, or None when XTTS can load (or download)."""
+        from components.xtts import locate
+
+        if config is not None and config.precision != "fp32":
+            return (f"precision {config.precision!r} is not supported by the xtts engine yet; "
+                    "use --precision fp32")
+        return locate.unavailable_reason(getattr(config, "xtts_dir", None), getattr(config, "agree_cpml", False))
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        if self.model is not None:
+            return tuple(self.model.config.languages)
+        return XTTS_LANGUAGES
+
+    @property
+    def sample_rate(self) -> int:
+        if self.model is not None:
+            return int(self.model.args.output_sample_rate)
+        return int(self._release_config().get("model_args", {}).get("output_sample_rate", 24000))
+
+    @property
+    def device(self) -> str:
+        return self._device or self.config.device
+
+    def _release_config(self) -> dict[str, Any]:
+        import json
+
+        from components.xtts import locate
+
+        try:
+            weights = self.weights or locate.find_weights(self.config.xtts_dir)
+        except LabError:
+            weights = None
+        if weights is None:
+            return {}
+        return json.loads((weights.path / "config.json").read_text())
+
+    # -- loading -------------------------------------------------------------------------------
+    def load(self, progress: Progress = no_progress) -> None:
+        """Find (or, with the CPML accepted, download) the weights and load them once."""
+        with self._load_lock:
+            if self.model is not None:
+                return
+            reason = self.unavailable_reason(self.config)
+            if reason:
+                raise EngineUnavailable(reason)
+            from components.xtts import locate
+
+            t0 = time.perf_counter()
+            weights = locate.find_weights(self.config.xtts_dir)
+            if weights is None:  # unavailable_reason said a download is allowed
+                weights = locate.download(progress)
+            device = self._resolve_device()
+            progress(0.1, desc=f"loading XTTS v2 from {weights.path} onto {device}")
+
+            from TTS.tts.configs.xtts_config import XttsConfig
+            from TTS.tts.models.xtts import Xtts
+
+            config = XttsConfig()
+            config.load_json(str(weights.path / "config.json"))
+            model = Xtts(config)
+            model.load_checkpoint(config, checkpoint_dir=str(weights.path), eval=True)
+            model.to(device)
+            progress(0.9, desc="XTTS v2 loaded; preparing the voice cache")
+
+            from components.xtts.latents import LatentCache
+
+            self.model_id = locate.fingerprint(weights.path)
+            cache_root = Path(self.config.cache_dir or DEFAULT_CACHE_DIR).expanduser()
+            self._latents = LatentCache(cache_root / "latents")
+            manager = getattr(model, "speaker_manager", None)
+            self._speakers = dict(manager.speakers) if manager is not None else {}
+            self.weights, self._device = weights, device
+            self.model = model
+            self.load_seconds = time.perf_counter() - t0
+            progress(1.0, desc=f"XTTS v2 ready ({self.load_seconds:.1f} s)")
+
+    def _resolve_device(self) -> str:
+        import torch
+
+        wanted = self.config.device
+        if wanted == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if wanted.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineUnavailable(f"device {wanted!r} was asked for but no CUDA GPU is available; "
+                                    "use --device cpu or auto")
+        return wanted
+
+    def _require_model(self, progress: Progress) -> Any:
+        if self.model is None:
+            self.load(progress)
+        return self.model
+
+    # -- voices --------------------------------------------------------------------------------
+    def speakers(self) -> list[str]:
+        """Built-in voices of speakers_xtts.pth, the file's first voice first."""
+        if self.model is None and self.weights is None:
+            from components.xtts import locate
+
+            try:
+                weights = locate.find_weights(self.config.xtts_dir)
+            except LabError:
+                return []
+            if weights is None or not (weights.path / "speakers_xtts.pth").is_file():
+                return []
+            import torch
+
+            return list(torch.load(weights.path / "speakers_xtts.pth", map_location="cpu", weights_only=True))
+        return list(self._speakers)
+
+    def _conditioning_settings(self) -> dict[str, Any]:
+        """The values the latents depend on besides the audio (part of the cache key)."""
+        cfg = self.model.config
+        return {"gpt_cond_len": int(cfg.gpt_cond_len), "gpt_cond_chunk_len": int(cfg.gpt_cond_chunk_len),
+                "max_ref_len": int(cfg.max_ref_len), "sr": COND_SAMPLE_RATE}
+
+    def prepare_reference(self, path: str, progress: Progress = no_progress) -> PreparedReference:
+        """Clean ``path`` and compute its conditioning latents, from the cache when it has them.
+
+        Raises LabError for silence, under ~2 s of speech, or a file that is not audio.
+        """
+        from components.audio import clean_reference
+        from components.xtts.latents import Voice, latent_key
+
+        model = self._require_model(progress)
+        settings = self._conditioning_settings()
+        t0 = time.perf_counter()
+        clean = clean_reference(path, COND_SAMPLE_RATE, max_seconds=settings["max_ref_len"])
+        t_reference = time.perf_counter() - t0
+
+        key = latent_key(clean.audio, clean.sr, settings, self.model_id or "")
+        t0 = time.perf_counter()
+        found = self._latents.get(key)
+        if found is not None:
+            voice, status = found
+        else:
+            import torch
+
+            progress(0.05, desc=f"conditioning on the reference ({clean.seconds:.1f} s)")
+            audio = torch.from_numpy(clean.audio)[None]
+            with torch.inference_mode():
+                latent = model.get_gpt_cond_latents(audio, clean.sr, length=settings["gpt_cond_len"],
+                                                    chunk_length=settings["gpt_cond_chunk_len"])
+                embedding = model.get_speaker_embedding(audio, clean.sr)
+            voice = Voice(latent.cpu(), embedding.cpu(),
+                          {"seconds": clean.seconds, "warnings": clean.warnings})
+            self._latents.put(key, voice)
+            status = "miss"
+        self._sync()
+        return PreparedReference(voice=voice, cache=status, seconds=clean.seconds, warnings=clean.warnings,
+                                 timings={"reference": t_reference, "conditioning": time.perf_counter() - t0})
+
+    def _voice(self, request: SynthRequest, progress: Progress) -> tuple[Any, dict[str, float], dict[str, Any]]:
+        """Conditioning for ``request``: (voice, timings, info) from a reference or a built-in speaker."""
+        from components.xtts.latents import Voice
+
+        if request.reference:
+            ref = self.prepare_reference(request.reference, progress)
+            info = {"latent_cache": ref.cache, "reference_seconds": round(ref.seconds, 3)}
+            if request.speaker:
+                ref.warnings.append(f"speaker {request.speaker!r} ignored: the reference recording was cloned")
+            if ref.warnings:
+                info["note"] = "; ".join(ref.warnings)
+            return ref.voice, dict(ref.timings), info
+        if not self._speakers:
+            raise LabError("this XTTS checkpoint has no built-in speakers (no speakers_xtts.pth): "
+                           "give a reference recording to clone")
+        name = request.speaker or next(iter(self._speakers))
+        if name not in self._speakers:
+            known = list(self._speakers)
+            raise LabError(f"xtts has no speaker {name!r}; choose one of: {', '.join(known[:12])}"
+                           + (f" ... ({len(known)} in all)" if len(known) > 12 else ""))
+        entry = self._speakers[name]
+        voice = Voice(entry["gpt_cond_latent"], entry["speaker_embedding"], {"speaker": name})
+        return voice, {"reference": 0.0, "conditioning": 0.0}, {"latent_cache": "builtin"}
+
+    # -- text ----------------------------------------------------------------------------------
+    def _token_chunks(self, request: SynthRequest) -> tuple[list[Any], list[str]]:
+        """Text chunks for ``request`` as token tensors, each under the GPT's text-token limit.
+
+        Returns (token tensors, notes). Splits at sentence ends up to the language's character
+        limit; a chunk that still has too many tokens is split again instead of hitting coqui's
+        400-token assertion.
+        """
+        import torch
+
+        from components.xtts import text as xtext
+
+        lang = request.lang
+        splitting = request.settings.enable_text_splitting
+        limit = xtext.char_limit(lang)
+        max_tokens = int(self.model.args.gpt_max_text_tokens)
+        pending = xtext.prepare(request.text, lang, splitting=splitting, limit=limit)
+        if not pending:
+            raise LabError("text is empty after normalisation: type something to say")
+        notes = []
+        if not splitting and len(pending[0]) > limit:
+            notes.append(f"text has {len(pending[0])} characters, over the {limit} XTTS handles well in "
+                         f"{lang!r}; turn text splitting on if the audio is cut short")
+        tokens: list[Any] = []
+        while pending:
+            chunk = pending.pop(0)
+            ids = self.model.tokenizer.encode(chunk.strip().lower(), lang=lang.split("-")[0])
+            if len(ids) >= max_tokens:
+                if len(chunk) <= 1:
+                    raise LabError(f"cannot fit text into XTTS's {max_tokens}-token limit: {chunk!r}")
+                pending[:0] = xtext.split_text(chunk, lang, max(1, len(chunk) // 2))
+                if not any("token limit" in n for n in notes):
+                    notes.append(f"split further to stay under the {max_tokens}-token limit")
+                continue
+            tokens.append(torch.IntTensor(ids).unsqueeze(0).to(self.device))
+        return tokens, notes
+
+    # -- synthesis -----------------------------------------------------------------------------
+    def _seed(self, seed: int | None) -> None:
+        """Seed every generator the sampler may touch, right before generation."""
+        if seed is None:
+            return
+        import torch
+
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)
+
+    def _sync(self) -> None:
+        """Wait for queued GPU work so the stage timers measure it."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    def _begin(self, request: SynthRequest, progress: Progress):
+        self._require_model(progress)
+        check_language(self, request.lang)
+        voice, timings, info = self._voice(request, progress)
+        tokens, notes = self._token_chunks(request)
+        if notes:
+            info["note"] = "; ".join(x for x in (info.get("note"), *notes) if x)
+        s = request.settings
+        info.update({
+            "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+            "repetition_penalty": s.repetition_penalty, "length_penalty": s.length_penalty,
+            "text_splitting": s.enable_text_splitting, "precision": self.config.precision,
+            "text_chunks": len(tokens),
+        })
+        return voice, tokens, timings, info
+
+    def synthesize(self, request: SynthRequest, progress: Progress = no_progress) -> SynthResult:
+        """Synthesise ``request`` whole. Timings: reference, conditioning, gpt, vocoder (seconds)."""
+        voice, tokens, timings, info = self._begin(request, progress)
+        with self._oom_guard():
+            self._seed(request.seed)
+            audio, stage_timings, stage_info = self._run_pipeline(
+                tokens, voice, request.settings, request.speed, progress)
+        timings.update(stage_timings)
+        info.update(stage_info)
+        progress(1.0, desc="done")
+        return SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)
+
+    def stream(self, request: SynthRequest, progress: Progress = no_progress) -> Iterator[np.ndarray | SynthResult]:
+        """Yield float32 audio chunks as they are generated, then the complete SynthResult.
+
+        ``info["ttfa_seconds"]`` is the time from this call to the first chunk (including
+        reference clean-up and conditioning). The chunks concatenated are the result's audio.
+        """
+        t_start = time.perf_counter()
+        voice, tokens, timings, info = self._begin(request, progress)
+        stats: dict[str, Any] = {}
+        chunks: list[np.ndarray] = []
+        ttfa = None
+        with self._oom_guard():
+            self._seed(request.seed)
+            for chunk in self._run_stream(tokens, voice, request.settings, request.speed, stats, progress):
+                if ttfa is None:
+                    ttfa = time.perf_counter() - t_start
+                chunks.append(chunk)
+                yield chunk
+        timings.update(stats.pop("timings", {}))
+        info.update(stats)
+        info["ttfa_seconds"] = ttfa
+        info["stream_chunks"] = len(chunks)
+        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+        yield SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)
+
+    def _oom_guard(self):
+        """Turn CUDA out-of-memory into a LabError; the engine stays usable afterwards."""
+        import contextlib
+
+        import torch
+
+        @contextlib.contextmanager
+        def guard():
+            try:
+                yield
+            except torch.cuda.OutOfMemoryError as e:
+                torch.cuda.empty_cache()
+                raise LabError(
+                    "GPU out of memory while synthesising: try shorter text (text splitting on), "
+                    "close other GPU programs, or restart the lab with --device cpu"
+                ) from e
+
+        return guard()
+
+    # -- the model pipeline (stock coqui, timed per stage) -------------------------------------
+    def _sampling_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
+        return {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
+                "repetition_penalty": float(settings.repetition_penalty),
+                "length_penalty": float(settings.length_penalty), "do_sample": True, "num_beams": 1}
+
+    def _run_pipeline(self, tokens: list[Any], voice: Any, settings: GenerationSettings, speed: float,
+                      progress: Progress = no_progress) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+        """Text tokens + voice -> (audio, {"gpt", "vocoder"} seconds, {"gpt_tokens"}).
+
+        Step for step what ``Xtts.inference`` does per sentence (generate, second GPT forward for
+        the latents, speed rescale, HiFiGAN), with the chunks' audio concatenated.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        model, gpt = self.model, self.model.gpt
+        cond = voice.gpt_cond_latent.to(self.device)
+        embedding = voice.speaker_embedding.to(self.device)
+        length_scale = 1.0 / max(speed, 0.05)
+        sampling = self._sampling_kwargs(settings)
+        t_gpt = t_voc = 0.0
+        n_tokens = 0
+        wavs = []
+        with torch.inference_mode():
+            for i, text_tokens in enumerate(tokens):
+                progress(0.1 + 0.85 * i / len(tokens), desc=f"generating chunk {i + 1} of {len(tokens)}")
+                t0 = time.perf_counter()
+                codes = gpt.generate(cond_latents=cond, text_inputs=text_tokens,
+                                     num_return_sequences=model.gpt_batch_size,
+                                     output_attentions=False, **sampling)
+                expected_len = torch.tensor([codes.shape[-1] * gpt.code_stride_len], device=self.device)
+                text_len = torch.tensor([text_tokens.shape[-1]], device=self.device)
+                latents = gpt(text_tokens, text_len, codes, expected_len, cond_latents=cond,
+                              return_attentions=False, return_latent=True)
+                if length_scale != 1.0:
+                    latents = F.interpolate(latents.transpose(1, 2), scale_factor=length_scale,
+                                            mode="linear").transpose(1, 2)
+                self._sync()
+                t1 = time.perf_counter()
+                wavs.append(model.hifigan_decoder(latents, g=embedding).cpu().squeeze())
+                self._sync()
+                t_gpt += t1 - t0
+                t_voc += time.perf_counter() - t1
+                n_tokens += int(codes.shape[-1])
+        audio = torch.cat(wavs, dim=0).numpy().astype(np.float32, copy=False)
+        return audio, {"gpt": t_gpt, "vocoder": t_voc}, {"gpt_tokens": n_tokens}
+
+    def _run_stream(self, tokens: list[Any], voice: Any, settings: GenerationSettings, speed: float,
+                    stats: dict[str, Any], progress: Progress = no_progress) -> Iterator[np.ndarray]:
+        """Yield audio chunks as ``Xtts.inference_stream`` does; fill ``stats`` with timings and tokens.
+
+        Stock behaviour, kept for exactness: every chunk re-vocodes all latents of the sentence so
+        far (quadratic in length) and crossfades ``STREAM_OVERLAP_SAMPLES`` into the next chunk.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        model, gpt = self.model, self.model.gpt
+        cond = voice.gpt_cond_latent.to(self.device)
+        embedding = voice.speaker_embedding.to(self.device)
+        length_scale = 1.0 / max(speed, 0.05)
+        sampling = self._sampling_kwargs(settings)
+        t_gpt = t_voc = 0.0
+        n_tokens = 0
+        with torch.inference_mode():
+            for i, text_tokens in enumerate(tokens):
+                progress(0.1 + 0.85 * i / len(tokens), desc=f"streaming chunk {i + 1} of {len(tokens)}")
+                t0 = time.perf_counter()
+                fake_inputs = gpt.compute_embeddings(cond, text_tokens)
+                generator = gpt.get_generator(fake_inputs=fake_inputs, num_return_sequences=1,
+                                              output_attentions=False, output_hidden_states=True,
+                                              return_dict_in_generate=True, **sampling)
+                t_gpt += time.perf_counter() - t0
+                pending, latents = 0, []
+                wav_prev = overlap = None
+                done = False
+                while not done:
+                    t0 = time.perf_counter()
+                    try:
+                        _token, latent = next(generator)
+                        latents.append(latent)
+                        pending += 1
+                        n_tokens += 1
+                    except StopIteration:
+                        done = True
+                    self._sync()
+                    t_gpt += time.perf_counter() - t0
+                    if latents and (done or pending >= self.stream_chunk_tokens):
+                        t0 = time.perf_counter()
+                        z = torch.cat(latents, dim=0)[None, :]
+                        if length_scale != 1.0:
+                            z = F.interpolate(z.transpose(1, 2), scale_factor=length_scale,
+                                              mode="linear").transpose(1, 2)
+                        wav = model.hifigan_decoder(z, g=embedding)
+                        chunk, wav_prev, overlap = model.handle_chunks(
+                            wav.squeeze(), wav_prev, overlap, STREAM_OVERLAP_SAMPLES, is_final=done)
+                        out = chunk.cpu().numpy().astype(np.float32, copy=True)
+                        self._sync()
+                        t_voc += time.perf_counter() - t0
+                        pending = 0
+                        if len(out):
+                            yield out
+        stats["timings"] = {"gpt": t_gpt, "vocoder": t_voc}
+        stats["gpt_tokens"] = n_tokens
+
+    def versions(self) -> dict[str, str]:
+        """coqui-tts, torch and transformers versions, plus which checkpoint is loaded."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        out = {}
+        for package in ("coqui-tts", "torch", "transformers"):
+            try:
+                out[package] = version(package)
+            except PackageNotFoundError:
+                pass
+        if self.model_id:
+            out["xtts_model"] = self.model_id
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for a status line: where the weights came from, device, load time, voices."""
+        return {"weights": str(self.weights.path) if self.weights else None,
+                "source": self.weights.source if self.weights else None,
+                "device": self.device, "load_seconds": self.load_seconds,
+                "speakers": len(self._speakers), "model_id": self.model_id,
+                "settings_defaults": asdict(GenerationSettings())}
