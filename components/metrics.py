@@ -62,7 +62,7 @@ def signal_metrics(audio: np.ndarray, sample_rate: int, text: str | None = None,
     if len(audio) == 0 or not np.all(np.isfinite(audio)):
         out["runaway"] = False if text is None else seconds > runaway_limit(text, lang, speed)
         return out
-    y16 = _resample(audio, sample_rate, ANALYSIS_SR)
+    y16 = resample(audio, sample_rate, ANALYSIS_SR)
     lead, trail = silence_edges(y16, ANALYSIS_SR)
     out["lead_silence_s"], out["trail_silence_s"] = lead, trail
     out.update(f0_stats(y16, ANALYSIS_SR))
@@ -79,7 +79,8 @@ def signal_metrics(audio: np.ndarray, sample_rate: int, text: str | None = None,
     return out
 
 
-def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
+def resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
+    """``audio`` at ``target`` Hz (float32; unchanged when already there)."""
     if sr == target:
         return audio
     import librosa
@@ -87,7 +88,7 @@ def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
     return librosa.resample(audio, orig_sr=sr, target_sr=target, res_type="soxr_hq").astype(np.float32)
 
 
-def _frame_db(y: np.ndarray) -> np.ndarray:
+def frame_db(y: np.ndarray) -> np.ndarray:
     """RMS level of each 64 ms frame (10 ms hop) in dBFS."""
     import librosa
 
@@ -95,7 +96,8 @@ def _frame_db(y: np.ndarray) -> np.ndarray:
     return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
 
-def _sound_mask(db: np.ndarray) -> np.ndarray:
+def sound_mask(db: np.ndarray) -> np.ndarray:
+    """Frames that sound: within 40 dB of the loudest frame and above -60 dBFS."""
     threshold = max(db.max() - SILENCE_BELOW_PEAK_DB, SILENCE_FLOOR_DBFS)
     return db > threshold
 
@@ -108,7 +110,7 @@ def silence_edges(y: np.ndarray, sr: int) -> tuple[float, float]:
     seconds = len(y) / sr
     if len(y) == 0:
         return 0.0, 0.0
-    mask = _sound_mask(_frame_db(y))
+    mask = sound_mask(frame_db(y))
     if not mask.any():
         return seconds, 0.0
     loud = np.flatnonzero(mask)
@@ -134,10 +136,10 @@ def f0_stats(y: np.ndarray, sr: int) -> dict[str, float | None]:
     if len(y) < FRAME:
         return {"f0_median_hz": None, "f0_range_hz": None}
     f0 = librosa.yin(y, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=sr, frame_length=FRAME, hop_length=HOP)
-    db = _frame_db(y)
+    db = frame_db(y)
     per = periodicity(y, sr)
     n = min(len(f0), len(db), len(per))
-    f0, mask = f0[:n], _sound_mask(db[:n]) & (per[:n] >= VOICED_PERIODICITY)
+    f0, mask = f0[:n], sound_mask(db[:n]) & (per[:n] >= VOICED_PERIODICITY)
     # Estimates at the search limits are YIN failing to find a period, not voices at 60 or 500 Hz.
     mask &= (f0 > F0_MIN_HZ * 1.02) & (f0 < F0_MAX_HZ * 0.98)
     voiced = f0[mask]

@@ -1,24 +1,38 @@
-"""ref-length: how long must a reference clip be? Cut one recording to each length and clone it."""
+"""ref-length: how long must a reference clip be? Cut one recording to each length and clone it.
+
+Every output is compared with the *full* reference: speaker similarity from XTTS's own speaker
+encoder (when XTTS is available; it favours XTTS) and a comparison that needs no weights (pitch
+differences, spectral-envelope distance), see ``components.similarity``. Repeats use seeds
+seed, seed+1, ... so :func:`summarize` can give error bars per length.
+"""
 
 from __future__ import annotations
 
 import librosa
+import numpy as np
 import pandas as pd
 
 from components.engines import Engines
 from components.engines.base import LabError, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
+from components.similarity import SpeakerComparison, xtts_model_for
 
-from .common import synthesize_and_log, unsupported_row
+from .common import row_for, run_request, unsupported_row
 from .specs import RefLengthSpec
 
 
-def cut_reference(path: str, lengths: tuple[float, ...], run: Run) -> list[tuple[float, float, str]]:
-    """Save the first L seconds of ``path`` for each L; returns (asked, actual seconds, wav path)."""
+def load_reference(path: str) -> tuple[np.ndarray, int]:
+    """The reference recording, mono at its own rate; LabError if it is not audio."""
     try:
         audio, sr = librosa.load(path, sr=None, mono=True)
     except Exception as e:  # noqa: BLE001 - soundfile/audioread raise many types for non-audio
         raise LabError(f"reference {path!r} is not a readable audio file ({type(e).__name__})") from e
+    return audio, int(sr)
+
+
+def cut_reference(path: str, lengths: tuple[float, ...], run: Run) -> list[tuple[float, float, str]]:
+    """Save the first L seconds of ``path`` for each L; returns (asked, actual seconds, wav path)."""
+    audio, sr = load_reference(path)
     total = len(audio) / sr
     cuts = []
     for length in lengths:
@@ -33,6 +47,12 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
     rows = []
     with engines.use(spec.engine, progress) as engine:
         cuts = cut_reference(spec.reference, spec.lengths, run)
+        comparison = None
+        if engine.capabilities.cloning:
+            progress(0.0, desc="analysing the full reference")
+            model, why = xtts_model_for(engine, engines)
+            audio, sr = load_reference(spec.reference)
+            comparison = SpeakerComparison(audio, sr, model, why)
         total = len(cuts) * spec.repeats
         for i, (asked, actual, wav) in enumerate(cuts):
             note = f"reference is only {actual:.1f} s long" if actual < asked - 0.05 else None
@@ -41,22 +61,43 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
                 request = SynthRequest(text=spec.text, lang=spec.lang, reference=wav,
                                        seed=spec.seed + r, settings=spec.settings)
                 fields = {"reference_seconds": actual, "repeat": r, "requested_seconds": asked}
-                if not engine.capabilities.cloning:
+                if comparison is None:
                     if r == 0:
                         rows.append(unsupported_row(
                             engine, request, run,
                             f"{engine.name} cannot clone a voice: the reference was not used", **fields))
                     continue
-                row, _ = synthesize_and_log(engine, request, run, **fields)
-                if note:
-                    row = run_note(row, note)
-                rows.append(row)
+                # Compared before the row is written: a row is appended once, complete.
+                result, seconds = run_request(engine, request, progress=progress)
+                row = row_for(engine, request, result, seconds, **fields)
+                row.update(comparison.compare(result.audio, result.sample_rate))
+                notes = [row.get("note"), note, comparison.why_no_similarity]
+                row["note"] = "; ".join(n for n in notes if n) or None
+                row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate,
+                                                   f"{engine.name}-ref-{asked:g}s-seed-{request.seed}"))
+                rows.append(run.append(row))
     progress(1.0, desc="done")
     return rows_to_frame(rows)
 
 
-def run_note(row: dict, note: str) -> dict:
-    """Add ``note`` to a row already written (for the returned table; the CSV has the row as logged)."""
-    row = dict(row)
-    row["note"] = "; ".join(x for x in (row.get("note"), note) if x)
-    return row
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per reference length: mean and standard deviation over repeats (the error bars) of
+    similarity, envelope distance and pitch difference, plus how many outputs each rests on."""
+    if df.empty or "status" not in df:
+        return pd.DataFrame()
+    ok = df[df["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame()
+    if "extra" in ok:  # pitch differences travel in the extra JSON column
+        import json
+
+        parsed = ok["extra"].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
+        for key in ("f0_median_diff_hz", "f0_range_diff_hz"):
+            ok[key] = parsed.map(lambda d: d.get(key))
+    agg = {"outputs": ("reference_seconds", "size")}
+    for col in ("similarity", "envelope_distance", "f0_median_diff_hz"):
+        if col in ok:
+            ok[col] = pd.to_numeric(ok[col], errors="coerce")
+            agg[f"{col}_mean"] = (col, "mean")
+            agg[f"{col}_std"] = (col, "std")
+    return ok.groupby("reference_seconds").agg(**agg).reset_index()

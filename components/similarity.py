@@ -1,0 +1,144 @@
+"""How much does an output sound like the reference speaker?
+
+Two measures, side by side:
+
+* ``similarity``: cosine of speaker embeddings from XTTS's own speaker encoder (the H/ASP
+  ResNet inside XTTS's HiFiGAN decoder, the one ``get_conditioning_latents`` runs). It is the
+  encoder XTTS conditions on, so it favours XTTS: a clone can score high by matching what this
+  encoder hears without sounding right to people. It needs XTTS weights; without them the column
+  stays empty and the row's note says why.
+* A comparison that needs no model weights: the difference in median pitch and pitch range
+  (``f0_median_diff_hz``, ``f0_range_diff_hz``) and ``envelope_distance``, the RMS difference in dB
+  between the two recordings' average log-mel spectra once their levels are matched (timbre,
+  microphone, formants; 0 = same average spectrum).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from components.engines.base import LabError
+from components.metrics import ANALYSIS_SR, FRAME, HOP, frame_db, resample, sound_mask, f0_stats
+
+N_MELS = 40                 # bands of the envelope: enough for formants, few enough to ignore pitch harmonics
+MEL_FMIN, MEL_FMAX = 50.0, 7600.0  # Hz; the band where speech has energy at 16 kHz
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of the angle between two vectors (1 = same direction)."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"embeddings differ in shape: {a.shape} vs {b.shape}")
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom > 0 else 0.0
+
+
+# -- XTTS speaker encoder ---------------------------------------------------------------------------
+def xtts_model_for(engine: Any = None, engines: Any = None) -> tuple[Any | None, str | None]:
+    """The loaded XTTS model whose speaker encoder to use: ``(model, None)`` or ``(None, reason)``.
+
+    The engine's own model when the engine is xtts; otherwise xtts from the engine cache
+    ``engines`` when it is available (loading it if needed); otherwise the reason it is not.
+    """
+    if getattr(engine, "name", None) == "xtts" and getattr(engine, "model", None) is not None:
+        return engine.model, None
+    if engines is None:
+        return None, "speaker similarity needs XTTS's speaker encoder and no XTTS engine was given"
+    reason = engines.unavailable_reason("xtts")
+    if reason:
+        return None, f"speaker similarity needs XTTS's speaker encoder, and xtts is unavailable: {reason}"
+    try:
+        xtts = engines.get("xtts")
+    except LabError as e:
+        return None, f"speaker similarity needs XTTS's speaker encoder, and xtts did not load: {e}"
+    model = getattr(xtts, "model", None)
+    if model is None:
+        return None, "speaker similarity needs XTTS's speaker encoder, and the xtts engine exposes no model"
+    return model, None
+
+
+def speaker_embedding(model: Any, audio: np.ndarray, sr: int) -> np.ndarray:
+    """XTTS's speaker embedding of ``audio`` (mono float, any rate) as a 1-D float32 vector.
+
+    Calls ``model.get_speaker_embedding`` (the step of ``get_conditioning_latents`` that yields the
+    speaker embedding) on samples we read ourselves, so no file goes through torchaudio.
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
+    with torch.inference_mode():
+        emb = model.get_speaker_embedding(x, int(sr))
+    return emb.detach().float().cpu().numpy().reshape(-1)
+
+
+# -- comparison without model weights -----------------------------------------------------------------
+@dataclass(frozen=True)
+class VoiceProfile:
+    """What the weight-free comparison knows about one recording."""
+
+    f0_median_hz: float | None   # median pitch of voiced frames
+    f0_range_hz: float | None    # 5th-95th percentile pitch range
+    envelope: np.ndarray | None  # mean log-mel spectrum (dB) of sounding frames, level removed; None if silent
+
+
+def voice_profile(audio: np.ndarray, sr: int) -> VoiceProfile:
+    """Pitch statistics and the average spectral envelope of one recording."""
+    import librosa
+
+    y = resample(np.asarray(audio, dtype=np.float32).reshape(-1), sr, ANALYSIS_SR)
+    if len(y) < FRAME:
+        return VoiceProfile(None, None, None)
+    f0 = f0_stats(y, ANALYSIS_SR)
+    mel = librosa.feature.melspectrogram(y=y, sr=ANALYSIS_SR, n_fft=FRAME, hop_length=HOP, n_mels=N_MELS,
+                                         fmin=MEL_FMIN, fmax=MEL_FMAX, center=True)
+    db = frame_db(y)
+    n = min(mel.shape[1], len(db))
+    mask = sound_mask(db[:n]) if db.max() > -100 else np.zeros(n, bool)
+    if not mask.any():
+        return VoiceProfile(f0["f0_median_hz"], f0["f0_range_hz"], None)
+    logmel = 10.0 * np.log10(np.maximum(mel[:, :n][:, mask], 1e-10)).mean(axis=1)
+    return VoiceProfile(f0["f0_median_hz"], f0["f0_range_hz"], logmel - logmel.mean())
+
+
+def compare_profiles(reference: VoiceProfile, output: VoiceProfile) -> dict[str, float | None]:
+    """Output minus reference: pitch differences (Hz) and the envelope distance (dB RMS)."""
+
+    def diff(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(b - a, 2)
+
+    distance = None
+    if reference.envelope is not None and output.envelope is not None:
+        distance = round(float(np.sqrt(np.mean((output.envelope - reference.envelope) ** 2))), 3)
+    return {
+        "envelope_distance": distance,
+        "f0_median_diff_hz": diff(reference.f0_median_hz, output.f0_median_hz),
+        "f0_range_diff_hz": diff(reference.f0_range_hz, output.f0_range_hz),
+    }
+
+
+class SpeakerComparison:
+    """Compares outputs with one reference recording; the reference is analysed once.
+
+    ``model`` is a loaded XTTS model (see :func:`xtts_model_for`) or None, in which case
+    ``similarity`` stays empty and ``why_no_similarity`` says why.
+    """
+
+    def __init__(self, reference_audio: np.ndarray, reference_sr: int, model: Any = None,
+                 why_no_similarity: str | None = None):
+        self.model = model
+        self.why_no_similarity = None if model is not None else (
+            why_no_similarity or "speaker similarity needs XTTS's speaker encoder")
+        self.profile = voice_profile(reference_audio, reference_sr)
+        self.embedding = speaker_embedding(model, reference_audio, reference_sr) if model is not None else None
+
+    def compare(self, audio: np.ndarray, sr: int) -> dict[str, Any]:
+        """Row fields for one output: similarity (or empty), envelope_distance, pitch differences."""
+        out: dict[str, Any] = compare_profiles(self.profile, voice_profile(audio, sr))
+        if self.embedding is not None:
+            out["similarity"] = round(cosine(self.embedding, speaker_embedding(self.model, audio, sr)), 6)
+        else:
+            out["similarity"] = None
+        return out

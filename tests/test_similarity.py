@@ -1,0 +1,106 @@
+"""Speaker similarity plumbing. The XTTS checkpoint here has random weights, so its speaker encoder
+says nothing about voices: these tests check shapes, identities and columns, never quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.engines import EngineConfig, Engines
+from components.engines.base import SynthRequest
+from components.engines.espeak import EspeakEngine
+from components.similarity import (
+    SpeakerComparison, compare_profiles, cosine, speaker_embedding, voice_profile, xtts_model_for,
+)
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
+
+
+@pytest.fixture(scope="module")
+def voices():
+    engine = EspeakEngine()
+    engine.load()
+    male = engine.synthesize(SynthRequest(text=SENTENCE, speaker="male"))
+    female = engine.synthesize(SynthRequest(text=SENTENCE, speaker="female"))
+    return male.audio, female.audio, engine.sample_rate
+
+
+@pytest.fixture(scope="module")
+def xtts_model(xtts_dir):
+    """The generated checkpoint loaded with coqui's own classes, as the xtts engine loads it."""
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    config = XttsConfig()
+    config.load_json(str(xtts_dir / "config.json"))
+    model = Xtts(config)
+    model.load_checkpoint(config, checkpoint_dir=str(xtts_dir), eval=True)
+    return model
+
+
+def test_cosine():
+    assert cosine([1, 0], [2, 0]) == pytest.approx(1.0)
+    assert cosine([1, 0], [0, 3]) == pytest.approx(0.0)
+    assert cosine([1, 1], [-1, -1]) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="shape"):
+        cosine([1, 2], [1, 2, 3])
+
+
+def test_weight_free_comparison(voices):
+    male, female, sr = voices
+    pm, pf = voice_profile(male, sr), voice_profile(female, sr)
+    same = compare_profiles(pm, pm)
+    assert same == {"envelope_distance": 0.0, "f0_median_diff_hz": 0.0, "f0_range_diff_hz": 0.0}
+    other = compare_profiles(pm, pf)
+    assert other["envelope_distance"] > 1.0  # dB: a different voice variant has another envelope
+    assert other["f0_median_diff_hz"] > 30  # espeak's female variant is pitched well above the male
+    # A level change is not a voice change: the envelope is level-matched.
+    assert compare_profiles(pm, voice_profile(male * 0.3, sr))["envelope_distance"] < 0.05
+    # The same voice resampled stays much closer than the other voice.
+    import librosa
+
+    resampled = librosa.resample(male, orig_sr=sr, target_sr=16000)
+    assert compare_profiles(pm, voice_profile(resampled, 16000))["envelope_distance"] < other["envelope_distance"] / 3
+
+
+def test_silence_has_no_profile():
+    p = voice_profile(np.zeros(16000, np.float32), 16000)
+    assert p.envelope is None and p.f0_median_hz is None
+    assert compare_profiles(p, p) == {"envelope_distance": None, "f0_median_diff_hz": None, "f0_range_diff_hz": None}
+
+
+def test_without_xtts_similarity_is_empty_with_the_reason(voices):
+    male, female, sr = voices
+    engine = EspeakEngine()
+    model, why = xtts_model_for(engine, None)
+    assert model is None and "XTTS's speaker encoder" in why
+    engines = Engines(EngineConfig(xtts_dir="/no/such/folder"))
+    model, why = xtts_model_for(engine, engines)
+    if engines.unavailable_reason("xtts"):
+        assert model is None and "xtts" in why
+    comparison = SpeakerComparison(male, sr, None, "no xtts here")
+    row = comparison.compare(female, sr)
+    assert row["similarity"] is None and comparison.why_no_similarity == "no xtts here"
+    assert row["envelope_distance"] > 0
+
+
+@pytest.mark.slow
+def test_xtts_speaker_encoder_plumbing(xtts_model, voices):
+    male, female, sr = voices
+    emb = speaker_embedding(xtts_model, male, sr)
+    assert emb.ndim == 1 and emb.shape[0] == 512 and np.isfinite(emb).all()
+    assert np.linalg.norm(emb) == pytest.approx(1.0, rel=1e-3)  # the encoder L2-normalises
+    # Same audio -> cosine 1.
+    assert cosine(emb, speaker_embedding(xtts_model, male, sr)) == pytest.approx(1.0, abs=1e-5)
+
+    class XttsLike:  # only the two attributes xtts_model_for reads from the real engine
+        name = "xtts"
+        model = xtts_model
+
+    model, why = xtts_model_for(XttsLike(), None)
+    assert model is xtts_model and why is None
+    comparison = SpeakerComparison(male, sr, model)
+    row = comparison.compare(male, sr)
+    assert row["similarity"] == pytest.approx(1.0, abs=1e-5) and row["envelope_distance"] == 0.0
+    row = comparison.compare(female, sr)
+    assert -1.0 <= row["similarity"] < 1.0 - 1e-4
