@@ -1,4 +1,9 @@
-"""Pure plot functions: data in, matplotlib Figure out (Agg backend). Saving is the caller's job."""
+"""Pure plot functions: data in, matplotlib Figure out (Agg backend). Saving is the caller's job.
+
+Every function takes arrays or a results table (as written by ``components.results``, so
+columns may arrive as strings from a CSV) and returns a new Figure; the caller saves it
+(``Run.save_figure``) and closes it (:func:`close`). Nothing here reads or writes files.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,220 @@ matplotlib.use("Agg")  # no display here, and figures must render in server thre
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+MAX_WAVE_POINTS = 8000  # a waveform is drawn as a min/max envelope past this many samples
+
+# Per-language bar charts draw these columns whenever the table has values for them.
+LANGUAGE_METRICS: dict[str, str] = {
+    "rtf": "real-time factor (synthesis s / audio s)",
+    "audio_seconds": "audio length (s)",
+    "f0_median_hz": "median F0 (Hz)",
+    "loudness_lufs": "loudness (LUFS)",
+    "cer": "character error rate",
+}
 
 
 def close(fig) -> None:
+    """Free a figure (pyplot keeps every figure alive until closed)."""
     plt.close(fig)
 
 
-def figures_for(experiment: str, df: pd.DataFrame) -> dict[str, "matplotlib.figure.Figure"]:
-    """The summary figures of one experiment's table (name -> Figure)."""
-    return {}
+def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (8, 3)) -> tuple[Figure, np.ndarray]:
+    # pyplot.subplots (not Figure()) so that close() finds it; squeeze=False -> always a 2-D array.
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    return fig, axes
+
+
+def _numeric(df: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """Copy of ``df`` with ``columns`` as floats (CSV cells arrive as strings or blanks)."""
+    out = df.copy()
+    for col in columns:
+        out[col] = pd.to_numeric(out[col], errors="coerce") if col in out else np.nan
+    return out
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows that produced audio (status ``ok``, or no status column at all)."""
+    if "status" not in df:
+        return df
+    return df[df["status"].astype(str) == "ok"]
+
+
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return col in df and pd.to_numeric(df[col], errors="coerce").notna().any()
+
+
+# -- one output ---------------------------------------------------------------------------------
+def waveform(audio: np.ndarray, sr: int) -> Figure:
+    """Amplitude against time (one line; long clips are drawn as their min/max envelope)."""
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    fig, axes = _figure(size=(8, 2.2))
+    ax = axes[0, 0]
+    n = len(audio)
+    if n > MAX_WAVE_POINTS:
+        # Interleaved min/max per bin keeps peaks visible at a fraction of the points.
+        bins = MAX_WAVE_POINTS // 2
+        edges = np.linspace(0, n, bins + 1).astype(int)
+        lo = np.minimum.reduceat(audio, edges[:-1])
+        hi = np.maximum.reduceat(audio, edges[:-1])
+        t = np.repeat(edges[:-1] / sr, 2)
+        y = np.column_stack([lo, hi]).reshape(-1)
+    else:
+        t, y = np.arange(n) / sr, audio
+    ax.plot(t, y, linewidth=0.6, color="tab:blue")
+    ax.set_xlim(0, max(n / sr, 1e-3))
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("amplitude")
+    ax.set_title("Waveform")
+    fig.tight_layout()
+    return fig
+
+
+def spectrogram(audio: np.ndarray, sr: int) -> Figure:
+    """Log-frequency power spectrogram in dB (librosa STFT), with a colour bar."""
+    import librosa
+    import librosa.display
+
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    n_fft = 1024 if len(audio) >= 1024 else max(16, 1 << max(len(audio) - 1, 1).bit_length())
+    hop = n_fft // 4
+    if len(audio) < n_fft:
+        audio = np.pad(audio, (0, n_fft - len(audio)))
+    power = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) ** 2
+    db = librosa.power_to_db(power, ref=np.max(power) if power.max() > 0 else 1.0)
+    fig, axes = _figure(size=(8, 2.8))
+    ax = axes[0, 0]
+    mesh = librosa.display.specshow(db, sr=sr, hop_length=hop, x_axis="time", y_axis="log", ax=ax)
+    fig.colorbar(mesh, ax=ax, format="%+2.0f dB")
+    ax.set_title("Spectrogram")
+    fig.tight_layout()
+    return fig
+
+
+# -- one experiment -----------------------------------------------------------------------------
+def speed_sweep(df: pd.DataFrame) -> Figure:
+    """Audio length and synthesis time against speed; the audio panel also draws the ideal
+    length L(1)/speed (from the speed closest to 1), which a working speed control follows."""
+    d = _numeric(_ok(df), "speed", "audio_seconds", "synth_seconds").dropna(subset=["speed", "audio_seconds"])
+    d = d.sort_values("speed")
+    fig, axes = _figure(1, 2, size=(10, 3.4))
+    ax_len, ax_time = axes[0]
+    ax_len.plot(d["speed"], d["audio_seconds"], "o-", label="measured")
+    if len(d):
+        base = d.iloc[(d["speed"] - 1.0).abs().argmin()]
+        ideal = base["audio_seconds"] * base["speed"] / d["speed"]
+        ax_len.plot(d["speed"], ideal, "--", color="grey", label="ideal L(1)/speed")
+    ax_len.set_xlabel("speed")
+    ax_len.set_ylabel("audio length (s)")
+    ax_len.set_title("Audio length vs speed")
+    ax_len.legend()
+    ax_time.plot(d["speed"], d["synth_seconds"], "o-", color="tab:orange")
+    ax_time.set_xlabel("speed")
+    ax_time.set_ylabel("synthesis time (s)")
+    ax_time.set_title("Synthesis time vs speed")
+    fig.tight_layout()
+    return fig
+
+
+def ref_length(df: pd.DataFrame) -> Figure:
+    """Speaker similarity against reference length, mean with standard-deviation error bars
+    over repeats, when a ``similarity`` column has values; otherwise audio length and RTF."""
+    d = _numeric(_ok(df), "reference_seconds", "similarity", "audio_seconds", "rtf")
+    d = d.dropna(subset=["reference_seconds"])
+    key = "requested_seconds" if "requested_seconds" in d and d["requested_seconds"].notna().any() else "reference_seconds"
+    d = _numeric(d, key)
+    metrics = ["similarity"] if _has(d, "similarity") else ["audio_seconds", "rtf"]
+    labels = {"similarity": "speaker similarity (cosine)", "audio_seconds": "audio length (s)",
+              "rtf": "real-time factor"}
+    fig, axes = _figure(1, len(metrics), size=(5 * len(metrics), 3.4))
+    for ax, metric in zip(axes[0], metrics):
+        g = d.dropna(subset=[metric]).groupby(key)[metric].agg(["mean", "std"]).reset_index()
+        ax.errorbar(g[key], g["mean"], yerr=g["std"].fillna(0.0), fmt="o-", capsize=4)
+        ax.set_xlabel("reference length (s)")
+        ax.set_ylabel(labels[metric])
+        ax.set_title(f"{labels[metric].split(' (')[0].capitalize()} vs reference length")
+    fig.tight_layout()
+    return fig
+
+
+def languages(df: pd.DataFrame) -> Figure:
+    """One bar chart per metric (RTF, audio seconds, and F0/loudness/CER when present), a bar per language."""
+    d = _numeric(_ok(df), *LANGUAGE_METRICS)
+    metrics = [m for m in LANGUAGE_METRICS if _has(d, m)]
+    fig, axes = _figure(len(metrics) or 1, 1, size=(9, 2.4 * max(len(metrics), 1)))
+    langs = d["language"].astype(str).tolist() if "language" in d else []
+    for ax, metric in zip(axes[:, 0], metrics):
+        ax.bar(langs, d[metric].to_numpy(), color="tab:blue")
+        ax.set_ylabel(LANGUAGE_METRICS[metric], fontsize=8)
+        ax.set_title(LANGUAGE_METRICS[metric].split(" (")[0].capitalize() + " per language", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def benchmark(df: pd.DataFrame) -> Figure:
+    """Mean synthesis time and RTF (warm runs) per engine and text length, with std error bars."""
+    from experiments.benchmark import summarize  # the same numbers the summary table shows
+
+    s = summarize(_numeric(df, "synth_seconds", "rtf", "audio_seconds", "text_chars"))
+    fig, axes = _figure(1, 2, size=(10, 3.4))
+    if s.empty:
+        return fig
+    lengths = list(dict.fromkeys(s["text_length"]))
+    engines = list(dict.fromkeys(s["engine"]))
+    width = 0.8 / len(engines)
+    x = np.arange(len(lengths))
+    for ax, (mean, std, label) in zip(axes[0], [("synth_mean", "synth_std", "synthesis time (s)"),
+                                                ("rtf_mean", "rtf_std", "real-time factor")]):
+        for i, engine in enumerate(engines):
+            e = s[s["engine"] == engine].set_index("text_length").reindex(lengths)
+            ax.bar(x + i * width - 0.4 + width / 2, e[mean], width, yerr=e[std].fillna(0.0),
+                   capsize=4, label=engine)
+        ax.set_xticks(x, lengths)
+        ax.set_xlabel("text length")
+        ax.set_ylabel(label)
+        ax.set_title(f"Mean {label.split(' (')[0]} (warm runs)")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def synth_vs_text_length(df: pd.DataFrame) -> Figure:
+    """Synthesis time against text length (characters), one scatter series per engine."""
+    d = _numeric(_ok(df), "text_chars", "synth_seconds").dropna(subset=["text_chars", "synth_seconds"])
+    fig, axes = _figure(size=(8, 3.4))
+    ax = axes[0, 0]
+    groups = d.groupby(d["engine"].astype(str)) if "engine" in d and len(d) else []
+    for engine, g in groups:
+        ax.scatter(g["text_chars"], g["synth_seconds"], label=engine, alpha=0.7, s=18)
+    ax.set_xlabel("text length (characters)")
+    ax.set_ylabel("synthesis time (s)")
+    ax.set_title("Synthesis time vs text length")
+    if len(d):
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+_SUMMARIES = {
+    "speed-sweep": (speed_sweep, ("speed", "audio_seconds")),
+    "ref-length": (ref_length, ("reference_seconds", "audio_seconds")),
+    "languages": (languages, ("language", "audio_seconds")),
+    "benchmark": (benchmark, ("text_length", "synth_seconds")),
+}
+
+
+def figures_for(experiment: str, df: pd.DataFrame) -> dict[str, Figure]:
+    """The summary figures of one experiment's table (name -> Figure).
+
+    Empty when the experiment has no summary plot (``synth``: one row) or when no row
+    produced audio (for example espeak in ``ref-length``: it cannot clone).
+    """
+    if experiment not in _SUMMARIES or df is None or df.empty:
+        return {}
+    plot, needed = _SUMMARIES[experiment]
+    ok = _ok(df)
+    if ok.empty or any(col not in ok or ok[col].isna().all() for col in needed):
+        return {}
+    return {experiment: plot(df)}

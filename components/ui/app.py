@@ -1,0 +1,65 @@
+"""The lab's web UI: ``build_app(lab)`` returns one ``gr.Blocks``; serving it is the caller's job.
+
+Each tab is one module with ``render(lab)``; this file only lays them out under the status
+banner. The Blocks is self-contained (no globals, no launch arguments needed), so it can be
+launched directly or mounted in a FastAPI app.
+
+API endpoints (stable names for ``gradio_client``; engine controls come in this order:
+``engine, speaker, lang, reference, seed, temperature, top_k, top_p, repetition_penalty,
+length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - lang>`` without lang):
+
+- ``/synthesize``  (text, <controls>, speed) -> (live stream, audio wav, waveform png,
+  spectrogram png, row table, results.csv)
+- ``/speed_sweep`` (text, speeds "0.5,1,2", <controls>) -> panel
+- ``/ref_length``  (text, lengths "3,6,10", repeats, <controls>; reference required) -> panel
+- ``/languages``   (langs [codes], sentence overrides "lang: text" lines, speed, <controls - lang>) -> panel
+- ``/benchmark``   (engines [names], short, medium, long texts, repeats, <controls>) -> (summary table, *panel)
+- ``/results``     (experiment, engine, language filters, "all" = any) -> (rows table, synth-time-vs-text
+  png, row count, filter/run dropdown updates)
+- ``/open_run``    (run_id) -> panel of a saved run
+- ``/compare_runs`` (run_a, run_b) -> side-by-side summary table
+- ``/download_run`` (run_id) -> the run folder as a .zip
+
+where "panel" = (summary plot gallery, output picker, audio wav of the first output, its waveform png,
+its spectrogram png, results table, results.csv). Errors the user can fix come back as ``gr.Error``.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from components.context import LabContext
+
+from . import benchmark, languages, ref_length, results, speed_sweep, status, synthesize
+from .common import engine_choices
+
+TITLE = "XTTS Lab"
+
+
+def build_app(lab: LabContext) -> gr.Blocks:
+    """The whole UI for ``lab``: status banner on top, one tab per experiment, then Results."""
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}\nA local lab for text-to-speech experiments: synthesize, sweep, compare, "
+                    "and keep every result (CSV, WAV, plots) under the results folder.")
+        status.render(lab)
+        with gr.Tabs():
+            with gr.Tab("Synthesize", id="synthesize"):
+                synthesize.render(lab)
+            with gr.Tab("Speed sweep", id="speed-sweep"):
+                speed_sweep.render(lab)
+            with gr.Tab("Reference length", id="ref-length"):
+                ref_length.render(lab)
+            with gr.Tab("Languages", id="languages"):
+                languages.render(lab)
+            with gr.Tab("Benchmark", id="benchmark"):
+                benchmark.render(lab)
+            with gr.Tab("Results", id="results") as results_tab:
+                results.render(lab, tab=results_tab)
+
+        # Engine availability can change after the app is built (licence accepted, weights
+        # downloaded): each page load relabels every engine selector.
+        selectors = [b for b in demo.blocks.values()
+                     if isinstance(b, gr.Dropdown) and "engine-select" in (b.elem_classes or [])]
+        demo.load(lambda: [gr.Dropdown(choices=engine_choices(lab))] * len(selectors), None, selectors,
+                  api_visibility="private", queue=False)
+    return demo

@@ -1,0 +1,49 @@
+"""Benchmark tab: the same texts on several engines, cold first run apart from warm runs.
+
+API: ``/benchmark`` (see ``components.ui.app`` for every endpoint's parameters).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from components.context import LabContext
+from experiments import runner
+from experiments.benchmark import summarize
+from experiments.specs import BENCH_TEXTS, BenchmarkSpec
+
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, table_view, ui_errors
+
+
+def render(lab: LabContext) -> None:
+    """The Benchmark tab's widgets and its ``benchmark`` endpoint."""
+    engines = gr.CheckboxGroup(lab.engines.names(), value=[lab.engines.default()], label="Engines to compare",
+                               info="unavailable engines get one 'unavailable' row")
+    with gr.Row():
+        short = gr.Textbox(BENCH_TEXTS["short"], label="short text")
+        medium = gr.Textbox(BENCH_TEXTS["medium"], label="medium text")
+        long = gr.Textbox(BENCH_TEXTS["long"], label="long text", lines=2)
+    repeats = gr.Slider(1, 20, 3, step=1, label="Warm repeats", info="after one cold run per engine")
+    gr.Markdown("The engine below sets the speaker list; the speaker and reference are used by every "
+                "engine that has that voice or can clone.")
+    controls = engine_controls(lab)
+    run_btn = gr.Button("Run benchmark", variant="primary")
+    summary = gr.Dataframe(label="Summary (warm runs; cold first run apart)", interactive=False)
+    panel = outputs_panel(lab)
+    last_run = gr.State(None)  # this user's latest run id
+
+    @ui_errors
+    def benchmark(engines, short, medium, long, repeats, engine, speaker, lang, reference, seed, temperature,
+                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, progress=gr.Progress()):
+        texts = {label: t for label, t in (("short", short), ("medium", medium), ("long", long)) if t and t.strip()}
+        spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
+                             **common_kwargs(engine, speaker, reference, seed,
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+        run = lab.store.new_run("benchmark", spec)
+        df = runner("benchmark")(spec, lab.engines, run, progress)
+        stats = summarize(df)
+        stats.to_csv(run.dir / "summary.csv", index=False)  # as the CLI does
+        return [table_view(stats), *panel_values("benchmark", df, run), run.run_id]
+
+    run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
+                  [summary, *panel.outputs, last_run], api_name="benchmark")

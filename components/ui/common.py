@@ -1,0 +1,346 @@
+"""Pieces every tab shares: error handling, the engine controls, the outputs panel.
+
+Nothing here holds state between requests: widgets are built per page, per-user values
+live in ``gr.State``, and the only shared object is the ``LabContext`` passed in.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from components import plots
+from components.context import LabContext
+from components.engines import engine_class
+from components.engines.base import XTTS_LANGUAGES, GenerationSettings, LabError
+from components.results import Run
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def ui_errors(fn: Callable) -> Callable:
+    """Turn a ``LabError`` (a problem the user can fix) into ``gr.Error`` with its message.
+
+    The only place in the lab where errors become UI; experiments and engines raise. Works on
+    plain and generator functions and keeps the signature, which gradio reads to find the
+    ``gr.Progress`` parameter.
+    """
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except LabError as e:
+                raise gr.Error(str(e)) from e
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except LabError as e:
+            raise gr.Error(str(e)) from e
+    return wrapper
+
+
+# -- files gradio may serve ---------------------------------------------------------------------
+
+
+def servable(path: str | os.PathLike | None) -> str | None:
+    """``path`` itself if gradio may serve it (under the working or temp directory), else a copy
+    in the temp directory: a results folder given with ``--out`` can live anywhere, and the
+    app cannot set ``launch(allowed_paths=...)`` itself when it is mounted by someone else."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    for root in (Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve()):
+        if p.is_relative_to(root):
+            return str(p)
+    copy = Path(tempfile.gettempdir()) / "xtts-lab-served" / p.parent.parent.name / p.parent.name / p.name
+    if not copy.exists() or copy.stat().st_mtime < p.stat().st_mtime:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, copy)
+    return str(copy)
+
+
+# -- engine controls ----------------------------------------------------------------------------
+
+
+def engine_choices(lab: LabContext) -> list[tuple[str, str]]:
+    """(label, name) per registered engine; unavailable ones say why in their label."""
+    choices = []
+    for name, reason in lab.engines.available().items():
+        label = name if reason is None else f"{name} (unavailable: {shorten(reason, 70)})"
+        choices.append((label, name))
+    return choices
+
+
+def shorten(text: str, limit: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def capabilities(name: str):
+    """The engine class's capabilities without loading a model (None if it cannot be imported)."""
+    try:
+        return engine_class(name).capabilities
+    except Exception:  # noqa: BLE001 - an engine that cannot import simply has no capabilities
+        return None
+
+
+def speakers_for(lab: LabContext, name: str) -> list[str]:
+    """The engine's voices if it is already loaded (never loads a model at page build)."""
+    if lab.engines.status(name) != "ready":
+        return []
+    return lab.engines.get(name).speakers()
+
+
+@dataclass
+class EngineControls:
+    """The widgets that choose an engine and its voice; every experiment tab has one."""
+
+    engine: gr.Dropdown
+    speaker: gr.Dropdown
+    lang: gr.Dropdown | None
+    reference: gr.Audio
+    seed: gr.Number
+    settings_box: gr.Accordion
+    settings: list[gr.components.Component]  # temperature, top_k, top_p, rep. pen., len. pen., splitting
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        """engine, speaker, [lang], reference, seed, *settings — the order ``spec_kwargs`` expects."""
+        return [self.engine, self.speaker] + ([self.lang] if self.lang else []) + [self.reference, self.seed, *self.settings]
+
+
+def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str = "Reference voice to clone (optional)") -> EngineControls:
+    """Build engine / speaker / language / reference / seed / XTTS settings widgets and wire the
+    engine dropdown so that speakers, languages and the settings accordion follow it."""
+    default = lab.engines.default()
+    with gr.Row():
+        engine = gr.Dropdown(engine_choices(lab), value=default, label="Engine",
+                             info="unavailable engines say why", scale=2,
+                             elem_classes=["engine-select"])
+        speaker = gr.Dropdown(speakers_for(lab, default), value=None, label="Speaker",
+                              info="empty = the engine's default voice", allow_custom_value=True, scale=2)
+        lang_dd = gr.Dropdown(list(XTTS_LANGUAGES), value="en", label="Language", scale=1) if lang else None
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
+    reference = gr.Audio(sources=["upload", "microphone"], type="filepath", label=reference_label)
+    caps = capabilities(default)
+    d = GenerationSettings()
+    with gr.Accordion("XTTS generation settings", open=False, visible=bool(caps and caps.seeded)) as box:
+        with gr.Row():
+            temperature = gr.Slider(0.05, 2.0, d.temperature, step=0.05, label="temperature")
+            top_k = gr.Slider(1, 200, d.top_k, step=1, label="top_k")
+            top_p = gr.Slider(0.05, 1.0, d.top_p, step=0.05, label="top_p")
+        with gr.Row():
+            rep = gr.Slider(1.0, 20.0, d.repetition_penalty, step=0.5, label="repetition_penalty")
+            length_pen = gr.Slider(0.5, 2.0, d.length_penalty, step=0.1, label="length_penalty")
+            split = gr.Checkbox(d.enable_text_splitting, label="split text at sentence ends")
+    controls = EngineControls(engine, speaker, lang_dd, reference, seed, box,
+                              [temperature, top_k, top_p, rep, length_pen, split])
+
+    @ui_errors
+    def on_engine(name: str, progress=gr.Progress()):
+        caps = capabilities(name)
+        box_update = gr.Accordion(visible=bool(caps and caps.seeded))
+        reason = lab.engines.unavailable_reason(name)
+        if reason:
+            gr.Warning(f"{name} is unavailable: {reason}")
+            return [gr.Dropdown(choices=[], value=None), box_update] + ([gr.skip()] if lang else [])
+        eng = lab.engines.get(name, progress)  # loads once; progress shows a slow (XTTS) load
+        voices = eng.speakers()
+        out = [gr.Dropdown(choices=voices, value=voices[0] if voices else None), box_update]
+        if lang:
+            langs = list(eng.languages)
+            out.append(gr.Dropdown(choices=langs, value="en" if "en" in langs else langs[0]))
+        return out
+
+    engine.change(on_engine, [engine], [speaker, box] + ([lang_dd] if lang else []),
+                  api_visibility="private", concurrency_limit=None)
+    return controls
+
+
+def settings_from(values: list[Any]) -> GenerationSettings:
+    """The six settings widgets' values -> ``GenerationSettings`` (validated there)."""
+    temperature, top_k, top_p, rep, length_pen, split = values
+    return GenerationSettings(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
+                              repetition_penalty=float(rep), length_penalty=float(length_pen),
+                              enable_text_splitting=bool(split))
+
+
+def common_kwargs(engine: str, speaker: str | None, reference: str | None, seed: Any,
+                  settings: list[Any]) -> dict[str, Any]:
+    """Spec fields shared by every experiment, from the controls' values."""
+    if not engine:
+        raise LabError("choose an engine")
+    try:
+        seed_int = int(seed if seed is not None else 0)
+    except (TypeError, ValueError):
+        raise LabError(f"seed must be an integer, got {seed!r}") from None
+    return {"engine": engine, "speaker": speaker or None, "reference": reference or None,
+            "seed": seed_int, "settings": settings_from(settings)}
+
+
+def parse_floats(name: str, text: str) -> tuple[float, ...]:
+    """'0.5, 1, 2' -> (0.5, 1.0, 2.0); a LabError names the field otherwise."""
+    try:
+        values = tuple(float(v) for v in str(text).replace(";", ",").split(",") if v.strip())
+    except ValueError:
+        raise LabError(f"{name} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise LabError(f"{name} is empty: give at least one number")
+    return values
+
+
+# -- outputs ------------------------------------------------------------------------------------
+
+# Columns shown first in tables (when present); the rest follow, the noisy ones are left to the CSV.
+FIRST_COLUMNS = ("row", "engine", "precision", "speaker", "language", "speed", "text_length", "repeat", "cold",
+                 "reference_seconds", "text", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
+                 "latent_cache", "similarity", "status", "note")
+HIDDEN_COLUMNS = ("run_id", "timestamp", "versions", "extra", "wav_path", "reference")
+
+
+def table_view(df: pd.DataFrame, show: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The columns worth reading in the UI: empty ones dropped, the interesting ones first
+    (``show`` names hidden columns to keep, placed first)."""
+    if df is None or df.empty:
+        return pd.DataFrame()
+    d = df.replace("", np.nan).dropna(axis=1, how="all")
+    first = [c for c in (*show, *FIRST_COLUMNS) if c in d]
+    rest = [c for c in d.columns if c not in first and c not in HIDDEN_COLUMNS]
+    d = d[first + rest]
+    for col in d.select_dtypes("float").columns:
+        d[col] = d[col].round(4)
+    return d
+
+
+def row_label(row: pd.Series) -> str:
+    """A short name for one output in the audio picker."""
+    parts = [f"#{int(row['row'])}" if pd.notna(row.get("row")) else "#?"]
+    for col, fmt in (("engine", "{}"), ("language", "{}"), ("speed", "speed {}"), ("text_length", "{}"),
+                     ("reference_seconds", "ref {:.1f} s"), ("repeat", "repeat {}")):
+        value = row.get(col)
+        if value is not None and not (isinstance(value, float) and np.isnan(value)) and value != "":
+            try:
+                parts.append(fmt.format(value))
+            except (ValueError, TypeError):
+                parts.append(str(value))
+    if pd.notna(row.get("audio_seconds")):
+        parts.append(f"{float(row['audio_seconds']):.2f} s")
+    return " · ".join(parts)
+
+
+def audio_choices(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label, wav path) for every row that produced audio."""
+    if df is None or df.empty or "wav_path" not in df:
+        return []
+    out = []
+    for _, row in df.iterrows():
+        wav = row.get("wav_path")
+        if isinstance(wav, str) and wav and Path(wav).exists():
+            out.append((row_label(row), wav))
+    return out
+
+
+def signal_images(wav: str | None) -> tuple[str | None, str | None]:
+    """Waveform and spectrogram PNGs of one WAV, drawn once and kept in its run's plots/ folder."""
+    if not wav or not Path(wav).exists():
+        return None, None
+    wav = Path(wav)
+    plot_dir = wav.parent.parent / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    out = []
+    for kind, draw in (("waveform", plots.waveform), ("spectrogram", plots.spectrogram)):
+        png = plot_dir / f"{wav.stem}-{kind}.png"
+        if not png.exists() or png.stat().st_mtime < wav.stat().st_mtime:
+            audio, sr = sf.read(wav, dtype="float32", always_2d=False)
+            if audio.ndim > 1:
+                audio = audio.mean(axis=1)
+            fig = draw(audio, sr)
+            tmp = png.with_suffix(".tmp.png")
+            fig.savefig(tmp, dpi=90, bbox_inches="tight")
+            plots.close(fig)
+            os.replace(tmp, png)  # a half-written PNG is never shown
+        out.append(servable(png))
+    return out[0], out[1]
+
+
+def summary_images(experiment: str, df: pd.DataFrame, run: Run) -> list[tuple[str, str]]:
+    """Draw the experiment's summary figures into the run's plots/ folder; (path, caption) each."""
+    images = []
+    for name, fig in plots.figures_for(experiment, df).items():
+        path = run.save_figure(fig, name)
+        plots.close(fig)
+        images.append((servable(path), name))
+    return images
+
+
+@dataclass
+class OutputsPanel:
+    """Summary plots, a picker over the run's outputs, the picked audio with its images,
+    the table and the CSV: what every multi-output experiment tab shows."""
+
+    gallery: gr.Gallery
+    picker: gr.Dropdown
+    audio: gr.Audio
+    wave: gr.Image
+    spec: gr.Image
+    table: gr.Dataframe
+    csv: gr.File
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.gallery, self.picker, self.audio, self.wave, self.spec, self.table, self.csv]
+
+
+def outputs_panel(lab: LabContext, gallery_label: str = "Summary plots") -> OutputsPanel:
+    """Build the outputs widgets and wire the picker (choosing a row plays its audio)."""
+    gallery = gr.Gallery(label=gallery_label, columns=1, height="auto", object_fit="contain")
+    with gr.Row():
+        picker = gr.Dropdown([], label="Output to play", info="one entry per row that produced audio", scale=2)
+        audio = gr.Audio(label="Audio", type="filepath", interactive=False, scale=3)
+    with gr.Row():
+        wave = gr.Image(label="Waveform", type="filepath", interactive=False)
+        spec = gr.Image(label="Spectrogram", type="filepath", interactive=False)
+    table = gr.Dataframe(label="Results", interactive=False, wrap=True, max_height=400)
+    csv = gr.File(label="results.csv", interactive=False)
+    panel = OutputsPanel(gallery, picker, audio, wave, spec, table, csv)
+
+    root = lab.store.root.resolve()
+
+    @ui_errors
+    def pick(wav: str | None):
+        # The value names a file on the server: only WAVs inside the results folder are served.
+        if not wav:
+            return None, None, None
+        path = Path(wav).resolve()
+        if path.suffix != ".wav" or not path.is_relative_to(root) or not path.is_file():
+            raise LabError("that output is not a WAV of this lab's results; run or open a run again")
+        w, s = signal_images(str(path))
+        return servable(path), w, s
+
+    picker.input(pick, [picker], [audio, wave, spec], api_visibility="private", concurrency_limit=None)
+    return panel
+
+
+def panel_values(experiment: str, df: pd.DataFrame, run: Run) -> list[Any]:
+    """Values for ``OutputsPanel.outputs`` after a run: the first output is picked."""
+    images = summary_images(experiment, df, run)
+    choices = audio_choices(df)
+    first = choices[0][1] if choices else None
+    wave, spec = signal_images(first)
+    return [images, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
+            table_view(df), servable(run.csv_path) if run.csv_path.exists() else None]

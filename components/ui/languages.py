@@ -1,0 +1,55 @@
+"""Languages tab: one voice, a sentence of similar length in each chosen language.
+
+API: ``/languages`` (see ``components.ui.app`` for every endpoint's parameters).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from components.context import LabContext
+from components.engines.base import XTTS_LANGUAGES, LabError
+from experiments import runner
+from experiments.specs import DEFAULT_SENTENCES, LanguagesSpec
+
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, ui_errors
+
+DEFAULT_LANGS = ["en", "es", "de", "ja", "ko", "zh-cn"]
+
+
+def parse_texts(text: str) -> dict[str, str]:
+    """'ko: 안녕하세요' lines -> {lang: sentence}; blank lines are skipped."""
+    texts = {}
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        lang, sep, sentence = line.partition(":")
+        if not sep:
+            raise LabError(f"sentence overrides are 'lang: sentence' lines, got {line!r}")
+        texts[lang.strip()] = sentence.strip()
+    return texts
+
+
+def render(lab: LabContext) -> None:
+    """The Languages tab's widgets and its ``languages`` endpoint."""
+    langs = gr.CheckboxGroup(list(XTTS_LANGUAGES), value=DEFAULT_LANGS, label="Languages")
+    texts = gr.Textbox("", lines=2, label="Sentence overrides (optional)",
+                       placeholder=f"one 'lang: sentence' per line, e.g. en: {DEFAULT_SENTENCES['en']}")
+    speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
+    controls = engine_controls(lab, lang=False)
+    run_btn = gr.Button("Run languages", variant="primary")
+    panel = outputs_panel(lab)
+    last_run = gr.State(None)  # this user's latest run id
+
+    @ui_errors
+    def languages(langs, texts, speed, engine, speaker, reference, seed, temperature, top_k, top_p,
+                  repetition_penalty, length_penalty, text_splitting, progress=gr.Progress()):
+        spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
+                             **common_kwargs(engine, speaker, reference, seed,
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+        run = lab.store.new_run("languages", spec)
+        df = runner("languages")(spec, lab.engines, run, progress)
+        return [*panel_values("languages", df, run), run.run_id]
+
+    run_btn.click(languages, [langs, texts, speed, *controls.inputs], [*panel.outputs, last_run],
+                  api_name="languages")

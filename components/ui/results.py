@@ -1,0 +1,162 @@
+"""Results tab: browse every logged row, re-open a run, compare two runs, download a run.
+
+API: ``/results``, ``/open_run``, ``/compare_runs``, ``/download_run`` (see ``components.ui.app``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from components import plots
+from components.context import LabContext
+from components.engines.base import LabError
+from components.results import read_csv
+
+from .common import audio_choices, outputs_panel, servable, signal_images, table_view, ui_errors
+
+ALL = "all"
+
+
+def filter_rows(df: pd.DataFrame, experiment: str, engine: str, language: str) -> pd.DataFrame:
+    """Rows matching every filter that is not ``all``."""
+    for col, value in (("experiment", experiment), ("engine", engine), ("language", language)):
+        if value and value != ALL and col in df:
+            df = df[df[col].astype(str) == value]
+    return df
+
+
+def run_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """A run's headline numbers (metric -> value), the same keys for every run so two compare."""
+    num = {c: pd.to_numeric(df[c], errors="coerce") for c in
+           ("audio_seconds", "synth_seconds", "rtf", "ttfa_seconds", "similarity") if c in df}
+    ok = df["status"].astype(str).eq("ok") if "status" in df else pd.Series(True, index=df.index)
+
+    def stat(col: str, how: str) -> float | None:
+        s = num.get(col, pd.Series(dtype=float))[ok].dropna()
+        return None if s.empty else round(float(getattr(s, how)()), 4)
+
+    def values(col: str) -> str:
+        return ", ".join(sorted({str(v) for v in df[col].dropna()})) if col in df else ""
+
+    return {
+        "experiment": values("experiment"), "engines": values("engine"), "precision": values("precision"),
+        "device": values("device"), "languages": values("language"),
+        "rows": int(len(df)), "rows ok": int(ok.sum()),
+        "audio seconds (total)": stat("audio_seconds", "sum"),
+        "synthesis seconds (mean)": stat("synth_seconds", "mean"),
+        "synthesis seconds (std)": stat("synth_seconds", "std"),
+        "RTF (mean)": stat("rtf", "mean"), "RTF (median)": stat("rtf", "median"),
+        "time to first audio (median s)": stat("ttfa_seconds", "median"),
+        "similarity (mean)": stat("similarity", "mean"),
+    }
+
+
+def zip_run(run_dir: Path) -> Path:
+    """The run folder (CSV, WAVs, PNGs, spec.yaml) as ``<run_id>.zip`` in a fresh temp folder."""
+    out = Path(tempfile.mkdtemp(prefix="xtts-lab-zip-")) / run_dir.name
+    return Path(shutil.make_archive(str(out), "zip", root_dir=run_dir.parent, base_dir=run_dir.name))
+
+
+def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
+    """The Results tab's widgets and endpoints; ``tab`` (if given) refreshes the table when selected."""
+    store = lab.store
+
+    def run_dir(run_id: str | None) -> Path:
+        if not run_id or run_id not in store.runs():  # only ids the store lists: never a user path
+            raise LabError(f"no run {run_id!r} under {store.root}; pick one from the list")
+        return store.root / run_id
+
+    def load_run(run_id: str) -> pd.DataFrame:
+        d = run_dir(run_id)
+        df = read_csv(d / "results.csv")
+        if "wav_path" in df:  # the CSV holds the path as seen at write time; the file is in wav/
+            df["wav_path"] = [str(d / "wav" / Path(p).name) if isinstance(p, str) and p else np.nan
+                              for p in df["wav_path"]]
+        return df
+
+    gr.Markdown("Every row logged under the results folder. Filter it, then open a run to hear and "
+                "see its outputs, compare two runs, or download one as a zip.")
+    with gr.Row():
+        experiment = gr.Dropdown([ALL], value=ALL, label="Experiment", allow_custom_value=True)
+        engine = gr.Dropdown([ALL], value=ALL, label="Engine", allow_custom_value=True)
+        language = gr.Dropdown([ALL], value=ALL, label="Language", allow_custom_value=True)
+        refresh_btn = gr.Button("Refresh", variant="primary")
+    count = gr.Markdown(label="row count")
+    table = gr.Dataframe(label="All rows", interactive=False, wrap=True, max_height=400)
+    plot = gr.Image(label="Synthesis time vs text length", type="filepath", interactive=False)
+
+    gr.Markdown("### Open a run")
+    with gr.Row():
+        run_dd = gr.Dropdown([], label="Run", scale=3)
+        open_btn = gr.Button("Open run", scale=1)
+        zip_btn = gr.Button("Download run (.zip)", scale=1)
+    zip_file = gr.File(label="Run folder (.zip)", interactive=False)
+    panel = outputs_panel(lab, gallery_label="Plots saved with the run")
+
+    gr.Markdown("### Compare two runs")
+    with gr.Row():
+        run_a = gr.Dropdown([], label="Run A")
+        run_b = gr.Dropdown([], label="Run B")
+        compare_btn = gr.Button("Compare")
+    comparison = gr.Dataframe(label="Summary side by side", interactive=False)
+    plot_dir = gr.State(None)  # this user's temp folder for the table plot
+
+    @ui_errors
+    def results(experiment, engine, language, folder):
+        df = store.load_all()
+        rows = filter_rows(df, experiment, engine, language)
+        folder = folder or tempfile.mkdtemp(prefix="xtts-lab-plot-")
+        fig = plots.synth_vs_text_length(rows)
+        png = Path(folder) / f"synth-vs-text-{len(list(Path(folder).iterdir()))}.png"  # new name: no stale cache
+        fig.savefig(png, dpi=90, bbox_inches="tight")
+        plots.close(fig)
+
+        def choices(col: str, value: str) -> gr.Dropdown:
+            found = sorted({str(v) for v in df[col].dropna()}) if col in df else []
+            return gr.Dropdown(choices=[ALL, *found], value=value if value in found else ALL)
+
+        runs = store.runs()
+        first = runs[0] if runs else None
+        second = runs[1] if len(runs) > 1 else first
+        return (table_view(rows, show=("run_id", "experiment")), str(png), f"{len(rows)} of {len(df)} rows, {len(runs)} runs",
+                choices("experiment", experiment), choices("engine", engine), choices("language", language),
+                gr.Dropdown(choices=runs, value=first), gr.Dropdown(choices=runs, value=second),
+                gr.Dropdown(choices=runs, value=first), folder)
+
+    @ui_errors
+    def open_run(run_id):
+        d = run_dir(run_id)
+        df = load_run(run_id)
+        # Summary plots only: per-output waveforms/spectrograms are drawn when an output is picked.
+        pngs = [(servable(p), p.stem) for p in sorted((d / "plots").glob("*.png"))
+                if not p.stem.endswith(("-waveform", "-spectrogram"))]
+        choices = audio_choices(df)
+        first = choices[0][1] if choices else None
+        wave, spec = signal_images(first)
+        return (pngs, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
+                table_view(df), servable(d / "results.csv"))
+
+    @ui_errors
+    def compare_runs(a, b):
+        sa, sb = run_summary(load_run(a)), run_summary(load_run(b))
+        return pd.DataFrame({"metric": list(sa), f"A: {a}": list(sa.values()), f"B: {b}": list(sb.values())})
+
+    @ui_errors
+    def download_run(run_id):
+        return str(zip_run(run_dir(run_id)))
+
+    filters = [experiment, engine, language, plot_dir]
+    outs = [table, plot, count, experiment, engine, language, run_dd, run_a, run_b, plot_dir]
+    refresh_btn.click(results, filters, outs, api_name="results")
+    if tab is not None:
+        tab.select(results, filters, outs, api_visibility="private")
+    open_btn.click(open_run, [run_dd], panel.outputs, api_name="open_run")
+    zip_btn.click(download_run, [run_dd], [zip_file], api_name="download_run")
+    compare_btn.click(compare_runs, [run_a, run_b], [comparison], api_name="compare_runs")

@@ -1,0 +1,36 @@
+"""Speed sweep tab: the same text at several speeds; audio length should follow 1/speed.
+
+API: ``/speed_sweep`` (see ``components.ui.app`` for every endpoint's parameters).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from components.context import LabContext
+from experiments import runner
+from experiments.specs import DEFAULT_TEXT, SpeedSweepSpec
+
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, ui_errors
+
+
+def render(lab: LabContext) -> None:
+    """The Speed sweep tab's widgets and its ``speed_sweep`` endpoint."""
+    text = gr.Textbox(DEFAULT_TEXT, lines=2, label="Text")
+    speeds = gr.Textbox("0.5, 0.75, 1, 1.5, 2", label="Speeds", info="comma-separated factors, 0.25 to 4")
+    controls = engine_controls(lab)
+    run_btn = gr.Button("Run speed sweep", variant="primary")
+    panel = outputs_panel(lab)
+    last_run = gr.State(None)  # this user's latest run id
+
+    @ui_errors
+    def speed_sweep(text, speeds, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
+                    repetition_penalty, length_penalty, text_splitting, progress=gr.Progress()):
+        spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
+                              **common_kwargs(engine, speaker, reference, seed,
+                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+        run = lab.store.new_run("speed-sweep", spec)
+        df = runner("speed-sweep")(spec, lab.engines, run, progress)
+        return [*panel_values("speed-sweep", df, run), run.run_id]
+
+    run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run], api_name="speed_sweep")

@@ -1,0 +1,103 @@
+"""Synthesize tab: one text, one voice; streams the audio as it is made when the engine can.
+
+API: ``/synthesize`` (see ``components.ui.app`` for every endpoint's parameters).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator
+
+import gradio as gr
+import numpy as np
+from gradio import processing_utils
+
+from components.context import LabContext
+from components.engines import Engines
+from components.engines.base import Progress, SynthResult, no_progress
+from components.results import Run, rows_to_frame
+from experiments import runner
+from experiments.common import row_for
+from experiments.specs import DEFAULT_TEXT, SynthSpec
+from experiments.synth import request_for
+
+from .common import common_kwargs, engine_controls, servable, signal_images, table_view, ui_errors
+
+
+def can_stream_audio() -> bool:
+    """gradio encodes streamed audio with ffmpeg (AAC); without it only whole clips can play."""
+    return processing_utils.ffmpeg_installed()
+
+
+def stream_synth(spec: SynthSpec, engines: Engines, run: Run,
+                 progress: Progress = no_progress) -> Iterator[tuple[int, np.ndarray] | dict[str, Any]]:
+    """Like ``experiments.synth.run`` with ``stream=True``, but hands each chunk out as it comes:
+    yields ``(sample_rate, chunk)`` tuples, then the logged row (a dict) last."""
+    request = request_for(spec)
+    with engines.use(spec.engine, progress) as engine:
+        progress(0.1, desc=f"streaming from {engine.name}")
+        t0 = time.perf_counter()
+        result, ttfa = None, None
+        for item in engine.stream(request, progress):
+            if isinstance(item, SynthResult):
+                result = item
+                continue
+            if ttfa is None:
+                ttfa = time.perf_counter() - t0
+            yield engine.sample_rate, np.asarray(item, dtype=np.float32)
+        seconds = time.perf_counter() - t0
+        if result is None:
+            raise RuntimeError(f"{engine.name}.stream() ended without a final SynthResult")
+        result.info.setdefault("ttfa_seconds", ttfa)
+        row = row_for(engine, request, result, seconds)
+        row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, f"{engine.name}-{request.lang}-{request.text}"))
+        yield run.append(row)
+
+
+def render(lab: LabContext) -> None:
+    """The Synthesize tab's widgets and its ``synthesize`` endpoint."""
+    streaming_ok = can_stream_audio()
+    with gr.Row():
+        with gr.Column(scale=3):
+            text = gr.Textbox(DEFAULT_TEXT, lines=3, label="Text")
+            controls = engine_controls(lab)
+            speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
+            run_btn = gr.Button("Synthesize", variant="primary")
+        with gr.Column(scale=2):
+            live = gr.Audio(label="Live (streamed as it is made)", streaming=True, autoplay=True,
+                            interactive=False, visible=streaming_ok)
+            if not streaming_ok:
+                gr.Markdown("Streaming playback needs `ffmpeg` on the server (`apt-get install ffmpeg`); "
+                            "the complete clip plays below instead.")
+            audio = gr.Audio(label="Audio", type="filepath", interactive=False)
+    with gr.Row():
+        wave = gr.Image(label="Waveform", type="filepath", interactive=False)
+        spec_img = gr.Image(label="Spectrogram", type="filepath", interactive=False)
+    table = gr.Dataframe(label="Row logged", interactive=False, wrap=True)
+    csv = gr.File(label="results.csv", interactive=False)
+    last_run = gr.State(None)  # this user's latest run id
+
+    @ui_errors
+    def synthesize(text, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
+                   repetition_penalty, length_penalty, text_splitting, speed, progress=gr.Progress()):
+        spec = SynthSpec(text=text, lang=lang, speed=float(speed),
+                         **common_kwargs(engine, speaker, reference, seed,
+                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+        run = lab.store.new_run("synth", spec)
+        caps = lab.engines.get(spec.engine, progress).capabilities
+        if caps.streaming and streaming_ok:
+            row = None
+            for item in stream_synth(spec, lab.engines, run, progress):
+                if isinstance(item, dict):
+                    row = item
+                else:
+                    yield item, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            df = rows_to_frame([row])
+        else:
+            df = runner("synth")(spec, lab.engines, run, progress)
+        wav = df["wav_path"].iloc[0] if "wav_path" in df else None
+        w, s = signal_images(wav)
+        yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
+
+    run_btn.click(synthesize, [text, *controls.inputs, speed], [live, audio, wave, spec_img, table, csv, last_run],
+                  api_name="synthesize")

@@ -1,0 +1,182 @@
+"""The UI's API, called the way a script would: gradio_client against the real app, in-process.
+
+Engine: espeak (real audio, always available). Each tab's endpoint is called with its stable
+``api_name`` and the outputs are checked on disk: WAVs with a duration, PNGs, CSV rows.
+"""
+
+from __future__ import annotations
+
+import socket
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from components.context import LabContext  # noqa: E402
+from components.engines.base import SynthRequest  # noqa: E402
+from components.ui.app import build_app  # noqa: E402
+
+# temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting (ignored by espeak)
+SETTINGS = (0.75, 50, 0.85, 10.0, 1.0, True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> LabContext:
+    return LabContext.create(results=str(tmp_path_factory.mktemp("ui-results")))
+
+
+@pytest.fixture(scope="module")
+def client(lab):
+    demo = build_app(lab)
+    port = free_port()
+    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def seconds(path: str) -> float:
+    info = sf.info(path)
+    return info.frames / info.samplerate
+
+
+def table(value: dict) -> pd.DataFrame:
+    """A Dataframe output as gradio_client returns it -> pandas."""
+    return pd.DataFrame(value["data"], columns=value["headers"])
+
+
+def csv_rows(path: str) -> pd.DataFrame:
+    assert path and Path(path).is_file(), path
+    return pd.read_csv(path)
+
+
+def test_synthesize_returns_audio_images_row_and_csv(client):
+    live, audio, wave, spec, row, csv, *_ = client.predict(
+        "Hello from the lab.", "espeak", "female", "en", None, 0, *SETTINGS, 1.0, api_name="/synthesize")
+    assert seconds(audio) > 0.5  # a short sentence, spoken
+    for png in (wave, spec):
+        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    df = table(row)
+    assert len(df) == 1
+    assert df.loc[0, "engine"] == "espeak" and df.loc[0, "speaker"] == "female"
+    assert df.loc[0, "audio_seconds"] == pytest.approx(seconds(audio), abs=0.01)
+    written = csv_rows(csv)
+    assert len(written) == 1 and written.loc[0, "text"] == "Hello from the lab."
+
+
+def test_synthesize_user_error_is_a_gradio_error(client):
+    with pytest.raises(Exception, match="text is empty"):
+        client.predict("   ", "espeak", None, "en", None, 0, *SETTINGS, 1.0, api_name="/synthesize")
+
+
+def test_speed_sweep_one_row_and_output_per_speed(client):
+    gallery, picker, audio, wave, spec, rows, csv = client.predict(
+        "The same sentence at several speeds.", "0.5, 1, 2", "espeak", None, "en", None, 0, *SETTINGS,
+        api_name="/speed_sweep")
+    df = table(rows)
+    assert list(df["speed"]) == [0.5, 1.0, 2.0]
+    lengths = df["audio_seconds"].tolist()
+    assert lengths[0] > lengths[1] > lengths[2] > 0  # faster speech is shorter
+    assert len(picker["choices"]) == 3  # one playable output per speed
+    assert seconds(audio) == pytest.approx(lengths[0], abs=0.01)  # the first output is loaded
+    assert [Path(g["image"]).name for g in gallery] == ["speed-sweep.png"]
+    assert Path(wave).is_file() and Path(spec).is_file()
+    assert len(csv_rows(csv)) == 3
+
+
+def test_languages_one_row_per_language(client):
+    gallery, picker, audio, _, _, rows, csv = client.predict(
+        ["en", "de", "ko"], "de: Guten Morgen, wie geht es dir heute?", 1.0, "espeak", None, None, 0, *SETTINGS,
+        api_name="/languages")
+    df = table(rows)
+    assert list(df["language"]) == ["en", "de", "ko"]
+    assert (df["status"] == "ok").all()
+    assert df.loc[df["language"] == "de", "text"].item() == "Guten Morgen, wie geht es dir heute?"
+    assert len(picker["choices"]) == 3 and seconds(audio) > 0
+    assert len(gallery) == 1
+    assert len(csv_rows(csv)) == 3
+
+
+def test_ref_length_logs_unsupported_rows_for_an_engine_that_cannot_clone(client, lab, tmp_path):
+    speech = lab.engines.get("espeak").synthesize(SynthRequest("A reference recording of a few seconds.", "en"))
+    ref = tmp_path / "ref.wav"
+    sf.write(ref, speech.audio, speech.sample_rate)
+    gallery, picker, audio, _, _, rows, csv = client.predict(
+        "Cloned text.", "1, 2", 1, "espeak", None, "en", handle_file(str(ref)), 0, *SETTINGS,
+        api_name="/ref_length")
+    df = table(rows)
+    assert len(df) == 2 and (df["status"] == "unsupported").all()
+    assert df["note"].str.contains("cannot clone").all()
+    assert audio is None and gallery in (None, [])  # nothing was synthesised, nothing is faked
+    assert len(csv_rows(csv)) == 2
+
+
+def test_ref_length_without_reference_is_refused(client):
+    with pytest.raises(Exception, match="reference is required"):
+        client.predict("Cloned text.", "1, 2", 1, "espeak", None, "en", None, 0, *SETTINGS, api_name="/ref_length")
+
+
+def test_benchmark_summary_and_rows(client, lab):
+    summary, gallery, picker, audio, _, _, rows, csv = client.predict(
+        ["espeak"], "Hi there.", "A sentence of medium length for timing.", "", 2, "espeak", None, "en", None, 0,
+        *SETTINGS, api_name="/benchmark")
+    s = table(summary)
+    assert list(s["text_length"]) == ["short", "medium"]  # the empty long text is left out
+    assert (s["runs"] == 2).all() and (s["synth_mean"] > 0).all()
+    df = table(rows)
+    assert len(df) == 1 + 2 * 2  # one cold run, then 2 warm repeats per text
+    assert len(gallery) == 1 and seconds(audio) > 0
+    newest = next(r for r in lab.store.runs() if "-benchmark-" in r)
+    assert len(pd.read_csv(lab.store.root / newest / "summary.csv")) == 2  # saved beside the CSV, as the CLI does
+
+
+def test_results_filter_open_compare_and_download(client, lab):
+    before = set(lab.store.runs())
+    for speeds in ("1, 2", "0.5, 1"):
+        client.predict("Results tab text.", speeds, "espeak", None, "en", None, 0, *SETTINGS, api_name="/speed_sweep")
+    ours = sorted(set(lab.store.runs()) - before)
+    rows, plot, count, _, _, _, run, run_a, run_b = client.predict(
+        "speed-sweep", "espeak", "all", api_name="/results")
+    df = table(rows)
+    assert len(df) >= 4 and (df["experiment"] == "speed-sweep").all()
+    assert set(ours) <= set(df["run_id"])
+    assert Path(plot).read_bytes()[:4] == b"\x89PNG"
+    assert f"{len(df)} of" in count
+    listed = [c[1] for c in run["choices"]]
+    assert set(ours) <= set(listed) and run["value"] == listed[0] and run_a["value"] == listed[1]
+
+    first, second = ours
+    gallery, picker, audio, wave, spec, table_value, csv = client.predict(first, api_name="/open_run")
+    assert sorted(table(table_value)["speed"]) in ([1.0, 2.0], [0.5, 1.0])
+    assert len(picker["choices"]) == 2
+    assert [Path(g["image"]).name for g in gallery] == ["speed-sweep.png"]
+    assert seconds(audio) > 0 and Path(wave).is_file() and Path(spec).is_file()
+    assert len(csv_rows(csv)) == 2
+
+    comparison = table(client.predict(first, second, api_name="/compare_runs"))
+    by_metric = comparison.set_index("metric")
+    assert by_metric.loc["rows"].tolist() == [2, 2]
+    assert by_metric.loc["engines"].tolist() == ["espeak", "espeak"]
+
+    archive = client.predict(first, api_name="/download_run")
+    names = zipfile.ZipFile(archive).namelist()
+    for part in ("results.csv", "spec.yaml", "plots/speed-sweep.png"):
+        assert f"{first}/{part}" in names
+    assert sum(n.startswith(f"{first}/wav/") and n.endswith(".wav") for n in names) == 2
+
+
+def test_open_run_refuses_unknown_run_ids(client):
+    with pytest.raises(Exception, match="not in the list of choices|no run"):
+        client.predict("../../etc", api_name="/open_run")
