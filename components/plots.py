@@ -144,7 +144,8 @@ def ref_length(df: pd.DataFrame) -> Figure:
     fig, axes = _figure(1, len(metrics), size=(5 * len(metrics), 3.4))
     for ax, metric in zip(axes[0], metrics):
         g = d.dropna(subset=[metric]).groupby(key)[metric].agg(["mean", "std"]).reset_index()
-        ax.errorbar(g[key], g["mean"], yerr=g["std"].fillna(0.0), fmt="o-", capsize=4)
+        ax.errorbar(g[key].to_numpy(float), g["mean"].to_numpy(float), yerr=g["std"].fillna(0.0).to_numpy(float),
+                    fmt="o-", capsize=4)
         ax.set_xlabel("reference length (s)")
         ax.set_ylabel(labels[metric])
         ax.set_title(f"{labels[metric].split(' (')[0].capitalize()} vs reference length")
