@@ -50,12 +50,16 @@ class Worker:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
         versions = {"torch": torch.__version__, "python": sys.version.split()[0]}
-        try:
-            from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-            versions["melotts"] = version("melotts")
-        except Exception:  # noqa: BLE001 - an editable install may have no metadata
-            versions["melotts"] = "?"
+        versions["melotts"] = "?"
+        # Upstream's setup.py names the distribution MyShellTTSBase; forks call it melotts.
+        for dist in ("MyShellTTSBase", "melotts", "melo-tts"):
+            try:
+                versions["melotts"] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
         return {"protocol": PROTOCOL, "engine": "MeloTTS", "languages": list(LANGUAGES),
                 "device": device, "versions": versions}
 
