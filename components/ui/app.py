@@ -31,7 +31,7 @@ import gradio as gr
 from components.context import LabContext
 
 from . import benchmark, languages, ref_length, results, speed_sweep, status, synthesize
-from .common import engine_choices
+from .common import engine_choices, speakers_for
 
 TITLE = "XTTS Lab"
 
@@ -57,9 +57,21 @@ def build_app(lab: LabContext) -> gr.Blocks:
                 results.render(lab, tab=results_tab)
 
         # Engine availability can change after the app is built (licence accepted, weights
-        # downloaded): each page load relabels every engine selector.
-        selectors = [b for b in demo.blocks.values()
-                     if isinstance(b, gr.Dropdown) and "engine-select" in (b.elem_classes or [])]
-        demo.load(lambda: [gr.Dropdown(choices=engine_choices(lab))] * len(selectors), None, selectors,
-                  api_visibility="private", queue=False)
+        # downloaded) and the default engine may finish loading after it: each page load relabels
+        # every engine selector and fills its speaker list if that engine is ready.
+        def tagged(tag: str) -> list[gr.Dropdown]:
+            return [b for b in demo.blocks.values()
+                    if isinstance(b, gr.Dropdown) and tag in (b.elem_classes or [])]
+
+        engines, speakers = tagged("engine-select"), tagged("speaker-select")
+        assert len(engines) == len(speakers), "engine_controls() makes one of each"
+
+        def on_load(*chosen: str):
+            updates = [gr.Dropdown(choices=engine_choices(lab)) for _ in chosen]
+            for name in chosen:
+                voices = speakers_for(lab, name)
+                updates.append(gr.Dropdown(choices=voices, value=voices[0]) if voices else gr.skip())
+            return updates
+
+        demo.load(on_load, engines, engines + speakers, api_visibility="private", queue=False)
     return demo

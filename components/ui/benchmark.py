@@ -29,7 +29,7 @@ def render(lab: LabContext) -> None:
     controls = engine_controls(lab)
     run_btn = gr.Button("Run benchmark", variant="primary")
     summary = gr.Dataframe(label="Summary (warm runs; cold first run apart)", interactive=False)
-    panel = outputs_panel(lab)
+    panel = outputs_panel(lab, "benchmark")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors

@@ -133,7 +133,8 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
                              info="unavailable engines say why", scale=2,
                              elem_classes=["engine-select"])
         speaker = gr.Dropdown(speakers_for(lab, default), value=None, label="Speaker",
-                              info="empty = the engine's default voice", allow_custom_value=True, scale=2)
+                              info="empty = the engine's default voice", allow_custom_value=True, scale=2,
+                              elem_classes=["speaker-select"])
         lang_dd = gr.Dropdown(list(XTTS_LANGUAGES), value="en", label="Language", scale=1) if lang else None
         seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
     reference = gr.Audio(sources=["upload", "microphone"], type="filepath", label=reference_label)
@@ -306,17 +307,20 @@ class OutputsPanel:
         return [self.gallery, self.picker, self.audio, self.wave, self.spec, self.table, self.csv]
 
 
-def outputs_panel(lab: LabContext, gallery_label: str = "Summary plots") -> OutputsPanel:
-    """Build the outputs widgets and wire the picker (choosing a row plays its audio)."""
-    gallery = gr.Gallery(label=gallery_label, columns=1, height="auto", object_fit="contain")
+def outputs_panel(lab: LabContext, prefix: str, gallery_label: str = "Summary plots") -> OutputsPanel:
+    """Build the outputs widgets and wire the picker (choosing a row plays its audio).
+    ``prefix`` makes the widgets' element ids unique (``<prefix>-audio``, ``<prefix>-table``...)."""
+    gallery = gr.Gallery(label=gallery_label, columns=1, height="auto", object_fit="contain",
+                         elem_id=f"{prefix}-gallery")
     with gr.Row():
-        picker = gr.Dropdown([], label="Output to play", info="one entry per row that produced audio", scale=2)
-        audio = gr.Audio(label="Audio", type="filepath", interactive=False, scale=3)
+        picker = gr.Dropdown([], label="Output to play", info="one entry per row that produced audio", scale=2,
+                             elem_id=f"{prefix}-picker")
+        audio = gr.Audio(label="Audio", type="filepath", interactive=False, scale=3, elem_id=f"{prefix}-audio")
     with gr.Row():
-        wave = gr.Image(label="Waveform", type="filepath", interactive=False)
-        spec = gr.Image(label="Spectrogram", type="filepath", interactive=False)
-    table = gr.Dataframe(label="Results", interactive=False, wrap=True, max_height=400)
-    csv = gr.File(label="results.csv", interactive=False)
+        wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id=f"{prefix}-waveform")
+        spec = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id=f"{prefix}-spectrogram")
+    table = gr.Dataframe(label="Results", interactive=False, max_height=400, elem_id=f"{prefix}-table")
+    csv = gr.File(label="results.csv", interactive=False, elem_id=f"{prefix}-csv")
     panel = OutputsPanel(gallery, picker, audio, wave, spec, table, csv)
 
     root = lab.store.root.resolve()

@@ -38,7 +38,7 @@ def render(lab: LabContext) -> None:
     speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
     controls = engine_controls(lab, lang=False)
     run_btn = gr.Button("Run languages", variant="primary")
-    panel = outputs_panel(lab)
+    panel = outputs_panel(lab, "languages")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors

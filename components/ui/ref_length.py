@@ -26,7 +26,7 @@ def render(lab: LabContext) -> None:
         repeats = gr.Slider(1, 10, 1, step=1, label="Repeats", info="seeds seed, seed+1, ...: error bars")
     controls = engine_controls(lab, reference_label="Reference recording to cut (required)")
     run_btn = gr.Button("Run reference-length sweep", variant="primary")
-    panel = outputs_panel(lab)
+    panel = outputs_panel(lab, "ref")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors

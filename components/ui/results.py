@@ -89,8 +89,8 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         language = gr.Dropdown([ALL], value=ALL, label="Language", allow_custom_value=True)
         refresh_btn = gr.Button("Refresh", variant="primary")
     count = gr.Markdown(label="row count")
-    table = gr.Dataframe(label="All rows", interactive=False, wrap=True, max_height=400)
-    plot = gr.Image(label="Synthesis time vs text length", type="filepath", interactive=False)
+    table = gr.Dataframe(label="All rows", interactive=False, max_height=400, elem_id="results-table")
+    plot = gr.Image(label="Synthesis time vs text length", type="filepath", interactive=False, elem_id="results-plot")
 
     gr.Markdown("### Open a run")
     with gr.Row():
@@ -98,7 +98,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         open_btn = gr.Button("Open run", scale=1)
         zip_btn = gr.Button("Download run (.zip)", scale=1)
     zip_file = gr.File(label="Run folder (.zip)", interactive=False)
-    panel = outputs_panel(lab, gallery_label="Plots saved with the run")
+    panel = outputs_panel(lab, "run", gallery_label="Plots saved with the run")
 
     gr.Markdown("### Compare two runs")
     with gr.Row():

@@ -20,7 +20,7 @@ def render(lab: LabContext) -> None:
     speeds = gr.Textbox("0.5, 0.75, 1, 1.5, 2", label="Speeds", info="comma-separated factors, 0.25 to 4")
     controls = engine_controls(lab)
     run_btn = gr.Button("Run speed sweep", variant="primary")
-    panel = outputs_panel(lab)
+    panel = outputs_panel(lab, "speed")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors

@@ -9,19 +9,15 @@ from components.context import LabContext
 
 from .common import ui_errors
 
-ICONS = {"ready": "🟢", "loading": "🟡", "not loaded": "⚪"}
-
-
 def status_markdown(lab: LabContext) -> str:
     """One line per engine (ready / loading / not loaded / unavailable: why), then the warnings."""
     lines = []
     for name in lab.engines.names():
         status = lab.engines.status(name)
-        icon = ICONS.get(status, "🔴")
         default = " (default)" if name == lab.engines.default() else ""
-        lines.append(f"- {icon} **{name}**{default}: {status}")
+        lines.append(f"- **{name}**{default}: {status}")
     for warning in lab.warnings:
-        lines.append(f"- ⚠️ {warning}")
+        lines.append(f"- **warning**: {warning}")
     return "**Engines**\n\n" + "\n".join(lines)
 
 

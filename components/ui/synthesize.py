@@ -65,16 +65,16 @@ def render(lab: LabContext) -> None:
             run_btn = gr.Button("Synthesize", variant="primary")
         with gr.Column(scale=2):
             live = gr.Audio(label="Live (streamed as it is made)", streaming=True, autoplay=True,
-                            interactive=False, visible=streaming_ok)
+                            interactive=False, visible=streaming_ok, elem_id="synth-live")
             if not streaming_ok:
                 gr.Markdown("Streaming playback needs `ffmpeg` on the server (`apt-get install ffmpeg`); "
                             "the complete clip plays below instead.")
-            audio = gr.Audio(label="Audio", type="filepath", interactive=False)
+            audio = gr.Audio(label="Audio", type="filepath", interactive=False, elem_id="synth-audio")
     with gr.Row():
-        wave = gr.Image(label="Waveform", type="filepath", interactive=False)
-        spec_img = gr.Image(label="Spectrogram", type="filepath", interactive=False)
-    table = gr.Dataframe(label="Row logged", interactive=False, wrap=True)
-    csv = gr.File(label="results.csv", interactive=False)
+        wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id="synth-waveform")
+        spec_img = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id="synth-spectrogram")
+    table = gr.Dataframe(label="Row logged", interactive=False, elem_id="synth-table")
+    csv = gr.File(label="results.csv", interactive=False, elem_id="synth-csv")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors

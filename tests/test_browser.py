@@ -1,0 +1,159 @@
+"""The real lab in a real browser: start ``lab.py`` as a subprocess, click through it with
+Playwright driving Debian's chromium (never a downloaded browser), engine espeak.
+
+Set ``LAB_SCREENSHOTS=<folder>`` to keep full-page screenshots of each step.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab_url(tmp_path_factory):
+    """``lab.py`` serving on a free port with a fresh results folder; stopped afterwards."""
+    port = free_port()
+    out = tmp_path_factory.mktemp("browser-results")
+    log = open(out / "lab.log", "w")
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "lab.py", "--port", str(port), "--out", str(out)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"lab.py exited with {proc.returncode}: {(out / 'lab.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"lab.py did not answer on {url} within 90 s")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.set_default_timeout(30_000)
+        page.goto(lab_url)
+        page.wait_for_selector("#lab-status")
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    folder = os.environ.get("LAB_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def rows_shown(page, table_id: str, rows: int) -> None:
+    """Wait until the Dataframe ``table_id`` holds ``rows`` data rows (aria-rowcount counts the header)."""
+    page.wait_for_selector(f"#{table_id} [role=grid][aria-rowcount='{rows + 1}']", state="attached")
+
+
+def expect_audio(page, elem_id: str) -> None:
+    page.wait_for_selector(f"#{elem_id} audio", state="attached")
+    href = page.locator(f"#{elem_id} a[download]").first.get_attribute("href")
+    assert href and href.endswith(".wav"), href
+
+
+def expect_image(page, elem_id: str) -> None:
+    img = page.locator(f"#{elem_id} img").first
+    img.wait_for(state="visible")
+    assert img.evaluate("i => i.complete && i.naturalWidth > 100"), f"{elem_id} image did not load"
+
+
+def no_error_toasts(page) -> None:
+    errors = page.locator(".toast-body.error")
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+def test_status_banner_lists_every_engine(page):
+    status = page.locator("#lab-status").inner_text()
+    assert "espeak" in status and "ready" in status.split("espeak")[1].splitlines()[0]
+    assert "xtts" in status and "melo" in status
+
+
+def test_every_tab_opens(page):
+    expected = {"Speed sweep": "Speeds", "Reference length": "favours XTTS", "Languages": "Sentence overrides",
+                "Benchmark": "Engines to compare", "Results": "Compare two runs", "Synthesize": "Text"}
+    for tab, text in expected.items():
+        page.get_by_role("tab", name=tab, exact=True).click()
+        page.get_by_text(text).first.wait_for(state="visible")
+    shot(page, "tabs")
+
+
+def test_synthesize_by_clicking(page):
+    page.get_by_role("tab", name="Synthesize", exact=True).click()
+    page.get_by_label("Text").first.fill("Clicked in a real browser.")
+    page.get_by_role("button", name="Synthesize", exact=True).click()
+    rows_shown(page, "synth-table", 1)
+    expect_audio(page, "synth-audio")
+    expect_image(page, "synth-waveform")
+    expect_image(page, "synth-spectrogram")
+    assert "Clicked in a real browser." in page.locator("#synth-table").inner_text()
+    no_error_toasts(page)
+    shot(page, "synthesize")
+
+
+def test_speed_sweep_by_clicking(page):
+    page.get_by_role("tab", name="Speed sweep", exact=True).click()
+    page.get_by_label("Speeds").fill("0.75, 1, 2")
+    page.get_by_role("button", name="Run speed sweep").click()
+    rows_shown(page, "speed-table", 3)
+    expect_audio(page, "speed-audio")
+    expect_image(page, "speed-gallery")
+    expect_image(page, "speed-waveform")
+    no_error_toasts(page)
+    shot(page, "speed-sweep")
+
+
+def test_results_tab_shows_the_rows_just_made(page):
+    page.get_by_role("tab", name="Results", exact=True).click()  # selecting the tab refreshes it
+    rows_shown(page, "results-table", 4)  # 1 synthesis + 3 speeds
+    expect_image(page, "results-plot")
+    page.get_by_role("button", name="Open run").click()
+    rows_shown(page, "run-table", 3)  # the newest run: the speed sweep
+    expect_audio(page, "run-audio")
+    no_error_toasts(page)
+    shot(page, "results")
