@@ -126,11 +126,9 @@ def basic_auth_dependency(pairs: tuple[tuple[str, str], ...]) -> Callable:
 class BodySizeLimit:
     """ASGI middleware: refuse bodies over ``max_bytes`` with 413 before they reach any route.
 
-    Checks Content-Length up front, and counts the bytes of bodies sent without one.
+    Checks Content-Length up front, and counts the bytes of bodies sent without one: past the
+    cap the app is told the client left, and whatever it answers is replaced by the 413.
     """
-
-    class _Over(Exception):
-        pass
 
     def __init__(self, app: Any, max_bytes: int):
         self.app = app
@@ -157,28 +155,36 @@ class BodySizeLimit:
                 if too_big:
                     return await self._refuse(send)
         received = 0
-        started = False
+        over = False
+        refused = False
 
         async def counted_receive() -> dict:
-            nonlocal received
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodySizeLimit._Over()
+                    over = True  # stop reading: the rest of the body is never buffered
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked_send(message: dict) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message: dict) -> None:
+            nonlocal refused
+            if not over:
+                await send(message)
+            elif not refused:
+                refused = True
+                await self._refuse(send)
 
         try:
-            await self.app(scope, counted_receive, tracked_send)
-        except BodySizeLimit._Over:
-            if not started:
-                await self._refuse(send)
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not over:
+                raise
+        if over and not refused:
+            await self._refuse(send)
 
 
 def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: Any = None):
