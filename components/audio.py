@@ -53,10 +53,14 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
         audio = data.mean(axis=1)
     except Exception as sf_error:  # noqa: BLE001 - libsndfile raises several types for non-audio
-        try:
+        try:  # librosa falls back to audioread (FFmpeg, if installed): m4a, webm...
+            import warnings
+
             import librosa
 
-            audio, sr = librosa.load(str(p), sr=None, mono=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "PySoundFile failed", audioread deprecations
+                audio, sr = librosa.load(str(p), sr=None, mono=True)
         except Exception as e:  # noqa: BLE001
             raise LabError(
                 f"{p.name!r} is not an audio file the lab can read ({type(sf_error).__name__}: "
