@@ -31,6 +31,8 @@ import pandas as pd
 import soundfile as sf
 import yaml
 
+from components.engines.base import LabError
+
 DEFAULT_ROOT = "results"
 
 # Every row has these columns, in this order; keys outside it go to ``extra`` as JSON.
@@ -183,6 +185,20 @@ class ResultsStore:
             return []
         return sorted((p.parent.name for p in self.root.glob("*/results.csv")), reverse=True)
 
+    def open_run(self, run_id: str) -> "RunFiles":
+        """Run ``run_id`` read back (table, spec, WAVs, PNGs). LabError if there is no such run."""
+        return RunFiles(_store_run_dir(self, run_id))
+
+    def export_run(self, run_id: str, dest: str | os.PathLike, *, as_zip: bool = False) -> Path:
+        """Run ``run_id`` as a self-contained folder (or zip) under ``dest``; see :func:`export_run`."""
+        return export_run(self, run_id, dest, as_zip=as_zip)
+
+    def compare_runs(self, a: str, b: str) -> pd.DataFrame:
+        """Runs ``a`` and ``b`` side by side (see :func:`compare_frames`); columns end in _a, _b, _delta."""
+        out = compare_frames(self.open_run(a).frame, self.open_run(b).frame)
+        out.attrs["runs"] = {"a": a, "b": b}
+        return out
+
     def load_all(self) -> pd.DataFrame:
         """Every row ever logged under this root, newest run first."""
         frames = [read_csv(self.root / r / "results.csv") for r in self.runs()]
@@ -207,3 +223,143 @@ def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         return df
     df = df.replace("", np.nan)
     return df.dropna(axis=1, how="all")
+
+
+# -- reading back, comparing and exporting runs -------------------------------------------------------
+# Additive: nothing below writes rows; it reads run folders as ``Run`` left them.
+
+METRIC_COLUMNS: tuple[str, ...] = (
+    "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds", "f0_median_hz", "f0_range_hz",
+    "loudness_lufs", "lead_silence_s", "trail_silence_s", "clipping_fraction", "runaway", "cer",
+    "similarity", "envelope_distance", "peak_rss_mb", "peak_vram_mb",
+)
+# Columns that can say what a run varied; a comparison lines rows up on those that vary.
+KEY_COLUMNS: tuple[str, ...] = ("engine", "language", "speaker", "speed", "reference_seconds", "text_length", "cold")
+
+
+class RunFiles:
+    """One saved run, read back: its table, spec and files (for re-opening it in the UI)."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir
+        self.run_id = run_dir.name
+        self.csv_path = run_dir / "results.csv"
+        self.frame = read_csv(self.csv_path)
+        spec_path = run_dir / "spec.yaml"
+        self.spec: dict[str, Any] = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
+        self.experiment = (self.spec or {}).get("experiment") or (
+            str(self.frame["experiment"].iloc[0]) if not self.frame.empty else "")
+        self.wavs = sorted((run_dir / "wav").glob("*.wav"))
+        self.plots = sorted((run_dir / "plots").glob("*.png"))
+
+
+def _store_run_dir(store: "ResultsStore", run_id: str) -> Path:
+    # Only ids of runs that exist: never a path built from arbitrary user text.
+    if run_id not in store.runs():
+        raise LabError(f"no run {run_id!r} under {store.root}; pick one of the saved runs")
+    return store.root / run_id
+
+
+def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, as_zip: bool = False) -> Path:
+    """Copy run ``run_id`` of ``store`` to ``dest/<run_id>/`` as a self-contained folder (or ``.zip`` of it).
+
+    The folder holds results.csv (``wav_path`` made relative to the folder), spec.yaml, wav/,
+    plots/, any other tables the run wrote (summary.csv), and the reference recording the spec
+    names, copied into reference/ with spec.yaml pointing there (relative), so that
+    ``lab.py run --spec <folder>/spec.yaml`` reproduces the run on another machine.
+    Returns the folder, or the zip file when ``as_zip``.
+    """
+    import shutil
+
+    src = _store_run_dir(store, run_id)
+    out = Path(dest) / run_id
+    if out.exists():
+        raise LabError(f"{out} already exists: export somewhere else or remove it first")
+    out.mkdir(parents=True)
+    for sub in ("wav", "plots"):
+        if (src / sub).is_dir():
+            shutil.copytree(src / sub, out / sub)
+    for extra_file in src.glob("*.csv"):
+        if extra_file.name != "results.csv":
+            shutil.copy2(extra_file, out / extra_file.name)
+    df = read_csv(src / "results.csv")
+
+    def relative(value: Any) -> Any:
+        if isinstance(value, str) and value:
+            p = Path(value)
+            try:
+                return p.resolve().relative_to(src.resolve()).as_posix()
+            except ValueError:
+                return value
+        return value
+
+    for col in ("wav_path", "reference"):
+        if col in df:
+            df[col] = df[col].map(relative)
+    df.to_csv(out / "results.csv", index=False)
+    spec_path = src / "spec.yaml"
+    if spec_path.exists():
+        doc = yaml.safe_load(spec_path.read_text()) or {}
+        spec = doc.get("spec") or {}
+        ref = spec.get("reference")
+        if isinstance(ref, str) and ref and Path(ref).is_file():
+            (out / "reference").mkdir()
+            copied = out / "reference" / Path(ref).name
+            shutil.copy2(ref, copied)
+            spec["reference"] = copied.relative_to(out).as_posix()
+            doc["spec"] = spec
+        (out / "spec.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    if as_zip:
+        archive = shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name)
+        shutil.rmtree(out)
+        return Path(archive)
+    return out
+
+
+def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
+    s = df[col]
+    if col == "runaway":  # booleans read back from CSV as True/False strings
+        s = s.map(lambda v: {"true": 1.0, "false": 0.0}.get(str(v).lower(), np.nan))
+    return pd.to_numeric(s, errors="coerce")
+
+
+def compare_frames(a: pd.DataFrame, b: pd.DataFrame, labels: tuple[str, str] = ("a", "b")) -> pd.DataFrame:
+    """Two runs' tables side by side: rows lined up on the key columns either run varies (engine,
+    language, speed, reference length, ...), each metric's mean per run as ``<metric>_<label>`` and
+    ``<metric>_delta`` (second minus first). ``runaway`` becomes the fraction of runaway rows."""
+    la, lb = labels
+    frames = []
+    for df in (a, b):
+        df = df[df["status"] == "ok"].copy() if "status" in df else df.copy()
+        frames.append(df)
+    a, b = frames
+    # Line up on what the runs swept (language, speed, reference length...), not on what they held
+    # constant: comparing an xtts run with an espeak run must pair "en" with "en".
+    keys = [k for k in KEY_COLUMNS if k in a and k in b
+            and (a[k].astype(str).nunique() > 1 or b[k].astype(str).nunique() > 1)]
+    metrics = [m for m in METRIC_COLUMNS if m in a and m in b
+               and (_numeric(a, m).notna().any() or _numeric(b, m).notna().any())]
+
+    def per_key(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.copy()
+        for m in metrics:
+            df[m] = _numeric(df, m)
+        for k in keys:  # NaN keys would drop rows from groupby
+            df[k] = df[k].astype(str)
+        agg = {m: (m, "mean") for m in metrics}
+        agg["rows"] = (metrics[0] if metrics else df.columns[0], "size")
+        if not keys:
+            return pd.DataFrame({name: [df[src].agg(how)] for name, (src, how) in agg.items()})
+        return df.groupby(keys, sort=False).agg(**agg).reset_index()
+
+    left, right = per_key(a), per_key(b)
+    merged = left.merge(right, on=keys, how="outer", suffixes=(f"_{la}", f"_{lb}")) if keys else \
+        left.add_suffix(f"_{la}").join(right.add_suffix(f"_{lb}"))
+    cols = list(keys) + [f"rows_{la}", f"rows_{lb}"]
+    for m in metrics:
+        merged[f"{m}_delta"] = merged[f"{m}_{lb}"] - merged[f"{m}_{la}"]
+        cols += [f"{m}_{la}", f"{m}_{lb}", f"{m}_delta"]
+    return merged[cols]
+
+
+

@@ -1,17 +1,96 @@
-"""benchmark: the same texts on several engines; cold first run reported apart from warm runs."""
+"""benchmark: the same texts on several engines; cold first run reported apart from warm runs.
+
+Every row also records peak memory while it ran: resident memory of the lab and its worker
+processes (``peak_rss_mb``) and, on CUDA, the peak memory torch allocated (``peak_vram_mb``).
+Engines that stream are streamed, so their rows carry the time to first audio (``ttfa_seconds``)
+and their ``synth_seconds`` is the streamed total (rows say ``streamed``); for the others the
+first audio arrives with the last, so ``ttfa_seconds`` equals ``synth_seconds``.
+"""
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
+from typing import Any
 
 import pandas as pd
 
 from components.engines import Engines
-from components.engines.base import EngineUnavailable, Progress, SynthRequest, no_progress
+from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import synthesize_and_log
+from .common import row_for, run_request
 from .specs import BenchmarkSpec
+
+MEMORY_SAMPLE_S = 0.02  # seconds between resident-memory samples while a synthesis runs
+
+
+class PeakMemory:
+    """Peak resident memory of this process plus its children (e.g. the MeloTTS worker) while the
+    ``with`` block runs, sampled every MEMORY_SAMPLE_S, and peak CUDA memory allocated by torch when
+    ``device`` is a CUDA device. RSS counts shared pages too: compare engines, not absolute cost."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.peak_rss_mb: float | None = None
+        self.peak_vram_mb: float | None = None
+        self._stop = threading.Event()
+
+    def _rss(self) -> int:
+        total = self._proc.memory_info().rss
+        for child in self._proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except Exception:  # noqa: BLE001 - a child may exit between listing and reading
+                pass
+        return total
+
+    def _watch(self) -> None:
+        while not self._stop.wait(MEMORY_SAMPLE_S):
+            self._peak = max(self._peak, self._rss())
+
+    def _cuda(self):
+        # Only when the engine already imported torch: measuring must never import it.
+        torch = sys.modules.get("torch")
+        if torch is not None and str(self.device).startswith("cuda") and torch.cuda.is_available():
+            return torch
+        return None
+
+    def __enter__(self) -> "PeakMemory":
+        import psutil
+
+        self._proc = psutil.Process()
+        torch = self._cuda()
+        if torch is not None:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._peak = self._rss()
+        self._thread = threading.Thread(target=self._watch, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        torch = self._cuda()
+        if torch is not None:
+            torch.cuda.synchronize(self.device)
+            self.peak_vram_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        self._stop.set()
+        self._thread.join()
+        self.peak_rss_mb = max(self._peak, self._rss()) / 2**20
+
+
+def measured_row(engine: Engine, request: SynthRequest, run: Run, **fields: Any) -> dict[str, Any]:
+    """Synthesise (streamed when the engine streams) under PeakMemory; save the WAV; append the row."""
+    stream = bool(engine.capabilities.streaming)
+    with PeakMemory(engine.device) as memory:
+        result, seconds = run_request(engine, request, stream=stream)
+    if not stream and result.info.get("ttfa_seconds") is None:
+        fields["ttfa_seconds"] = seconds  # nothing plays until the whole synthesis is done
+    row = row_for(engine, request, result, seconds, streamed=stream, peak_rss_mb=memory.peak_rss_mb,
+                  peak_vram_mb=memory.peak_vram_mb, **fields)
+    row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, f"{engine.name}-{request.lang}-{request.text}"))
+    return run.append(row)
 
 
 def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
@@ -43,9 +122,8 @@ def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no
                 request = SynthRequest(text=texts[label], lang=spec.lang, speaker=speaker, reference=reference,
                                        seed=spec.seed + repeat, settings=spec.settings)
                 extra = {"load_seconds": load_seconds} if cold else {}
-                row, _ = synthesize_and_log(engine, request, run, text_length=label, repeat=repeat,
-                                            cold=cold, **extra)
-                rows.append(row)
+                rows.append(measured_row(engine, request, run, text_length=label, repeat=repeat,
+                                         cold=cold, **extra))
                 done += 1
     progress(1.0, desc="done")
     return rows_to_frame(rows)
@@ -53,22 +131,34 @@ def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean/std/min/max of synthesis time and RTF per engine and text length, warm runs only,
-    with the cold first run beside them (the table users otherwise make by hand)."""
+    with the cold first run beside them (the table users otherwise make by hand); time to first
+    audio (streaming engines) and the peak memory seen in any of the runs summarised."""
     if df.empty or "synth_seconds" not in df:
         return pd.DataFrame()
     ok = df[df["status"] == "ok"].copy()
     ok["cold"] = ok["cold"].astype(str).str.lower().isin(["true", "1"])
-    warm = ok[~ok["cold"]]
+    warm = ok[~ok["cold"]].copy()
+    for col in ("ttfa_seconds", "peak_rss_mb", "peak_vram_mb"):
+        if col in warm:
+            warm[col] = pd.to_numeric(warm[col], errors="coerce")
+    optional = {"ttfa_mean": ("ttfa_seconds", "mean"), "ttfa_std": ("ttfa_seconds", "std"),
+                "ttfa_min": ("ttfa_seconds", "min"), "ttfa_max": ("ttfa_seconds", "max"),
+                "peak_rss_mb": ("peak_rss_mb", "max"), "peak_vram_mb": ("peak_vram_mb", "max")}
     stats = (warm.groupby(["engine", "text_length"])
              .agg(runs=("synth_seconds", "size"),
                   text_chars=("text_chars", "first"),
                   audio_seconds=("audio_seconds", "mean"),
                   synth_mean=("synth_seconds", "mean"), synth_std=("synth_seconds", "std"),
                   synth_min=("synth_seconds", "min"), synth_max=("synth_seconds", "max"),
-                  rtf_mean=("rtf", "mean"), rtf_std=("rtf", "std"))
+                  rtf_mean=("rtf", "mean"), rtf_std=("rtf", "std"),
+                  **{name: spec for name, spec in optional.items() if spec[0] in warm})
              .reset_index())
     cold = ok[ok["cold"]].set_index("engine")["synth_seconds"].rename("cold_first_run_seconds")
     stats = stats.join(cold, on="engine")
+    # Engines that could not run stay in the table, with the reason, instead of vanishing.
+    missing = df[(df["status"] == "unavailable") & ~df["engine"].isin(stats["engine"])]
+    if not missing.empty:
+        stats = pd.concat([stats, missing[["engine", "note"]].drop_duplicates("engine")], ignore_index=True)
     order = {label: i for i, label in enumerate(["short", "medium", "long"])}
     stats["_o"] = stats["text_length"].map(order).fillna(99)
     return stats.sort_values(["engine", "_o"]).drop(columns="_o").reset_index(drop=True)

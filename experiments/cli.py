@@ -89,7 +89,12 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
         if not isinstance(doc, dict) or doc.get("experiment") not in EXPERIMENTS:
             raise LabError(f"--spec {args.spec!r} is not a spec.yaml written by the lab")
         name = doc["experiment"]
-        return name, spec_from_dict(EXPERIMENTS[name][0], doc.get("spec") or {})
+        data = dict(doc.get("spec") or {})
+        ref = data.get("reference")
+        if isinstance(ref, str) and ref and not Path(ref).is_absolute() and not Path(ref).exists() \
+                and (path.parent / ref).is_file():
+            data["reference"] = str(path.parent / ref)  # an exported run names it relative to its folder
+        return name, spec_from_dict(EXPERIMENTS[name][0], data)
     if not args.experiment:
         raise LabError(f"name an experiment ({', '.join(EXPERIMENTS)}) or give --spec")
     cls = EXPERIMENTS[args.experiment][0]
