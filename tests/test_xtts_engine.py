@@ -12,7 +12,9 @@ import pytest
 import soundfile as sf
 
 from components.engines import EngineConfig, Engines
-from components.engines.base import GenerationSettings, LabError, SynthRequest, SynthResult
+from components.engines.base import (
+    EngineUnavailable, GenerationSettings, LabError, SynthRequest, SynthResult,
+)
 
 LANGS = ("en", "ko", "ja", "zh-cn")
 TEXTS = {
@@ -260,3 +262,29 @@ def test_language_and_oom_errors_keep_the_engine_serving(engine, monkeypatch):
 def test_precision_other_than_fp32_is_reported_not_faked(xtts_dir):
     reason = Engines(EngineConfig(xtts_dir=str(xtts_dir), precision="bf16")).unavailable_reason("xtts")
     assert reason is not None and "bf16" in reason
+
+
+def test_broken_release_folder_and_missing_gpu_are_clear(tmp_path, xtts_dir):
+    import torch
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "model.pth", "vocab.json", "speakers_xtts.pth"):
+        (broken / name).write_text("garbage")
+    with pytest.raises(EngineUnavailable, match=r"could not load XTTS v2 from .*broken.*complete"):
+        Engines(EngineConfig(xtts_dir=str(broken), cache_dir=str(tmp_path / "c"))).get("xtts")
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineUnavailable, match="no CUDA GPU.*--device cpu"):
+            Engines(EngineConfig(xtts_dir=str(xtts_dir), device="cuda", cache_dir=str(tmp_path / "c"))).get("xtts")
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_cuda_device_clones_streams_and_reproduces(xtts_dir, refs, tmp_path):
+    engine = Engines(EngineConfig(xtts_dir=str(xtts_dir), device="auto", cache_dir=str(tmp_path))).get("xtts")
+    assert engine.device == "cuda" and next(engine.model.parameters()).is_cuda
+    request = SynthRequest(text="On the GPU.", lang="ja", reference=refs["alice"], seed=3)
+    a, b = engine.synthesize(request), engine.synthesize(request)
+    np.testing.assert_array_equal(a.audio, b.audio)
+    assert (a.info["latent_cache"], b.info["latent_cache"]) == ("miss", "hit-memory")
+    items = list(engine.stream(request))
+    assert sum(len(c) for c in items[:-1]) == len(a.audio)

@@ -131,11 +131,18 @@ class XttsEngine:
             from TTS.tts.configs.xtts_config import XttsConfig
             from TTS.tts.models.xtts import Xtts
 
-            config = XttsConfig()
-            config.load_json(str(weights.path / "config.json"))
-            model = Xtts(config)
-            model.load_checkpoint(config, checkpoint_dir=str(weights.path), eval=True)
-            model.to(device)
+            try:
+                config = XttsConfig()
+                config.load_json(str(weights.path / "config.json"))
+                model = Xtts(config)
+                model.load_checkpoint(config, checkpoint_dir=str(weights.path), eval=True)
+                model.to(device)
+            except Exception as e:  # noqa: BLE001 - corrupt or foreign files: tell the user which folder
+                raise EngineUnavailable(
+                    f"could not load XTTS v2 from {str(weights.path)!r} ({weights.source}): "
+                    f"{type(e).__name__}: {str(e).strip()[:200]}; is it a complete, unmodified XTTS v2 "
+                    "release (config.json, model.pth, vocab.json, speakers_xtts.pth)?"
+                ) from e
             progress(0.9, desc="XTTS v2 loaded; preparing the voice cache")
 
             from components.xtts.latents import LatentCache
