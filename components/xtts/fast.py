@@ -1,0 +1,687 @@
+"""The lab's fast XTTS v2 inference path: pure functions over a loaded coqui ``Xtts`` model.
+
+Stock ``Xtts.inference`` spends its time in three places this module removes or shrinks:
+
+1. **GPT decoding through ``transformers.generate``**: per token it runs ~30 Python-level GPT-2
+   blocks behind cache objects, mask builders and generic bookkeeping, and multiplies by fp32
+   weights with MKL's matrix-vector kernel. Here one token is a short loop over prepacked
+   weights (oneDNN) and a preallocated KV cache. Sampling uses transformers' own logits
+   processors in ``generate()``'s order and draws with the same ``torch.multinomial`` call, so in
+   fp32 the tokens equal stock's for the same seed.
+2. **The second full GPT forward** that stock runs after generation only to get the latents
+   HiFiGAN needs: those latents are the hidden states the generation already computed (the one
+   that sampled token *i* is latent *i*), so ``generate()`` keeps them instead.
+3. **Quadratic streaming**: stock re-vocodes every latent so far for each chunk. ``stream()``
+   vocodes only the new frames plus HiFiGAN's receptive field on each side, so each chunk's
+   samples equal the whole-utterance vocoding's and the cost is linear in length.
+
+Precision modes (``apply_precision``), all opt-in except fp32:
+
+    fp32  exact: same tokens and (within float tolerance) the same audio as stock coqui
+    bf16  GPT weights and activations in bfloat16 (oneDNN, AVX512-BF16/AMX where the CPU has it),
+          residual stream, layer norms and logits in fp32; HiFiGAN under bf16 autocast
+    int8  GPT weights int8 per output channel (weight-only), activations bf16; HiFiGAN as bf16
+
+With random-weight checkpoints only the numerical deviation from fp32 can be measured
+(``bench/xtts_speed.py`` reports it); whether bf16/int8 sound as good needs the real weights.
+
+Nothing here imports torch or coqui at module level (the lab's registry must stay light).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from components.engines.base import GenerationSettings, LabError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import torch
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+
+HOP_SAMPLES = 256              # HiFiGAN output samples per input frame (8*8*2*2 upsampling)
+CONTEXT_FRAMES = 16            # HiFiGAN receptive-field radius is ~14 frames (measured); margin of 2
+STREAM_FIRST_TOKENS = 10       # first streamed chunk after ~0.46 s of audio's worth of tokens
+STREAM_CHUNK_TOKENS = 40       # later chunks: bigger, so the context overhead stays small
+WINDOW_BUCKET_FRAMES = 32      # streamed vocoder windows are padded to a multiple of this
+STREAM_CROSSFADE = 256         # samples blended at each join (insurance: joins are already exact)
+
+_STATE_ATTR = "_xtts_lab_fast"  # where apply_precision keeps its packed weights on the model
+
+
+# ---------------------------------------------------------------------------------------------
+# Precision: packed weights for the GPT, kept on the model object
+# ---------------------------------------------------------------------------------------------
+
+class _Linear:
+    """One GPT-2 ``Conv1D`` (y = x @ W + b, W stored [in, out]) repacked for fast small-batch calls.
+
+    fp32/bf16 on CPU: oneDNN prepacked weights (``mkldnn._linear_pointwise``), which streams the
+    weights at close to memory bandwidth where MKL's fp32 gemv manages about half and bf16
+    ``F.linear`` falls back to a slow path. int8: symmetric per-output-channel weights through
+    ``_weight_int8pack_mm`` with bf16 activations (the fp32-activation kernel is slow).
+    Elsewhere (CUDA): plain ``F.linear`` in the chosen dtype.
+    """
+
+    def __init__(self, conv1d: Any, precision: str, device: "torch.device", gelu: bool = False):
+        import torch
+
+        w = conv1d.weight.detach().t().contiguous().float()  # [out, in]
+        b = conv1d.bias.detach().float()
+        self.gelu = gelu
+        self.out_features = w.shape[0]
+        self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        if precision == "int8":
+            if device.type != "cpu":
+                raise LabError(f"precision 'int8' runs on the CPU only, not on {device.type}; use bf16 there")
+            scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+            self.kind = "int8"
+            self.w = torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8).contiguous()
+            self.scale = scale.to(self.dtype)
+            self.b = b.to(self.dtype)
+        elif device.type == "cpu" and _mkldnn_usable(self.dtype):
+            self.kind = "mkldnn"
+            self.w = torch.ops.mkldnn._reorder_linear_weight(w.to(self.dtype), 1)
+            self.b = b.to(self.dtype)
+        else:
+            self.kind = "dense"
+            self.w = w.to(device=device, dtype=self.dtype)
+            self.b = b.to(device=device, dtype=self.dtype)
+
+    def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
+        import torch
+        import torch.nn.functional as F
+
+        x = x.to(self.dtype)
+        if self.kind == "mkldnn":
+            if self.gelu:
+                return torch.ops.mkldnn._linear_pointwise(x, self.w, self.b, "gelu", [], "tanh")
+            return torch.ops.mkldnn._linear_pointwise(x, self.w, self.b, "none", [], "")
+        if self.kind == "int8":
+            y = torch.ops.aten._weight_int8pack_mm(x, self.w, self.scale) + self.b
+        else:
+            y = F.linear(x, self.w, self.b)
+        return F.gelu(y, approximate="tanh") if self.gelu else y
+
+
+def _mkldnn_usable(dtype: "torch.dtype") -> bool:
+    """oneDNN's packed linear exists and computes correctly here (checked once per dtype)."""
+    import torch
+
+    try:
+        w = torch.randn(8, 16)
+        x = torch.randn(2, 16)
+        packed = torch.ops.mkldnn._reorder_linear_weight(w.to(dtype), 1)
+        y = torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, None, "none", [], "")
+        tol = 1e-4 if dtype == torch.float32 else 0.1
+        return bool(torch.allclose(y.float(), x @ w.t(), atol=tol, rtol=tol))
+    except (RuntimeError, AttributeError):
+        return False
+
+
+@dataclass
+class _Block:
+    ln1: tuple                 # (weight, bias, eps) of ln_1
+    qkv: _Linear
+    proj: _Linear
+    ln2: tuple
+    fc: _Linear                # includes the tanh-GELU
+    out: _Linear
+    scaling: float             # attention score scale (1/sqrt(head_dim) for XTTS)
+
+
+class FastGPT:
+    """The XTTS GPT rearranged for decoding one token at a time; built by ``apply_precision``.
+
+    Holds repacked copies of the transformer weights (the coqui modules keep theirs, so stock
+    inference still works on the same model) and a preallocated KV cache.
+    """
+
+    def __init__(self, gpt: Any, precision: str, device: "torch.device"):
+        import torch
+
+        if precision not in PRECISIONS:
+            raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        hf = gpt.gpt  # transformers GPT2Model (token/position embeddings replaced by XTTS's own)
+        cfg = hf.config
+        if cfg.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
+            raise LabError(f"the fast XTTS path expects a tanh-GELU GPT, got {cfg.activation_function!r}")
+        self.precision = precision
+        self.device = device
+        self.act_dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        self.n_heads = cfg.n_head
+        self.dim = cfg.n_embd
+        self.head_dim = self.dim // self.n_heads
+
+        def ln(m):
+            return (m.weight.detach().float(), m.bias.detach().float(), m.eps)
+
+        self.blocks = [
+            _Block(ln1=ln(b.ln_1), qkv=_Linear(b.attn.c_attn, precision, device),
+                   proj=_Linear(b.attn.c_proj, precision, device), ln2=ln(b.ln_2),
+                   fc=_Linear(b.mlp.c_fc, precision, device, gelu=True),
+                   out=_Linear(b.mlp.c_proj, precision, device), scaling=float(b.attn.scaling))
+            for b in hf.h
+        ]
+        self.ln_f = ln(hf.ln_f)
+        # Latents and logits stay fp32: HiFiGAN consumes the latents, sampling the logits.
+        self.final_norm = ln(gpt.final_norm)
+        self.mel_head = (gpt.mel_head.weight.detach().float(), gpt.mel_head.bias.detach().float())
+        self.mel_embedding = gpt.mel_embedding.weight.detach().float()
+        self.mel_pos = gpt.mel_pos_embedding.emb.weight.detach().float()
+        self.text_embedding = gpt.text_embedding
+        self.text_pos_embedding = gpt.text_pos_embedding
+        self.start_text, self.stop_text = gpt.start_text_token, gpt.stop_text_token
+        self.start_audio, self.stop_audio = gpt.start_audio_token, gpt.stop_audio_token
+        self.max_new_tokens = gpt.max_gen_mel_tokens
+        self._cache: tuple | None = None  # (keys, values): per layer [1, heads, capacity, head_dim]
+
+    # -- the transformer ---------------------------------------------------------------------
+    def _kv(self, capacity: int):
+        import torch
+
+        if self._cache is None or self._cache[0][0].shape[2] < capacity:
+            shape = (1, self.n_heads, capacity, self.head_dim)
+            mk = lambda: [torch.empty(shape, dtype=self.act_dtype, device=self.device)  # noqa: E731
+                          for _ in self.blocks]
+            self._cache = (mk(), mk())
+        return self._cache
+
+    def forward(self, x: "torch.Tensor", start: int) -> "torch.Tensor":
+        """Run ``x`` ([T, dim] fp32 embeddings at positions start..start+T-1) through the blocks.
+
+        Appends their keys/values to the cache and returns the final hidden states [T, dim] after
+        ``ln_f`` (what transformers' GPT2Model returns as ``last_hidden_state``).
+        """
+        import torch.nn.functional as F
+
+        keys, values = self._cache
+        T, H, D = x.shape[0], self.n_heads, self.head_dim
+        if T > 1 and start != 0:  # is_causal below assumes the prompt starts the sequence
+            raise ValueError("a multi-token forward must start at position 0")
+        end = start + T
+        for i, blk in enumerate(self.blocks):
+            h = F.layer_norm(x, (self.dim,), *blk.ln1[:2], blk.ln1[2])
+            qkv = blk.qkv(h).view(T, 3, H, D).permute(1, 2, 0, 3)  # [3, H, T, D]
+            keys[i][0, :, start:end] = qkv[1]
+            values[i][0, :, start:end] = qkv[2]
+            # A single new token attends to everything cached; a prompt attends causally.
+            a = F.scaled_dot_product_attention(
+                qkv[0][None], keys[i][:, :, :end], values[i][:, :, :end],
+                is_causal=T > 1, scale=blk.scaling)
+            a = a[0].transpose(0, 1).reshape(T, self.dim)
+            x = x + blk.proj(a).float()
+            h = F.layer_norm(x, (self.dim,), *blk.ln2[:2], blk.ln2[2])
+            x = x + blk.out(blk.fc(h)).float()
+        return F.layer_norm(x, (self.dim,), *self.ln_f[:2], self.ln_f[2])
+
+    def latent_and_logits(self, hidden: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """hidden [1, dim] -> (latent = final_norm(hidden), logits = mel_head(latent)), fp32."""
+        import torch.nn.functional as F
+
+        latent = F.layer_norm(hidden, (self.dim,), *self.final_norm[:2], self.final_norm[2])
+        return latent, F.linear(latent, *self.mel_head)
+
+    def prompt(self, cond_latent: "torch.Tensor", text_tokens: "torch.Tensor") -> "torch.Tensor":
+        """The prefix XTTS conditions on: speaker latents, [START] text [STOP], the start audio token."""
+        import torch
+        import torch.nn.functional as F
+
+        text = F.pad(text_tokens, (0, 1), value=self.stop_text)
+        text = F.pad(text, (1, 0), value=self.start_text)
+        text_emb = self.text_embedding(text) + self.text_pos_embedding(text)
+        start = self.mel_embedding[self.start_audio] + self.mel_pos[0]
+        return torch.cat([cond_latent[0].float(), text_emb[0].float(), start[None]], dim=0)
+
+
+def apply_precision(model: Any, precision: str = "fp32") -> FastGPT:
+    """Prepare ``model`` (a loaded coqui ``Xtts``) for the fast path in ``precision``; idempotent.
+
+    Builds repacked GPT weights on the model's device and keeps them on the model, replacing any
+    earlier precision. The coqui modules are left untouched, so stock ``Xtts.inference`` still
+    runs on the same model. Raises LabError for an unknown precision or int8 off the CPU.
+    """
+    import torch
+
+    if precision not in PRECISIONS:
+        raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    current = getattr(model, _STATE_ATTR, None)
+    device = next(model.gpt.parameters()).device
+    if current is not None and current.precision == precision and current.device == device:
+        return current
+    setattr(model, _STATE_ATTR, None)  # free the old packed weights before building new ones
+    with torch.inference_mode():
+        fast = FastGPT(model.gpt, precision, device)
+    setattr(model, _STATE_ATTR, fast)
+    return fast
+
+
+def precision_of(model: Any) -> str:
+    """The precision ``apply_precision`` last prepared ``model`` for ("fp32" if never)."""
+    fast = getattr(model, _STATE_ATTR, None)
+    return fast.precision if fast is not None else "fp32"
+
+
+def _fast(model: Any) -> FastGPT:
+    return getattr(model, _STATE_ATTR, None) or apply_precision(model, "fp32")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading without random initialisation
+# ---------------------------------------------------------------------------------------------
+
+def load_fast(checkpoint_dir: str | Path, device: str = "cpu", precision: str = "fp32") -> Any:
+    """Load an XTTS release-layout folder the way ``Xtts.load_checkpoint`` does, only faster.
+
+    Stock loading builds every module twice with random initialisation, then reads the whole
+    file into memory and copies it over. Here the modules are built without initialisation,
+    ``model.pth`` is memory-mapped and its tensors become the
+    parameters directly (``load_state_dict(assign=True)``). The result is the same coqui
+    ``Xtts`` object (tokenizer, speaker manager, inference GPT), prepared for ``precision``;
+    HiFiGAN's weight norm is folded into plain weights once (stock recomputes it every call).
+
+    Falls back to stock ``load_checkpoint`` for files that cannot be memory-mapped (old
+    pickle-format checkpoints).
+    """
+    import torch
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.layers.xtts.xtts_manager import SpeakerManager
+    from TTS.tts.models.xtts import Xtts
+
+    folder = Path(checkpoint_dir)
+    for name in ("config.json", "model.pth", "vocab.json"):
+        if not (folder / name).is_file():
+            raise LabError(f"xtts checkpoint folder {str(folder)!r} has no {name}")
+    config = XttsConfig()
+    config.load_json(str(folder / "config.json"))
+    try:
+        state = torch.load(folder / "model.pth", map_location="cpu", mmap=True, weights_only=True)["model"]
+    except Exception:  # noqa: BLE001 - legacy/pickled checkpoints: coqui's loader knows them
+        model = Xtts(config)
+        model.load_checkpoint(config, checkpoint_dir=str(folder), eval=True)
+        model.to(device)
+        _fold_weight_norm(model)
+        apply_precision(model, precision)
+        return model
+
+    # Built without initialisation: parameters are allocated but never written (the memory is
+    # not even touched), then replaced by the memory-mapped tensors. (The meta device would be
+    # cheaper still, but torchaudio's mel filterbank in the speaker encoder computes on creation.)
+    with _no_init():
+        model = Xtts(config)
+        model.tokenizer = VoiceBpeTokenizer(vocab_file=str(folder / "vocab.json"))
+        model.init_models()  # sizes the text embedding from the tokenizer, as load_checkpoint does
+    speakers = folder / "speakers_xtts.pth"
+    model.speaker_manager = SpeakerManager(str(speakers)) if speakers.is_file() else None
+    # Same key clean-up as Xtts.get_compatible_checkpoint_state_dict (trainer prefixes, DVAE).
+    ignore = {"torch_mel_spectrogram_style_encoder", "torch_mel_spectrogram_dvae", "dvae"}
+    state = {k.removeprefix("xtts."): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if k.split(".")[0] not in ignore}
+    model.load_state_dict(state, strict=True, assign=True)
+    _materialize_meta(model)
+    model.hifigan_decoder.eval()
+    model.gpt.init_gpt_for_inference(kv_cache=model.args.kv_cache)
+    model.gpt.eval()
+    model.to(device)
+    _fold_weight_norm(model)
+    apply_precision(model, precision)
+    return model
+
+
+def _no_init():
+    """Context in which torch and transformers modules skip random weight initialisation."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x kept it here
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()
+
+
+def _materialize_meta(model: Any) -> None:
+    """Fail loudly if a tensor the state dict does not carry is still on the meta device."""
+
+    left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if left:
+        raise LabError(f"model.pth lacks tensors the model needs: {', '.join(left[:5])}")
+
+
+def _fold_weight_norm(model: Any) -> None:
+    """Replace HiFiGAN's weight-norm parametrisations by the weights they compute (same values)."""
+    from torch.nn.utils.parametrize import remove_parametrizations
+
+    for module in model.hifigan_decoder.waveform_decoder.modules():
+        params = getattr(module, "parametrizations", None)
+        if params is not None and "weight" in params:
+            remove_parametrizations(module, "weight")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Generation:
+    """What ``generate`` returns for one text chunk."""
+
+    tokens: "torch.Tensor"            # [1, n] int64 audio codes (ends with the stop code if sampled)
+    latents: "torch.Tensor"           # [1, n, dim] fp32: stock's second-forward latents, from generation
+    timings: dict[str, float] = field(default_factory=dict)  # prefill, decode (seconds)
+
+
+def encode(model: Any, text: str, lang: str) -> "torch.Tensor":
+    """Text -> [1, T] int32 token ids exactly as stock ``Xtts.inference`` encodes one sentence."""
+    import torch
+
+    ids = model.tokenizer.encode(text.strip().lower(), lang=lang.split("-")[0])
+    return torch.IntTensor(ids).unsqueeze(0).to(next(model.gpt.parameters()).device)
+
+
+def _processors(settings: GenerationSettings, fast: FastGPT, prompt_len: int, min_new_tokens: int):
+    """The logits processors ``transformers.generate`` builds for XTTS's sampling call, in its order.
+
+    XTTS calls generate with do_sample=True, num_beams=1 and fake prompt ids (all 1s plus the
+    start code), so the repetition penalty also sees those ids, exactly as here.
+    """
+    import torch
+    from transformers.generation.logits_process import (
+        LogitsProcessorList, MinNewTokensLengthLogitsProcessor, RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
+    )
+
+    out = LogitsProcessorList()
+    if settings.repetition_penalty != 1.0:
+        out.append(RepetitionPenaltyLogitsProcessor(float(settings.repetition_penalty)))
+    if min_new_tokens > 0:
+        out.append(MinNewTokensLengthLogitsProcessor(
+            prompt_len, min_new_tokens, torch.tensor([fast.stop_audio], device=fast.device), device=fast.device))
+    if settings.temperature != 1.0:
+        out.append(TemperatureLogitsWarper(float(settings.temperature)))
+    if settings.top_k != 0:
+        out.append(TopKLogitsWarper(top_k=int(settings.top_k), min_tokens_to_keep=1))
+    if settings.top_p < 1.0:
+        out.append(TopPLogitsWarper(top_p=float(settings.top_p), min_tokens_to_keep=1))
+    return out
+
+
+def _decode(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Tensor",
+            settings: GenerationSettings, min_new_tokens: int, max_new_tokens: int | None,
+            timings: dict[str, float]) -> Iterator[tuple[int, "torch.Tensor"]]:
+    """Yield (audio code, its latent [dim]) one by one; fills ``timings`` (prefill, decode)."""
+    import torch
+
+    fast = _fast(model)
+    limit = fast.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+    if limit < 1:
+        raise LabError(f"max_new_tokens must be at least 1, got {max_new_tokens!r}")
+    t0 = time.perf_counter()
+    prefix = fast.prompt(gpt_cond_latent.to(fast.device), text_tokens.to(fast.device))
+    prompt_len = prefix.shape[0]  # cond + text + start code: the ids transformers would see
+    fast._kv(prompt_len + limit)
+    ids = torch.ones((1, prompt_len + limit), dtype=torch.long, device=fast.device)
+    ids[0, prompt_len - 1] = fast.start_audio
+    processors = _processors(settings, fast, prompt_len, min_new_tokens)
+    hidden = fast.forward(prefix, 0)[-1:]
+    timings["prefill"] = time.perf_counter() - t0
+    # Only this generator's own work counts as decode time, not what the consumer does between
+    # tokens (streaming vocodes there).
+    decode = 0.0
+    for n in range(limit):
+        t0 = time.perf_counter()
+        latent, logits = fast.latent_and_logits(hidden)
+        scores = processors(ids[:, : prompt_len + n], logits)
+        token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1)
+        ids[0, prompt_len + n] = token[0, 0]
+        code = int(token)
+        decode += time.perf_counter() - t0
+        timings["decode"] = decode
+        yield code, latent[0]
+        if code == fast.stop_audio or n + 1 == limit:
+            break
+        t0 = time.perf_counter()
+        # Code n sits at audio position n + 1 (the start code is position 0).
+        hidden = fast.forward(fast.mel_embedding[token[0]] + fast.mel_pos[n + 1], prompt_len + n)
+        decode += time.perf_counter() - t0
+    timings["decode"] = decode
+
+
+def generate(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Tensor",
+             settings: GenerationSettings | None = None, *, min_new_tokens: int = 0,
+             max_new_tokens: int | None = None) -> Generation:
+    """Sample the audio codes of one text chunk and return them with their latents.
+
+    ``text_tokens`` is [1, T] (``encode``), ``gpt_cond_latent`` [1, 32, dim]. Seed torch before
+    calling for reproducible output: in fp32 the codes equal stock ``Xtts.inference``'s for the
+    same seed, and the latents equal its second GPT forward's (float tolerance) without running
+    it. ``min_new_tokens``/``max_new_tokens`` pin the length (timing runs on random weights).
+    """
+    import torch
+
+    settings = settings or GenerationSettings()
+    timings: dict[str, float] = {}
+    codes, latents = [], []
+    with torch.inference_mode():
+        for code, latent in _decode(model, text_tokens, gpt_cond_latent, settings,
+                                    min_new_tokens, max_new_tokens, timings):
+            codes.append(code)
+            latents.append(latent)
+        device = latents[0].device
+        out = Generation(tokens=torch.tensor([codes], dtype=torch.long, device=device),
+                         latents=torch.stack(latents)[None], timings=timings)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocoding
+# ---------------------------------------------------------------------------------------------
+
+def _vocoder_autocast(model: Any):
+    """bf16 autocast for HiFiGAN in the bf16/int8 modes; nothing (exact fp32) otherwise."""
+    import contextlib
+
+    import torch
+
+    if precision_of(model) == "fp32":
+        return contextlib.nullcontext()
+    device_type = next(model.hifigan_decoder.parameters()).device.type
+    return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+def _rescale(latents: "torch.Tensor", speed: float) -> "torch.Tensor":
+    """Stock's speed control: stretch the latents [1, n, dim] in time by 1/speed (linear)."""
+    import torch.nn.functional as F
+
+    length_scale = 1.0 / max(speed, 0.05)
+    if length_scale == 1.0:
+        return latents
+    return F.interpolate(latents.transpose(1, 2), scale_factor=length_scale, mode="linear").transpose(1, 2)
+
+
+def vocode(model: Any, latents: "torch.Tensor", speaker_embedding: "torch.Tensor", speed: float = 1.0) -> np.ndarray:
+    """GPT latents [1, n, dim] -> mono float32 audio at the model's output rate, as stock does.
+
+    ``speed`` rescales the latents first (stock ``inference()``'s ``speed``). In fp32 this is
+    exactly stock's HiFiGAN call; bf16/int8 modes run it under bf16 autocast.
+    """
+    import torch
+
+    device = next(model.hifigan_decoder.parameters()).device
+    with torch.inference_mode(), _vocoder_autocast(model):
+        wav = model.hifigan_decoder(_rescale(latents.to(device), speed), g=speaker_embedding.to(device))
+    return wav.float().cpu().squeeze().numpy().astype(np.float32, copy=False)
+
+
+def vocode_speeds(model: Any, latents: "torch.Tensor", speaker_embedding: "torch.Tensor",
+                  speeds: Sequence[float]) -> list[np.ndarray]:
+    """One GPT pass, many speeds: ``vocode`` the same latents once per speed, in order.
+
+    Speed only rescales the latents before HiFiGAN, so each result equals a separate synthesis
+    at that speed with the same seed.
+    """
+    return [vocode(model, latents, speaker_embedding, speed) for speed in speeds]
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming
+# ---------------------------------------------------------------------------------------------
+
+def _final_count(n_final_in: int, scale: float, n_out: int) -> int:
+    """How many outputs of a linear ``F.interpolate`` (align_corners=False) can no longer change.
+
+    Output k reads inputs floor(src) and floor(src)+1 with src = (k + 0.5) / scale - 0.5; once
+    both lie among the ``n_final_in`` inputs that are final (and the last input is not being
+    clamped), later inputs cannot change it. One output is held back against float rounding.
+    """
+    if n_final_in < 2:
+        return 0
+    return max(0, min(n_out, math.ceil((n_final_in - 0.5) * scale - 0.5) - 1))
+
+
+class _FrameStream:
+    """HiFiGAN's input frames for a growing list of latents, computed with stock's exact ops.
+
+    Stock ``HifiDecoder.forward`` interpolates the latents x4 (1024-sample codes -> 256-sample
+    hops) and then by 24000/22050, and the speed control interpolates before that. Each output
+    depends on two neighbouring inputs only, so all frames but the last few are final long
+    before the utterance ends; ``frames()`` says how many.
+    """
+
+    def __init__(self, model: Any, speed: float):
+        dec = model.hifigan_decoder
+        self.dec = dec
+        self.length_scale = 1.0 / max(speed, 0.05)
+        self.up = dec.ar_mel_length_compression / dec.output_hop_length
+        self.resample = dec.output_sample_rate / dec.input_sample_rate
+
+    def frames(self, latents: "torch.Tensor", done: bool) -> tuple["torch.Tensor", int]:
+        """latents [1, n, dim] so far -> (frames [dim, F], how many of them are final)."""
+        import torch.nn.functional as F
+
+        n = latents.shape[1]
+        z = _rescale(latents, 1.0 / self.length_scale)
+        final = n if self.length_scale == 1.0 else _final_count(n, self.length_scale, z.shape[1])
+        z = F.interpolate(z.transpose(1, 2), scale_factor=[self.up], mode="linear").squeeze(1)
+        final = _final_count(final, self.up, z.shape[-1])
+        if self.resample != 1.0:
+            z = F.interpolate(z, scale_factor=[self.resample], mode="linear")
+            final = _final_count(final, self.resample, z.shape[-1])
+        z = z.squeeze(0)
+        return z, (z.shape[-1] if done else final)
+
+
+def frames_per_token(model: Any, speed: float = 1.0) -> float:
+    """HiFiGAN input frames per GPT token (~4.35 at speed 1: 1024 samples at 22.05 kHz)."""
+    dec = model.hifigan_decoder
+    return (dec.ar_mel_length_compression / dec.output_hop_length
+            * dec.output_sample_rate / dec.input_sample_rate / max(speed, 0.05))
+
+
+def stream(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Tensor",
+           speaker_embedding: "torch.Tensor", settings: GenerationSettings | None = None, *,
+           speed: float = 1.0, first_chunk_tokens: int = STREAM_FIRST_TOKENS,
+           chunk_tokens: int = STREAM_CHUNK_TOKENS, crossfade: int = STREAM_CROSSFADE,
+           min_new_tokens: int = 0, max_new_tokens: int | None = None,
+           stats: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+    """Return an iterator of float32 audio chunks of one text chunk while its codes are being generated.
+
+    Each chunk vocodes only frames not yet played plus ``CONTEXT_FRAMES`` on each side (more
+    than HiFiGAN's receptive field), so its samples equal those of vocoding the whole utterance
+    and the total work grows linearly with length (stock re-vocodes everything each chunk).
+    Joins are additionally crossfaded over ``crossfade`` samples. The first chunk comes after
+    ``first_chunk_tokens`` codes, later ones every ``chunk_tokens``. Same seed, same codes as
+    ``generate``. ``stats`` (if given) receives timings (gpt, vocoder), gpt_tokens,
+    ttfa_seconds (call to first chunk) and chunks.
+    """
+    import torch
+
+    if first_chunk_tokens < 1 or chunk_tokens < 1:
+        raise LabError(f"chunk sizes must be at least 1 token, got {first_chunk_tokens!r}, {chunk_tokens!r}")
+    if crossfade < 0:
+        raise LabError(f"crossfade must be >= 0 samples, got {crossfade!r}")
+    # The decorator form of inference_mode re-enters it around each step of a generator, so the
+    # caller's code between chunks does not run in inference mode.
+    return torch.inference_mode()(_stream)(
+        model, text_tokens, gpt_cond_latent, speaker_embedding, settings or GenerationSettings(),
+        speed, first_chunk_tokens, chunk_tokens, crossfade, min_new_tokens, max_new_tokens, stats)
+
+
+def _stream(model, text_tokens, gpt_cond_latent, speaker_embedding, settings, speed, first_chunk_tokens,
+            chunk_tokens, crossfade, min_new_tokens, max_new_tokens, stats) -> Iterator[np.ndarray]:
+    """The body of ``stream`` (a generator; see there)."""
+    import torch
+
+    t_start = time.perf_counter()
+    device = next(model.hifigan_decoder.parameters()).device
+    g = speaker_embedding.to(device)
+    frames = _FrameStream(model, speed)
+    fpt = frames_per_token(model, speed)
+    first_frames = max(1, math.ceil(first_chunk_tokens * fpt))
+    later_frames = max(1, math.ceil(chunk_tokens * fpt))
+    gen_timings: dict[str, float] = {}
+    latents: list[Any] = []
+    tail = None          # samples computed but held back to crossfade with the next chunk
+    pos = 0              # samples emitted so far (the tail starts here)
+    t_voc = 0.0
+    n_chunks = 0
+    ttfa = None
+
+    def render(done: bool) -> "np.ndarray | None":
+        nonlocal tail, pos, t_voc
+        wanted = first_frames if pos == 0 else later_frames
+        # Cheap estimate first (a few frames at the end are never final): the exact count below
+        # interpolates all latents so far, which is only worth doing when a chunk may be due.
+        if not done and (len(latents) * fpt - 4 - CONTEXT_FRAMES) * HOP_SAMPLES - pos < wanted * HOP_SAMPLES:
+            return None
+        t0 = time.perf_counter()
+        z, n_final = frames.frames(torch.stack(latents)[None], done)
+        end = z.shape[-1] if done else n_final - CONTEXT_FRAMES  # frames before this have final audio
+        if not done and end * HOP_SAMPLES - pos < wanted * HOP_SAMPLES:
+            t_voc += time.perf_counter() - t0
+            return None
+        a = max(0, pos // HOP_SAMPLES - CONTEXT_FRAMES)
+        b = z.shape[-1] if done else min(n_final, end + CONTEXT_FRAMES)
+        window = z[:, a:b]
+        if not done:
+            # Round the window up to a few fixed lengths: oneDNN builds a convolution plan per
+            # input shape. Frames past b only reach samples past `end`, which are discarded
+            # (the final window keeps its exact length: its end is the utterance's end).
+            pad = -window.shape[-1] % WINDOW_BUCKET_FRAMES
+            window = torch.nn.functional.pad(window, (0, pad))
+        with _vocoder_autocast(model):
+            wav = frames.dec.waveform_decoder(window, g=g).float().reshape(-1)
+        seg = wav[pos - a * HOP_SAMPLES: end * HOP_SAMPLES - a * HOP_SAMPLES].clone()
+        k = min(len(tail), len(seg)) if tail is not None else 0
+        if k:  # both chunks computed these samples; blend the old into the new
+            fade = torch.linspace(0.0, 1.0, k, device=seg.device)
+            seg[:k] = tail[:k] * (1.0 - fade) + seg[:k] * fade
+        hold = 0 if done else min(crossfade, len(seg))
+        out, tail = seg[: len(seg) - hold], seg[len(seg) - hold:]
+        pos += len(out)
+        t_voc += time.perf_counter() - t0
+        return out.cpu().numpy().astype(np.float32, copy=False)
+
+    for _code, latent in _decode(model, text_tokens, gpt_cond_latent, settings,
+                                 min_new_tokens, max_new_tokens, gen_timings):
+        latents.append(latent)
+        chunk = render(done=False)
+        if chunk is not None and len(chunk):
+            ttfa = time.perf_counter() - t_start if ttfa is None else ttfa
+            n_chunks += 1
+            yield chunk
+    chunk = render(done=True)
+    if chunk is not None and len(chunk):
+        ttfa = time.perf_counter() - t_start if ttfa is None else ttfa
+        n_chunks += 1
+        yield chunk
+    if stats is not None:
+        stats["timings"] = {"gpt": gen_timings.get("prefill", 0.0) + gen_timings.get("decode", 0.0),
+                            "vocoder": t_voc}
+        stats["gpt_tokens"] = len(latents)
+        stats["ttfa_seconds"] = ttfa
+        stats["chunks"] = n_chunks
