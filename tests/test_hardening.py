@@ -220,3 +220,18 @@ def test_48k_stereo_reference_clones_with_xtts(xtts_dir, refs, tmp_path):
         assert r.json()["sample_rate"] == 24000 and r.json()["duration_seconds"] > 0
         (row,) = all_rows(tmp_path / "results")
         assert row["engine"] == "xtts" and row["reference"].endswith("reference.wav")
+
+
+def test_user_file_names_never_become_paths(client, refs):
+    """An upload named like a path lands in Gradio's own upload folder under a clean name. (REST
+    takes no file name at all: the lab names the reference, see the XTTS test below.)"""
+    import tempfile
+    from pathlib import Path
+
+    target = Path(tempfile.gettempdir()) / "xtts-lab-escaped.wav"
+    evil = "../../../../../.." + str(target)
+    r = client.post("/gradio_api/upload", files={"files": (evil, refs["48k-stereo"], "audio/wav")})
+    assert r.status_code == 200, r.text
+    (saved,) = r.json()
+    assert ".." not in Path(saved).parts and Path(saved).is_file()
+    assert not target.exists()
