@@ -206,6 +206,7 @@ def test_share_without_network_keeps_serving_locally_and_says_why(results_dir, t
         r = httpx.post(f"{url}/synthesize_base64", json={"text": "Still here.", "engine": "espeak"}, timeout=30)
         assert r.status_code == 200
         assert httpx.get(url + "/", timeout=10).status_code == 200  # the UI, locally
+        assert "anyone on the internet" in httpx.get(url + "/config", timeout=10).text  # its banner warns
     printed = log.read_text()
     assert "no public link could be made" in printed and "keeps serving locally" in printed
     assert proc.returncode is not None and proc.returncode != -9
