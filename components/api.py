@@ -34,7 +34,9 @@ from .engines.base import (
 )
 
 MAX_TEXT_CHARS = 5000       # same limit as the experiment specs (experiments/specs.py)
-MAX_QUEUED_PER_ENGINE = 32  # REST requests waiting for one engine before new ones get 503
+# REST requests waiting for (or using) one engine before new ones get 503. Each waits in a worker
+# thread, and the UI's jobs draw on the same pool of 40 threads: a flood must not starve them.
+MAX_QUEUED_PER_ENGINE = 12
 VALIDATION_SR = 16000       # Hz; the rate references are checked at (cheap, any rate would do)
 
 # Control characters other than tab/newline/carriage return: a NUL silently truncates the text
@@ -205,8 +207,9 @@ def router(lab: LabContext, *, max_upload_bytes: int, dependencies: Sequence[Cal
     api = APIRouter(dependencies=[Depends(d) for d in dependencies])
 
     @api.get("/health", response_model=HealthResponse, responses={401: ERRORS[401]}, tags=["lab"])
-    def health() -> HealthResponse:
-        """Engines and model status; cheap: it loads nothing."""
+    async def health() -> HealthResponse:
+        """Engines and model status; cheap: it loads nothing (async: answers even when every
+        worker thread is busy synthesising)."""
         return HealthResponse(
             status="ok",
             default_engine=lab.engines.default(),
