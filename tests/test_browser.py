@@ -142,7 +142,7 @@ def test_speed_sweep_by_clicking(page):
     page.get_by_role("button", name="Run speed sweep").click()
     rows_shown(page, "speed-table", 3)
     expect_audio(page, "speed-audio")
-    expect_image(page, "speed-gallery")
+    expect_image(page, "speed-summary")
     expect_image(page, "speed-waveform")
     no_error_toasts(page)
     shot(page, "speed-sweep")
@@ -155,5 +155,6 @@ def test_results_tab_shows_the_rows_just_made(page):
     page.get_by_role("button", name="Open run").click()
     rows_shown(page, "run-table", 3)  # the newest run: the speed sweep
     expect_audio(page, "run-audio")
+    expect_image(page, "run-summary")
     no_error_toasts(page)
     shot(page, "results")

@@ -82,7 +82,7 @@ def test_synthesize_user_error_is_a_gradio_error(client):
 
 
 def test_speed_sweep_one_row_and_output_per_speed(client):
-    gallery, picker, audio, wave, spec, rows, csv = client.predict(
+    summary, picker, audio, wave, spec, rows, csv = client.predict(
         "The same sentence at several speeds.", "0.5, 1, 2", "espeak", None, "en", None, 0, *SETTINGS,
         api_name="/speed_sweep")
     df = table(rows)
@@ -91,13 +91,13 @@ def test_speed_sweep_one_row_and_output_per_speed(client):
     assert lengths[0] > lengths[1] > lengths[2] > 0  # faster speech is shorter
     assert len(picker["choices"]) == 3  # one playable output per speed
     assert seconds(audio) == pytest.approx(lengths[0], abs=0.01)  # the first output is loaded
-    assert [Path(g["image"]).name for g in gallery] == ["speed-sweep.png"]
+    assert Path(summary).name == "speed-sweep.png"
     assert Path(wave).is_file() and Path(spec).is_file()
     assert len(csv_rows(csv)) == 3
 
 
 def test_languages_one_row_per_language(client):
-    gallery, picker, audio, _, _, rows, csv = client.predict(
+    summary, picker, audio, _, _, rows, csv = client.predict(
         ["en", "de", "ko"], "de: Guten Morgen, wie geht es dir heute?", 1.0, "espeak", None, None, 0, *SETTINGS,
         api_name="/languages")
     df = table(rows)
@@ -105,7 +105,7 @@ def test_languages_one_row_per_language(client):
     assert (df["status"] == "ok").all()
     assert df.loc[df["language"] == "de", "text"].item() == "Guten Morgen, wie geht es dir heute?"
     assert len(picker["choices"]) == 3 and seconds(audio) > 0
-    assert len(gallery) == 1
+    assert Path(summary).name == "languages.png"
     assert len(csv_rows(csv)) == 3
 
 
@@ -113,13 +113,13 @@ def test_ref_length_logs_unsupported_rows_for_an_engine_that_cannot_clone(client
     speech = lab.engines.get("espeak").synthesize(SynthRequest("A reference recording of a few seconds.", "en"))
     ref = tmp_path / "ref.wav"
     sf.write(ref, speech.audio, speech.sample_rate)
-    gallery, picker, audio, _, _, rows, csv = client.predict(
+    summary, picker, audio, _, _, rows, csv = client.predict(
         "Cloned text.", "1, 2", 1, "espeak", None, "en", handle_file(str(ref)), 0, *SETTINGS,
         api_name="/ref_length")
     df = table(rows)
     assert len(df) == 2 and (df["status"] == "unsupported").all()
     assert df["note"].str.contains("cannot clone").all()
-    assert audio is None and gallery in (None, [])  # nothing was synthesised, nothing is faked
+    assert audio is None and summary is None  # nothing was synthesised, nothing is faked
     assert len(csv_rows(csv)) == 2
 
 
@@ -129,7 +129,7 @@ def test_ref_length_without_reference_is_refused(client):
 
 
 def test_benchmark_summary_and_rows(client, lab):
-    summary, gallery, picker, audio, _, _, rows, csv = client.predict(
+    summary, plot, picker, audio, _, _, rows, csv = client.predict(
         ["espeak"], "Hi there.", "A sentence of medium length for timing.", "", 2, "espeak", None, "en", None, 0,
         *SETTINGS, api_name="/benchmark")
     s = table(summary)
@@ -137,7 +137,7 @@ def test_benchmark_summary_and_rows(client, lab):
     assert (s["runs"] == 2).all() and (s["synth_mean"] > 0).all()
     df = table(rows)
     assert len(df) == 1 + 2 * 2  # one cold run, then 2 warm repeats per text
-    assert len(gallery) == 1 and seconds(audio) > 0
+    assert Path(plot).name == "benchmark.png" and seconds(audio) > 0
     newest = next(r for r in lab.store.runs() if "-benchmark-" in r)
     assert len(pd.read_csv(lab.store.root / newest / "summary.csv")) == 2  # saved beside the CSV, as the CLI does
 
@@ -158,10 +158,10 @@ def test_results_filter_open_compare_and_download(client, lab):
     assert set(ours) <= set(listed) and run["value"] == listed[0] and run_a["value"] == listed[1]
 
     first, second = ours
-    gallery, picker, audio, wave, spec, table_value, csv = client.predict(first, api_name="/open_run")
+    summary, picker, audio, wave, spec, table_value, csv = client.predict(first, api_name="/open_run")
     assert sorted(table(table_value)["speed"]) in ([1.0, 2.0], [0.5, 1.0])
     assert len(picker["choices"]) == 2
-    assert [Path(g["image"]).name for g in gallery] == ["speed-sweep.png"]
+    assert Path(summary).name == "speed-sweep.png"
     assert seconds(audio) > 0 and Path(wave).is_file() and Path(spec).is_file()
     assert len(csv_rows(csv)) == 2
 
@@ -180,3 +180,48 @@ def test_results_filter_open_compare_and_download(client, lab):
 def test_open_run_refuses_unknown_run_ids(client):
     with pytest.raises(Exception, match="not in the list of choices|no run"):
         client.predict("../../etc", api_name="/open_run")
+
+
+@pytest.mark.slow
+def test_stream_synth_hands_out_chunks_then_logs_the_row(xtts_dir, tmp_path):
+    """The Synthesize tab's streaming path with the real XTTS engine (tiny generated checkpoint)."""
+    from components.engines import EngineConfig
+    from components.ui.synthesize import stream_synth
+    from experiments.specs import SynthSpec
+
+    lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir)), results=str(tmp_path))
+    engine = lab.engines.get("xtts")
+    spec = SynthSpec(engine="xtts", speaker=engine.speakers()[0], text="Stream this.", lang="en", seed=3)
+    run = lab.store.new_run("synth", spec)
+    *chunks, row = list(stream_synth(spec, lab.engines, run))
+    assert chunks and all(sr == engine.sample_rate and len(c) > 0 for sr, c in chunks)
+    streamed = sum(len(c) for _, c in chunks) / engine.sample_rate
+    assert row["engine"] == "xtts" and row["status"] == "ok"
+    assert float(row["audio_seconds"]) == pytest.approx(streamed, abs=1e-3)  # the chunks are the audio
+    assert 0 < float(row["ttfa_seconds"]) <= float(row["synth_seconds"])
+    assert seconds(row["wav_path"]) == pytest.approx(streamed, abs=1e-3)
+    assert len(csv_rows(str(run.csv_path))) == 1
+
+
+@pytest.mark.slow
+def test_synthesize_with_xtts_shows_precision_and_latent_cache(xtts_dir, tmp_path):
+    """Through the API with XTTS (streamed when ffmpeg is present, whole otherwise): the final
+    audio arrives and the table shows the columns XTTS adds."""
+    from components.engines import EngineConfig
+
+    lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir)), results=str(tmp_path))
+    speaker = lab.engines.get("xtts").speakers()[0]
+    demo = build_app(lab)
+    port = free_port()
+    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        _, audio, wave, spec, row, csv, *_ = client.predict(
+            "Hello.", "xtts", speaker, "en", None, 7, *SETTINGS, 1.0, api_name="/synthesize")
+    finally:
+        demo.close()
+    df = table(row)
+    assert df.loc[0, "engine"] == "xtts" and df.loc[0, "precision"] == "fp32"
+    assert df.loc[0, "latent_cache"] == "builtin"  # a built-in speaker: no reference to encode
+    assert seconds(audio) > 0 and Path(wave).is_file() and Path(spec).is_file()
+    assert csv_rows(csv).loc[0, "temperature"] == pytest.approx(0.75)  # settings logged with the row

@@ -20,7 +20,7 @@ length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - la
 - ``/compare_runs`` (run_a, run_b) -> side-by-side summary table
 - ``/download_run`` (run_id) -> the run folder as a .zip
 
-where "panel" = (summary plot gallery, output picker, audio wav of the first output, its waveform png,
+where "panel" = (summary plot png, output picker, audio wav of the first output, its waveform png,
 its spectrogram png, results table, results.csv). Errors the user can fix come back as ``gr.Error``.
 """
 

@@ -12,7 +12,7 @@ from experiments import runner
 from experiments.benchmark import summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, table_view, ui_errors
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, results_table, table_view, ui_errors
 
 
 def render(lab: LabContext) -> None:
@@ -28,7 +28,9 @@ def render(lab: LabContext) -> None:
                 "engine that has that voice or can clone.")
     controls = engine_controls(lab)
     run_btn = gr.Button("Run benchmark", variant="primary")
-    summary = gr.Dataframe(label="Summary (warm runs; cold first run apart)", interactive=False)
+    summary = results_table("Summary (warm runs; cold first run apart)", "benchmark-summary",
+                            ("engine", "text_length", "runs", "synth_mean", "synth_std", "rtf_mean", "rtf_std",
+                             "cold_first_run_seconds"))
     panel = outputs_panel(lab, "benchmark")
     last_run = gr.State(None)  # this user's latest run id
 

@@ -212,6 +212,7 @@ FIRST_COLUMNS = ("row", "engine", "precision", "speaker", "language", "speed", "
                  "reference_seconds", "text", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
                  "latent_cache", "similarity", "status", "note")
 HIDDEN_COLUMNS = ("run_id", "timestamp", "versions", "extra", "wav_path", "reference")
+PLACEHOLDER_HEADERS = ("row", "engine", "speaker", "language", "text", "audio_seconds", "synth_seconds", "rtf", "status")
 
 
 def table_view(df: pd.DataFrame, show: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -226,6 +227,11 @@ def table_view(df: pd.DataFrame, show: tuple[str, ...] = ()) -> pd.DataFrame:
     for col in d.select_dtypes("float").columns:
         d[col] = d[col].round(4)
     return d
+
+
+def results_table(label: str, elem_id: str, headers: tuple[str, ...] = PLACEHOLDER_HEADERS) -> gr.Dataframe:
+    """A read-only table whose empty state names the columns a run will fill."""
+    return gr.Dataframe(label=label, headers=list(headers), interactive=False, max_height=400, elem_id=elem_id)
 
 
 def row_label(row: pd.Series) -> str:
@@ -291,10 +297,10 @@ def summary_images(experiment: str, df: pd.DataFrame, run: Run) -> list[tuple[st
 
 @dataclass
 class OutputsPanel:
-    """Summary plots, a picker over the run's outputs, the picked audio with its images,
+    """The summary plot, a picker over the run's outputs, the picked audio with its images,
     the table and the CSV: what every multi-output experiment tab shows."""
 
-    gallery: gr.Gallery
+    summary: gr.Image
     picker: gr.Dropdown
     audio: gr.Audio
     wave: gr.Image
@@ -304,14 +310,14 @@ class OutputsPanel:
 
     @property
     def outputs(self) -> list[gr.components.Component]:
-        return [self.gallery, self.picker, self.audio, self.wave, self.spec, self.table, self.csv]
+        return [self.summary, self.picker, self.audio, self.wave, self.spec, self.table, self.csv]
 
 
-def outputs_panel(lab: LabContext, prefix: str, gallery_label: str = "Summary plots") -> OutputsPanel:
+def outputs_panel(lab: LabContext, prefix: str, summary_label: str = "Summary plot") -> OutputsPanel:
     """Build the outputs widgets and wire the picker (choosing a row plays its audio).
     ``prefix`` makes the widgets' element ids unique (``<prefix>-audio``, ``<prefix>-table``...)."""
-    gallery = gr.Gallery(label=gallery_label, columns=1, height="auto", object_fit="contain",
-                         elem_id=f"{prefix}-gallery")
+    # One summary figure per experiment (plots.figures_for); wide figures read best as a plain image.
+    summary = gr.Image(label=summary_label, type="filepath", interactive=False, elem_id=f"{prefix}-summary")
     with gr.Row():
         picker = gr.Dropdown([], label="Output to play", info="one entry per row that produced audio", scale=2,
                              elem_id=f"{prefix}-picker")
@@ -319,9 +325,9 @@ def outputs_panel(lab: LabContext, prefix: str, gallery_label: str = "Summary pl
     with gr.Row():
         wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id=f"{prefix}-waveform")
         spec = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id=f"{prefix}-spectrogram")
-    table = gr.Dataframe(label="Results", interactive=False, max_height=400, elem_id=f"{prefix}-table")
-    csv = gr.File(label="results.csv", interactive=False, elem_id=f"{prefix}-csv")
-    panel = OutputsPanel(gallery, picker, audio, wave, spec, table, csv)
+    table = results_table("Results", f"{prefix}-table")
+    csv = gr.File(label="results.csv", interactive=False, height=80, elem_id=f"{prefix}-csv")
+    panel = OutputsPanel(summary, picker, audio, wave, spec, table, csv)
 
     root = lab.store.root.resolve()
 
@@ -346,5 +352,5 @@ def panel_values(experiment: str, df: pd.DataFrame, run: Run) -> list[Any]:
     choices = audio_choices(df)
     first = choices[0][1] if choices else None
     wave, spec = signal_images(first)
-    return [images, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
+    return [images[0][0] if images else None, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
             table_view(df), servable(run.csv_path) if run.csv_path.exists() else None]

@@ -19,7 +19,9 @@ from components.context import LabContext
 from components.engines.base import LabError
 from components.results import read_csv
 
-from .common import audio_choices, outputs_panel, servable, signal_images, table_view, ui_errors
+from .common import (
+    PLACEHOLDER_HEADERS, audio_choices, outputs_panel, results_table, servable, signal_images, table_view, ui_errors,
+)
 
 ALL = "all"
 
@@ -89,7 +91,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         language = gr.Dropdown([ALL], value=ALL, label="Language", allow_custom_value=True)
         refresh_btn = gr.Button("Refresh", variant="primary")
     count = gr.Markdown(label="row count")
-    table = gr.Dataframe(label="All rows", interactive=False, max_height=400, elem_id="results-table")
+    table = results_table("All rows", "results-table", ("run_id", "experiment", *PLACEHOLDER_HEADERS))
     plot = gr.Image(label="Synthesis time vs text length", type="filepath", interactive=False, elem_id="results-plot")
 
     gr.Markdown("### Open a run")
@@ -97,15 +99,15 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         run_dd = gr.Dropdown([], label="Run", scale=3)
         open_btn = gr.Button("Open run", scale=1)
         zip_btn = gr.Button("Download run (.zip)", scale=1)
-    zip_file = gr.File(label="Run folder (.zip)", interactive=False)
-    panel = outputs_panel(lab, "run", gallery_label="Plots saved with the run")
+    zip_file = gr.File(label="Run folder (.zip)", interactive=False, height=80)
+    panel = outputs_panel(lab, "run", summary_label="Summary plot saved with the run")
 
     gr.Markdown("### Compare two runs")
     with gr.Row():
         run_a = gr.Dropdown([], label="Run A")
         run_b = gr.Dropdown([], label="Run B")
         compare_btn = gr.Button("Compare")
-    comparison = gr.Dataframe(label="Summary side by side", interactive=False)
+    comparison = results_table("Summary side by side", "compare-table", ("metric", "A", "B"))
     plot_dir = gr.State(None)  # this user's temp folder for the table plot
 
     @ui_errors
@@ -134,13 +136,12 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     def open_run(run_id):
         d = run_dir(run_id)
         df = load_run(run_id)
-        # Summary plots only: per-output waveforms/spectrograms are drawn when an output is picked.
-        pngs = [(servable(p), p.stem) for p in sorted((d / "plots").glob("*.png"))
-                if not p.stem.endswith(("-waveform", "-spectrogram"))]
+        # The experiment's summary plot; per-output waveforms/spectrograms are drawn when an output is picked.
+        pngs = [p for p in sorted((d / "plots").glob("*.png")) if not p.stem.endswith(("-waveform", "-spectrogram"))]
         choices = audio_choices(df)
         first = choices[0][1] if choices else None
         wave, spec = signal_images(first)
-        return (pngs, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
+        return (servable(pngs[0]) if pngs else None, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
                 table_view(df), servable(d / "results.csv"))
 
     @ui_errors
@@ -155,6 +156,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     filters = [experiment, engine, language, plot_dir]
     outs = [table, plot, count, experiment, engine, language, run_dd, run_a, run_b, plot_dir]
     refresh_btn.click(results, filters, outs, api_name="results")
+    gr.on([experiment.input, engine.input, language.input], results, filters, outs, api_visibility="private")
     if tab is not None:
         tab.select(results, filters, outs, api_visibility="private")
     open_btn.click(open_run, [run_dd], panel.outputs, api_name="open_run")

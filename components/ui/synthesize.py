@@ -21,7 +21,7 @@ from experiments.common import row_for
 from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import request_for
 
-from .common import common_kwargs, engine_controls, servable, signal_images, table_view, ui_errors
+from .common import common_kwargs, engine_controls, results_table, servable, signal_images, table_view, ui_errors
 
 
 def can_stream_audio() -> bool:
@@ -73,8 +73,8 @@ def render(lab: LabContext) -> None:
     with gr.Row():
         wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id="synth-waveform")
         spec_img = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id="synth-spectrogram")
-    table = gr.Dataframe(label="Row logged", interactive=False, elem_id="synth-table")
-    csv = gr.File(label="results.csv", interactive=False, elem_id="synth-csv")
+    table = results_table("Row logged", "synth-table")
+    csv = gr.File(label="results.csv", interactive=False, height=80, elem_id="synth-csv")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
