@@ -34,6 +34,7 @@ class PeakMemory:
     def __init__(self, device: str = "cpu"):
         self.device = device
         self.peak_rss_mb: float | None = None
+        self.start_rss_mb: float | None = None  # before the block: peak minus this is what it added
         self.peak_vram_mb: float | None = None
         self._stop = threading.Event()
 
@@ -66,6 +67,7 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         self._peak = self._rss()
+        self.start_rss_mb = self._peak / 2**20
         self._thread = threading.Thread(target=self._watch, name="peak-memory", daemon=True)
         self._thread.start()
         return self
@@ -87,7 +89,8 @@ def measured_row(engine: Engine, request: SynthRequest, run: Run, **fields: Any)
         result, seconds = run_request(engine, request, stream=stream)
     if not stream and result.info.get("ttfa_seconds") is None:
         fields["ttfa_seconds"] = seconds  # nothing plays until the whole synthesis is done
-    row = row_for(engine, request, result, seconds, streamed=stream, peak_rss_mb=memory.peak_rss_mb,
+    row = row_for(engine, request, result, seconds, streamed=stream, rss_start_mb=memory.start_rss_mb,
+                  peak_rss_mb=memory.peak_rss_mb,
                   peak_vram_mb=memory.peak_vram_mb, **fields)
     row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, f"{engine.name}-{request.lang}-{request.text}"))
     return run.append(row)

@@ -65,7 +65,9 @@ def test_benchmark_memory_and_time_to_first_audio(capsys, results_dir, monkeypat
     assert ok["peak_vram_mb"].isna().all()  # CPU: no VRAM column invented
     # espeak does not stream: the first audio arrives with the whole synthesis.
     assert (ok["ttfa_seconds"] == ok["synth_seconds"]).all()
-    assert all(json.loads(e)["streamed"] is False for e in ok["extra"])
+    extras = [json.loads(e) for e in ok["extra"]]
+    assert all(e["streamed"] is False for e in extras)
+    assert all(0 < e["rss_start_mb"] <= p + 1e-6 for e, p in zip(extras, ok["peak_rss_mb"]))
     summary = pd.read_csv(run_dir / "summary.csv")
     row = summary[summary["engine"] == "espeak"].iloc[0]
     for col in ("ttfa_mean", "ttfa_std", "ttfa_min", "ttfa_max", "peak_rss_mb", "rtf_mean", "cold_first_run_seconds"):
