@@ -123,6 +123,27 @@ def test_every_tab_opens(page):
     shot(page, "tabs")
 
 
+def choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the visible dropdown labelled ``label`` (the first on the open tab)."""
+    page.get_by_label(label, exact=True).locator("visible=true").first.click()
+    page.get_by_role("option", name=option).first.click()
+
+
+def test_engine_choice_updates_speakers_and_explains_unavailable_engines(page):
+    page.get_by_role("tab", name="Synthesize", exact=True).click()
+    choose(page, "Engine", "melo (unavailable")
+    page.locator(".toast-body").filter(has_text="melo is unavailable").first.wait_for(state="visible")
+    choose(page, "Engine", "espeak")
+    speaker = page.get_by_label("Speaker", exact=True).locator("visible=true").first
+    page.wait_for_function("el => el.value === 'male'", arg=speaker.element_handle())
+    speaker.click()
+    options = page.get_by_role("option").all_inner_texts()
+    assert {"male", "female", "whisper"} <= {o.split("\n")[-1].strip() for o in options}  # "✓\nmale": chosen
+    page.keyboard.press("Escape")
+    for toast in page.locator(".toast-close").all():  # dismiss the warning before the next steps
+        toast.click()
+
+
 def test_synthesize_by_clicking(page):
     page.get_by_role("tab", name="Synthesize", exact=True).click()
     page.get_by_label("Text").first.fill("Clicked in a real browser.")

@@ -225,3 +225,24 @@ def test_synthesize_with_xtts_shows_precision_and_latent_cache(xtts_dir, tmp_pat
     assert df.loc[0, "latent_cache"] == "builtin"  # a built-in speaker: no reference to encode
     assert seconds(audio) > 0 and Path(wave).is_file() and Path(spec).is_file()
     assert csv_rows(csv).loc[0, "temperature"] == pytest.approx(0.75)  # settings logged with the row
+
+
+def test_status_banner_and_licence_offer(tmp_path):
+    """The banner names every engine's state and the lab's warnings; the CPML agreement is offered
+    while XTTS has no weights and disappears once accepted (nothing is downloaded here)."""
+    from components.engines import EngineConfig
+    from components.ui.status import needs_license, status_markdown
+
+    lab = LabContext.create(EngineConfig(), results=str(tmp_path))
+    if lab.engines.unavailable_reason("xtts") is None:
+        pytest.skip("XTTS weights are present on this machine: there is no licence to offer")
+    lab.warnings.append("the lab listens on 0.0.0.0")
+    text = status_markdown(lab)
+    assert "**espeak** (default):" in text
+    assert f"**xtts**: unavailable: {lab.engines.unavailable_reason('xtts')}" in text
+    assert "warning**: the lab listens on 0.0.0.0" in text
+    assert needs_license(lab)
+    lab.engines.accept_license()
+    assert lab.engines.config.agree_cpml and not needs_license(lab)
+    xtts_line = next(line for line in status_markdown(lab).splitlines() if "**xtts**" in line)
+    assert xtts_line.endswith(": not loaded")  # may now load (and download)
