@@ -685,3 +685,29 @@ def _stream(model, text_tokens, gpt_cond_latent, speaker_embedding, settings, sp
         stats["gpt_tokens"] = len(latents)
         stats["ttfa_seconds"] = ttfa
         stats["chunks"] = n_chunks
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring the precision modes
+# ---------------------------------------------------------------------------------------------
+
+def teacher_forced_latents(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Tensor",
+                           codes: "torch.Tensor") -> "torch.Tensor":
+    """The latents [1, n, dim] ``model`` computes for given codes [1, n], in one forward pass.
+
+    This is what stock's second GPT forward computes, here in the model's current precision:
+    feeding the same (fp32-sampled) codes to a bf16 or int8 model measures the latent error of
+    the precision alone, without the sampling divergence that free-running generation adds.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    fast = _fast(model)
+    with torch.inference_mode():
+        prefix = fast.prompt(gpt_cond_latent.to(fast.device), text_tokens.to(fast.device))
+        fed = codes[0, :-1].to(fast.device)  # the last code is sampled, never fed back
+        x = torch.cat([prefix, fast.mel_embedding[fed] + fast.mel_pos[1: 1 + len(fed)]])
+        fast._kv(x.shape[0])
+        hidden = fast.forward(x, 0)[prefix.shape[0] - 1:]
+        latents = F.layer_norm(hidden, (fast.dim,), *fast.final_norm[:2], fast.final_norm[2])
+    return latents[None]
