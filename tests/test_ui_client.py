@@ -246,3 +246,27 @@ def test_status_banner_and_licence_offer(tmp_path):
     assert lab.engines.config.agree_cpml and not needs_license(lab)
     xtts_line = next(line for line in status_markdown(lab).splitlines() if "**xtts**" in line)
     assert xtts_line.endswith(": not loaded")  # may now load (and download)
+
+
+def test_servable_copies_files_gradio_would_refuse(tmp_path, monkeypatch):
+    """A results folder outside the working and temp directories (``--out /data/...``) is served
+    through a copy in the temp directory; files gradio may serve are returned as they are."""
+    import tempfile
+
+    from components.ui.common import servable
+
+    cwd, tmp, elsewhere = (tmp_path / d for d in ("cwd", "tmp", "data"))
+    for d in (cwd, tmp):
+        d.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    wav = elsewhere / "20261125-run" / "wav" / "0001-x.wav"
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(b"RIFF....WAVE")
+    copy = Path(servable(wav))
+    assert copy.is_relative_to(tmp) and copy.read_bytes() == b"RIFF....WAVE"
+    assert copy.parent.name == "wav" and copy.parent.parent.name == "20261125-run"  # runs never collide
+    inside = cwd / "a.png"
+    inside.write_bytes(b"png")
+    assert servable(inside) == str(inside.resolve())
+    assert servable(None) is None

@@ -97,9 +97,10 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     gr.Markdown("### Open a run")
     with gr.Row():
         run_dd = gr.Dropdown([], label="Run", scale=3)
-        open_btn = gr.Button("Open run", scale=1)
-        zip_btn = gr.Button("Download run (.zip)", scale=1)
-    zip_file = gr.File(label="Run folder (.zip)", interactive=False, height=80)
+        with gr.Column(scale=1, min_width=160):
+            open_btn = gr.Button("Open run")
+            zip_btn = gr.Button("Download run (.zip)")
+        zip_file = gr.File(label="Run folder (.zip)", interactive=False, height=80, scale=2)
     panel = outputs_panel(lab, "run", summary_label="Summary plot saved with the run")
 
     gr.Markdown("### Compare two runs")
