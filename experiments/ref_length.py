@@ -8,12 +8,12 @@ seed, seed+1, ... so :func:`summarize` can give error bars per length.
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import pandas as pd
 
+from components.audio import load_audio
 from components.engines import Engines
-from components.engines.base import LabError, Progress, SynthRequest, no_progress
+from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 from components.similarity import SpeakerComparison, xtts_model_for
 
@@ -22,12 +22,8 @@ from .specs import RefLengthSpec
 
 
 def load_reference(path: str) -> tuple[np.ndarray, int]:
-    """The reference recording, mono at its own rate; LabError if it is not audio."""
-    try:
-        audio, sr = librosa.load(path, sr=None, mono=True)
-    except Exception as e:  # noqa: BLE001 - soundfile/audioread raise many types for non-audio
-        raise LabError(f"reference {path!r} is not a readable audio file ({type(e).__name__})") from e
-    return audio, int(sr)
+    """The reference recording, mono float32 at its own rate; LabError if it is not audio."""
+    return load_audio(path)
 
 
 def cut_reference(path: str, lengths: tuple[float, ...], run: Run) -> list[tuple[float, float, str]]:
