@@ -216,10 +216,16 @@ def test_synthesize_with_xtts_shows_precision_and_latent_cache(xtts_dir, tmp_pat
     demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        _, audio, wave, spec, row, csv, *_ = client.predict(
-            "Hello.", "xtts", speaker, "en", None, 7, *SETTINGS, 1.0, api_name="/synthesize")
+        job = client.submit("Hello.", "xtts", speaker, "en", None, 7, *SETTINGS, 1.0, api_name="/synthesize")
+        _, audio, wave, spec, row, csv, *_ = job.result(timeout=300)
+        updates = job.outputs()
     finally:
         demo.close()
+    from components.ui.synthesize import can_stream_audio
+
+    if can_stream_audio():  # chunks went to the live player before the final outputs (needs ffmpeg)
+        streamed = [u[0] for u in updates[:-1] if isinstance(u[0], str)]  # HLS playlist of the chunks so far
+        assert streamed and all(Path(p).is_file() for p in streamed)
     df = table(row)
     assert df.loc[0, "engine"] == "xtts" and df.loc[0, "precision"] == "fp32"
     assert df.loc[0, "latent_cache"] == "builtin"  # a built-in speaker: no reference to encode
