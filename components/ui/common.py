@@ -120,7 +120,7 @@ class EngineControls:
 
     @property
     def inputs(self) -> list[gr.components.Component]:
-        """engine, speaker, [lang], reference, seed, *settings — the order ``spec_kwargs`` expects."""
+        """engine, speaker, [lang], reference, seed, *settings — the order the tab functions take them."""
         return [self.engine, self.speaker] + ([self.lang] if self.lang else []) + [self.reference, self.seed, *self.settings]
 
 
