@@ -180,16 +180,24 @@ def test_same_seed_same_samples_other_seed_other_samples(engine):
 
 
 def test_matches_stock_coqui_inference(engine):
-    """The engine's timed pipeline is stock ``Xtts.inference`` split into stages: same samples."""
+    """The engine's stock pipeline is ``Xtts.inference`` split into stages: same samples. Its
+    default fast path (fp32) gives the same samples within float tolerance."""
     import torch
 
     settings = GenerationSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
-    mine = engine.synthesize(SynthRequest(text="Exactly as coqui.", lang="en", seed=4, settings=settings))
+    request = SynthRequest(text="Exactly as coqui.", lang="en", seed=4, settings=settings)
+    fast = engine.synthesize(request)
+    engine.fast_path = False
+    try:
+        mine = engine.synthesize(request)
+    finally:
+        engine.fast_path = True
     voice = engine.model.speaker_manager.speakers["Claribel Dervla"]
     torch.manual_seed(4)
     stock = engine.model.inference("Exactly as coqui.", "en", voice["gpt_cond_latent"], voice["speaker_embedding"],
                                    temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
     np.testing.assert_array_equal(mine.audio, stock["wav"])
+    np.testing.assert_allclose(fast.audio, stock["wav"], atol=1e-4 * np.abs(stock["wav"]).max())
 
 
 def test_long_text_is_split_not_asserted(engine):
@@ -219,7 +227,7 @@ def test_speed_rescales_the_latents(engine):
 
 
 def test_stream_yields_chunks_that_add_up_to_the_whole(engine):
-    engine.stream_chunk_tokens = 8  # 29 tokens per sentence -> chunks of 8, 8, 8, 5
+    engine.stream_chunk_tokens = 8  # 29 tokens per sentence -> several chunks each
     try:
         request = SynthRequest(text="First sentence to stream. " * 12, lang="en", seed=7)
         items = list(engine.stream(request))
@@ -229,15 +237,13 @@ def test_stream_yields_chunks_that_add_up_to_the_whole(engine):
     assert isinstance(result, SynthResult) and all(isinstance(c, np.ndarray) for c in chunks)
     whole = engine.synthesize(request)
     text_chunks = whole.info["text_chunks"]
-    assert text_chunks == 2 and len(chunks) == 4 * text_chunks
-    # Stock streaming's crossfade only blends the previous vocoding's last 1024 samples with
-    # the new one's first 1024: it changes values, never the length, so the lengths are equal.
+    assert text_chunks == 2 and len(chunks) >= 2 * text_chunks
+    # The fast path vocodes each chunk with context on both sides: the streamed samples are the
+    # whole synthesis's (same seed, same tokens), crossfades blend near-identical samples.
     assert sum(len(c) for c in chunks) == len(whole.audio) == len(result.audio)
     np.testing.assert_array_equal(np.concatenate(chunks), result.audio)
-    # Same seed, same tokens; the streamed latents come from the generation's hidden states
-    # instead of a second GPT pass, so the samples agree closely but not bit for bit.
     assert result.info["gpt_tokens"] == whole.info["gpt_tokens"]
-    assert np.corrcoef(result.audio, whole.audio)[0, 1] > 0.999
+    np.testing.assert_allclose(result.audio, whole.audio, atol=1e-4 * np.abs(whole.audio).max())
     assert 0 < result.info["ttfa_seconds"] < result.timings["gpt"] + result.timings["vocoder"]
     assert result.info["stream_chunks"] == len(chunks)
     assert {"reference", "conditioning", "gpt", "vocoder"} <= set(result.timings)
@@ -259,9 +265,14 @@ def test_language_and_oom_errors_keep_the_engine_serving(engine, monkeypatch):
     assert engine.synthesize(SynthRequest(text="Recovered.", lang="en")).seconds > 0
 
 
-def test_precision_other_than_fp32_is_reported_not_faked(xtts_dir):
-    reason = Engines(EngineConfig(xtts_dir=str(xtts_dir), precision="bf16")).unavailable_reason("xtts")
-    assert reason is not None and "bf16" in reason
+def test_precision_is_applied_and_reported(xtts_dir):
+    from components.xtts import fast
+
+    assert Engines(EngineConfig(xtts_dir=str(xtts_dir), precision="bf16")).unavailable_reason("xtts") is None
+    # Loading and running bf16/int8 is covered in tests/test_xtts_fast.py; here only the wiring.
+    engine = Engines(EngineConfig(xtts_dir=str(xtts_dir), precision="int8")).get("xtts")
+    assert fast.precision_of(engine.model) == "int8"
+    assert engine.synthesize(SynthRequest(text="Int eight.", lang="en", seed=1)).info["precision"] == "int8"
 
 
 def test_broken_release_folder_and_missing_gpu_are_clear(tmp_path, xtts_dir):

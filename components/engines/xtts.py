@@ -9,8 +9,11 @@ them once with coqui-tts's own classes and keeps the model as ``engine.model``. 
 The model-specific pipeline lives in two private methods, ``_run_pipeline`` (whole utterance) and
 ``_run_stream`` (chunks as they are ready). They mirror stock coqui ``Xtts.inference`` and
 ``Xtts.inference_stream`` step by step, split only to time each stage, so their output equals
-stock coqui's for the same seed (a test checks it); a faster path can replace them without
-touching the rest.
+stock coqui's for the same seed (a test checks it). By default (``fast_path``) they run the lab's
+fast path instead (``components.xtts.fast``: no second GPT forward, packed GPT weights in the
+configured precision, linear-time streaming); in fp32 its codes equal stock's for the same seed
+and its audio equals stock's within float tolerance. ``synthesize_speeds`` serves speed sweeps
+from one GPT pass.
 
 What the tests here cannot show: with random-weight checkpoints the audio is noise, so speech
 quality, intelligibility, speaker similarity of clones and the effect of the sampling settings
@@ -29,7 +32,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .base import (
-    XTTS_LANGUAGES, Capabilities, EngineUnavailable, GenerationSettings, LabError, Progress,
+    SPEED_MAX, SPEED_MIN, XTTS_LANGUAGES, Capabilities, EngineUnavailable, GenerationSettings, LabError, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
 )
 
@@ -65,6 +68,8 @@ class XttsEngine:
         self.model_id: str | None = None    # fingerprint of the checkpoint (cache keys, CSV versions)
         self.load_seconds: float | None = None
         self.stream_chunk_tokens = STREAM_CHUNK_TOKENS
+        # The lab's fast path (components.xtts.fast) by default; False runs stock coqui's steps.
+        self.fast_path = True
         self._device: str | None = None
         self._speakers: dict[str, dict[str, Any]] = {}
         self._latents = None                # components.xtts.latents.LatentCache
@@ -76,9 +81,6 @@ class XttsEngine:
         """What is missing and how to get it, or None when XTTS can load (or download)."""
         from components.xtts import locate
 
-        if config is not None and config.precision != "fp32":
-            return (f"precision {config.precision!r} is not supported by the xtts engine yet; "
-                    "use --precision fp32")
         return locate.unavailable_reason(getattr(config, "xtts_dir", None), getattr(config, "agree_cpml", False))
 
     @property
@@ -128,15 +130,12 @@ class XttsEngine:
             device = self._resolve_device()
             progress(0.1, desc=f"loading XTTS v2 from {weights.path} onto {device}")
 
-            from TTS.tts.configs.xtts_config import XttsConfig
-            from TTS.tts.models.xtts import Xtts
+            from components.xtts import fast
 
             try:
-                config = XttsConfig()
-                config.load_json(str(weights.path / "config.json"))
-                model = Xtts(config)
-                model.load_checkpoint(config, checkpoint_dir=str(weights.path), eval=True)
-                model.to(device)
+                # Same coqui ``Xtts`` as load_checkpoint builds, without random initialisation,
+                # memory-mapped, GPT prepared in the configured precision (stock stays callable).
+                model = fast.load_fast(weights.path, device=device, precision=self.config.precision)
             except Exception as e:  # noqa: BLE001 - corrupt or foreign files: tell the user which folder
                 raise EngineUnavailable(
                     f"could not load XTTS v2 from {str(weights.path)!r} ({weights.source}): "
@@ -398,6 +397,10 @@ class XttsEngine:
         Step for step what ``Xtts.inference`` does per sentence (generate, second GPT forward for
         the latents, speed rescale, HiFiGAN), with the chunks' audio concatenated.
         """
+        if self.fast_path:
+            latents, timings, info = self._generate_fast(tokens, voice, settings, progress)
+            audio, t_voc = self._vocode_fast(latents, voice, speed)
+            return audio, {"gpt": timings["gpt"], "vocoder": t_voc}, info
         import torch
         import torch.nn.functional as F
 
@@ -437,9 +440,14 @@ class XttsEngine:
                     stats: dict[str, Any], progress: Progress = no_progress) -> Iterator[np.ndarray]:
         """Yield audio chunks as ``Xtts.inference_stream`` does; fill ``stats`` with timings and tokens.
 
-        Stock behaviour, kept for exactness: every chunk re-vocodes all latents of the sentence so
-        far (quadratic in length) and crossfades ``STREAM_OVERLAP_SAMPLES`` into the next chunk.
+        With ``fast_path`` (default) each chunk vocodes only its new frames plus context (linear
+        in length; ``components.xtts.fast.stream``). Stock behaviour otherwise: every chunk
+        re-vocodes all latents of the sentence so far (quadratic in length) and crossfades
+        ``STREAM_OVERLAP_SAMPLES`` into the next chunk.
         """
+        if self.fast_path:
+            yield from self._stream_fast(tokens, voice, settings, speed, stats, progress)
+            return
         import torch
         import torch.nn.functional as F
 
@@ -490,6 +498,79 @@ class XttsEngine:
                             yield out
         stats["timings"] = {"gpt": t_gpt, "vocoder": t_voc}
         stats["gpt_tokens"] = n_tokens
+
+    # -- the fast path (components.xtts.fast) ----------------------------------------------------
+    def _generate_fast(self, tokens: list[Any], voice: Any, settings: GenerationSettings,
+                       progress: Progress = no_progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
+        """GPT codes for every text chunk: (latents per chunk, {"gpt"} seconds, {"gpt_tokens"})."""
+        from components.xtts import fast
+
+        cond = voice.gpt_cond_latent.to(self.device)
+        latents, t_gpt, n_tokens = [], 0.0, 0
+        for i, text_tokens in enumerate(tokens):
+            progress(0.1 + 0.85 * i / len(tokens), desc=f"generating chunk {i + 1} of {len(tokens)}")
+            t0 = time.perf_counter()
+            g = fast.generate(self.model, text_tokens, cond, settings)
+            self._sync()
+            t_gpt += time.perf_counter() - t0
+            latents.append(g.latents)
+            n_tokens += int(g.tokens.shape[-1])
+        return latents, {"gpt": t_gpt}, {"gpt_tokens": n_tokens}
+
+    def _vocode_fast(self, latents: list[Any], voice: Any, speed: float) -> tuple[np.ndarray, float]:
+        """HiFiGAN over each chunk's latents at ``speed``, concatenated: (audio, seconds)."""
+        from components.xtts import fast
+
+        t0 = time.perf_counter()
+        wavs = [fast.vocode(self.model, z, voice.speaker_embedding, speed) for z in latents]
+        self._sync()
+        return np.concatenate(wavs).astype(np.float32, copy=False), time.perf_counter() - t0
+
+    def _stream_fast(self, tokens: list[Any], voice: Any, settings: GenerationSettings, speed: float,
+                     stats: dict[str, Any], progress: Progress = no_progress) -> Iterator[np.ndarray]:
+        from components.xtts import fast
+
+        cond = voice.gpt_cond_latent.to(self.device)
+        t_gpt = t_voc = 0.0
+        n_tokens = 0
+        for i, text_tokens in enumerate(tokens):
+            progress(0.1 + 0.85 * i / len(tokens), desc=f"streaming chunk {i + 1} of {len(tokens)}")
+            part: dict[str, Any] = {}
+            yield from fast.stream(self.model, text_tokens, cond, voice.speaker_embedding, settings, speed=speed,
+                                   first_chunk_tokens=min(fast.STREAM_FIRST_TOKENS, self.stream_chunk_tokens),
+                                   chunk_tokens=self.stream_chunk_tokens, stats=part)
+            t_gpt += part["timings"]["gpt"]
+            t_voc += part["timings"]["vocoder"]
+            n_tokens += part["gpt_tokens"]
+        stats["timings"] = {"gpt": t_gpt, "vocoder": t_voc}
+        stats["gpt_tokens"] = n_tokens
+
+    def synthesize_speeds(self, request: SynthRequest, speeds: list[float],
+                          progress: Progress = no_progress) -> list[SynthResult]:
+        """``request`` at each of ``speeds`` from one GPT pass (speed only rescales the latents).
+
+        Each result equals ``synthesize(replace(request, speed=s))`` with the same seed; its
+        timings carry the shared GPT time and its own vocoder time (info["gpt_shared"] says so).
+        """
+        speeds = [float(s) for s in speeds]
+        if not speeds:
+            raise LabError("speeds is empty: give at least one speed")
+        for s in speeds:
+            if not (SPEED_MIN <= s <= SPEED_MAX):
+                raise LabError(f"speed must be between {SPEED_MIN} and {SPEED_MAX}, got {s}")
+        voice, tokens, timings, info = self._begin(request, progress)
+        with self._oom_guard():
+            self._seed(request.seed)
+            latents, gpt_timings, gpt_info = self._generate_fast(tokens, voice, request.settings, progress)
+            results = []
+            for s in speeds:
+                audio, t_voc = self._vocode_fast(latents, voice, s)
+                results.append(SynthResult(
+                    audio=audio, sample_rate=self.sample_rate,
+                    timings={**timings, **gpt_timings, "vocoder": t_voc},
+                    info={**info, **gpt_info, "speed": s, "gpt_shared": len(speeds) > 1}))
+        progress(1.0, desc="done")
+        return results
 
     def versions(self) -> dict[str, str]:
         """coqui-tts, torch and transformers versions, plus which checkpoint is loaded."""
