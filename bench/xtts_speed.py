@@ -1,0 +1,316 @@
+"""XTTS v2 speed: stock coqui ``Xtts.inference`` against the lab's fast path, in one run.
+
+    uv run python bench/xtts_speed.py                      # bf16, 86 tokens (~4 s of audio)
+    uv run python bench/xtts_speed.py --precision fp32 --tokens 86 --threads 2 --repeats 3
+
+Builds the full-size v2 architecture with random weights (fixed seed; generated once into
+``--checkpoint``, default ~/.cache/xtts-lab/bench-full-seed0), pins the number of GPT tokens
+(random weights never emit the stop token), warms both paths up, then times them interleaved
+(stock, lab, stock, lab, ...) so that load from other processes hits both alike, and reports
+medians per stage: GPT ms/token, the second latent forward, HiFiGAN, model load, and streaming
+time to first audio. It also measures this machine's memory read bandwidth, the floor it puts
+on GPT ms/token for the chosen precision, and how far from the floor the lab path is.
+
+With random weights nothing can be heard; for bf16/int8 the run reports the deviation from
+fp32 instead: free-running token agreement with stock (same seed), the latent error on stock's
+own codes, and the audio error of the vocoder alone. The last line is ``speedup: N.NNx``
+(stock synthesis time / lab synthesis time, load excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the checkout
+
+TEXT = "the quick brown fox jumps over the lazy dog. hello world, how are you today?"
+DEFAULT_CHECKPOINT = Path("~/.cache/xtts-lab/bench-full-seed0").expanduser()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="bf16",
+                   help="lab path precision (stock is always fp32); default bf16")
+    p.add_argument("--tokens", type=int, default=86, help="GPT tokens per synthesis (86 = 4.0 s of audio)")
+    p.add_argument("--stream-tokens", type=int, default=215,
+                   help="tokens of the streaming measurement (215 = ~10 s of audio); 0 skips it")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per path (the median is reported)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                   help="full-size random-weight checkpoint folder (generated if missing)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of the timed runs")
+    args = p.parse_args(argv)
+    if args.tokens < 2 or args.repeats < 1 or args.stream_tokens < 0:
+        p.error("--tokens must be >= 2, --repeats >= 1, --stream-tokens >= 0")
+    return args
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def ensure_checkpoint(folder: Path) -> Path:
+    """The full-size random-weight checkpoint, generated once (~30 s, ~1.9 GB)."""
+    from components.xtts.synthetic import REQUIRED_FILES, make_checkpoint
+
+    if all((folder / f).is_file() for f in REQUIRED_FILES):
+        return folder
+    print(f"generating the full-size random-weight checkpoint in {folder} (once) ...", flush=True)
+    return make_checkpoint(folder, preset="full", seed=0)
+
+
+def read_bandwidth(device) -> float:
+    """Memory read bandwidth in bytes/s: best of a few sums over 512 MB."""
+    import torch
+
+    x = torch.ones(128 * 1024 * 1024, dtype=torch.float32, device=device)
+    best = float("inf")
+    for _ in range(5):
+        sync(device)
+        t0 = time.perf_counter()
+        x.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return x.numel() * 4 / best
+
+
+def sync(device) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def gpt_bytes_per_token(model, precision: str) -> int:
+    """Weight bytes one decoding step must read: the transformer blocks in ``precision``, the
+    mel head in fp32 (what the lab path keeps there)."""
+    per = {"fp32": 4, "bf16": 2, "int8": 1}[precision]
+    blocks = sum(p.numel() for n, p in model.gpt.gpt.h.named_parameters() if n.endswith("weight") and p.dim() == 2)
+    rest = sum(p.numel() for n, p in model.gpt.gpt.h.named_parameters() if not (n.endswith("weight") and p.dim() == 2))
+    head = model.gpt.mel_head.weight.numel()
+    return blocks * per + (rest + head) * 4
+
+
+def stock_run(model, voice, tokens: int, seed: int, device) -> dict:
+    """Stock ``Xtts.inference`` with its three stages timed; also returns its codes and latents."""
+    import torch
+
+    gpt, dec = model.gpt, model.hifigan_decoder
+    seen: dict = {"gpt": 0.0, "latents": 0.0, "vocoder": 0.0}
+
+    def timed(name, fn, key=None):
+        def run(*a, **k):
+            sync(device)
+            t0 = time.perf_counter()
+            out = fn(*a, **k)
+            sync(device)
+            seen[name] += time.perf_counter() - t0
+            if key:
+                seen[key] = out
+            return out
+        return run
+
+    gpt.generate = timed("gpt", gpt.generate, "codes")
+    gpt.forward = timed("latents", gpt.forward, "latent_tensor")
+    dec.forward = timed("vocoder", dec.forward)
+    try:
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        out = model.inference(TEXT, "en", voice[0], voice[1], min_new_tokens=tokens, max_new_tokens=tokens)
+        seen["total"] = time.perf_counter() - t0
+    finally:
+        del gpt.generate, gpt.forward, dec.forward
+    seen["wav"] = out["wav"]
+    return seen
+
+
+def lab_run(model, voice, tokens: int, seed: int, device) -> dict:
+    """The lab path: fast generation (latents reused) + HiFiGAN, stages timed."""
+    import torch
+
+    from components.engines.base import GenerationSettings
+    from components.xtts import fast
+
+    settings = GenerationSettings()  # the same values as stock inference()'s defaults
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    text = fast.encode(model, TEXT, "en")
+    g = fast.generate(model, text, voice[0], settings, min_new_tokens=tokens, max_new_tokens=tokens)
+    sync(device)
+    t1 = time.perf_counter()
+    wav = fast.vocode(model, g.latents, voice[1])
+    sync(device)
+    t2 = time.perf_counter()
+    return {"gpt": t1 - t0, "latents": 0.0, "vocoder": t2 - t1, "total": t2 - t0, "wav": wav,
+            "codes": g.tokens, "latent_tensor": g.latents, "text": text}
+
+
+def stock_ttfa(model, voice, seed: int) -> float:
+    """Seconds until stock ``inference_stream`` yields its first chunk (20 tokens + HiFiGAN)."""
+    import torch
+
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    stream = model.inference_stream(TEXT, "en", voice[0], voice[1], min_new_tokens=100, max_new_tokens=100)
+    next(stream)
+    out = time.perf_counter() - t0
+    stream.close()
+    return out
+
+
+def lab_stream(model, voice, tokens: int, seed: int, device) -> dict:
+    """Lab streaming of ``tokens`` tokens: time to first audio, total, and the same non-streamed."""
+    import torch
+
+    from components.engines.base import GenerationSettings
+    from components.xtts import fast
+
+    settings = GenerationSettings()
+    text = fast.encode(model, TEXT, "en")
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    g = fast.generate(model, text, voice[0], settings, min_new_tokens=tokens, max_new_tokens=tokens)
+    fast.vocode(model, g.latents, voice[1])
+    sync(device)
+    whole = time.perf_counter() - t0
+    torch.manual_seed(seed)
+    stats: dict = {}
+    t0 = time.perf_counter()
+    n = 0
+    for chunk in fast.stream(model, text, voice[0], voice[1], settings, min_new_tokens=tokens,
+                             max_new_tokens=tokens, stats=stats):
+        n += len(chunk)
+    sync(device)
+    return {"whole": whole, "streamed": time.perf_counter() - t0, "ttfa": stats["ttfa_seconds"],
+            "chunks": stats["chunks"], "seconds": n / model.args.output_sample_rate}
+
+
+def deviation(stock_runs: list[dict], lab_runs: list[dict], lab_model, voice) -> dict:
+    """How far the lab path is from stock fp32 (same seeds): tokens, latents, audio."""
+    import numpy as np
+    import torch
+
+    from components.xtts import fast
+
+    same = total = 0
+    first_diff = []
+    for s, l in zip(stock_runs, lab_runs):
+        a, b = s["codes"][0], l["codes"][0]
+        eq = (a == b)
+        same += int(eq.sum())
+        total += len(a)
+        first_diff.append(int((~eq).nonzero()[0]) if not bool(eq.all()) else len(a))
+    s, l = stock_runs[0], lab_runs[0]
+    forced = fast.teacher_forced_latents(lab_model, l["text"], voice[0], s["codes"])
+    ref = s["latent_tensor"].float().cpu()
+    err = (forced.float().cpu() - ref)
+    wav = fast.vocode(lab_model, s["latent_tensor"], voice[1])
+    noise = np.asarray(wav, dtype=np.float64) - s["wav"]
+    snr = 10 * np.log10(np.sum(s["wav"].astype(np.float64) ** 2) / max(np.sum(noise ** 2), 1e-30))
+    return {"token_agreement": same / total, "first_divergence": min(first_diff),
+            "latent_max_abs": float(err.abs().max()), "latent_rel": float(err.norm() / ref.norm()),
+            "vocoder_snr_db": float(snr), "audio_equal_fp32": bool(torch.equal(
+                torch.as_tensor(lab_runs[0]["wav"]), torch.as_tensor(s["wav"])))}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    from components.xtts import fast
+
+    load_before = load_average()
+    folder = ensure_checkpoint(args.checkpoint.expanduser())
+    device = torch.device(args.device)
+
+    t0 = time.perf_counter()
+    config = XttsConfig()
+    config.load_json(str(folder / "config.json"))
+    stock = Xtts(config)
+    stock.load_checkpoint(config, checkpoint_dir=str(folder), eval=True)
+    stock.to(device)
+    sync(device)
+    stock_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    lab = fast.load_fast(folder, device=str(device), precision=args.precision)
+    sync(device)
+    lab_load = time.perf_counter() - t0
+
+    first = next(iter(stock.speaker_manager.speakers.values()))
+    voice = (first["gpt_cond_latent"].to(device), first["speaker_embedding"].to(device))
+    bandwidth = read_bandwidth(device)
+
+    # Warm-up: first calls pay for page faults, oneDNN plans and allocator growth.
+    stock_run(stock, voice, 8, args.seed, device)
+    lab_run(lab, voice, 8, args.seed, device)
+    lab_run(lab, voice, args.tokens, args.seed, device)
+
+    stock_runs, lab_runs = [], []
+    with torch.inference_mode():
+        for r in range(args.repeats):
+            stock_runs.append(stock_run(stock, voice, args.tokens, args.seed + r, device))
+            lab_runs.append(lab_run(lab, voice, args.tokens, args.seed + r, device))
+            print(f"run {r + 1}/{args.repeats}: stock {stock_runs[-1]['total']:.2f} s, "
+                  f"lab {lab_runs[-1]['total']:.2f} s", flush=True)
+    dev = deviation(stock_runs, lab_runs, lab, voice)
+    streaming = lab_stream(lab, voice, args.stream_tokens, args.seed, device) if args.stream_tokens else None
+    ttfa_stock = stock_ttfa(stock, voice, args.seed) if args.stream_tokens else None
+
+    def med(runs, key):
+        return statistics.median(r[key] for r in runs)
+
+    audio_s = len(lab_runs[0]["wav"]) / stock.args.output_sample_rate
+    floor_ms = gpt_bytes_per_token(lab, args.precision) / bandwidth * 1e3
+    sg, lg = med(stock_runs, "gpt") / args.tokens * 1e3, med(lab_runs, "gpt") / args.tokens * 1e3
+    st, lt = med(stock_runs, "total"), med(lab_runs, "total")
+    rows = [
+        ("model load (s)", stock_load, lab_load),
+        ("GPT ms/token (incl. prompt)", sg, lg),
+        ("latent 2nd forward (s)", med(stock_runs, "latents"), med(lab_runs, "latents")),
+        ("HiFiGAN (s)", med(stock_runs, "vocoder"), med(lab_runs, "vocoder")),
+        ("synthesis total (s)", st, lt),
+        ("real-time factor", st / audio_s, lt / audio_s),
+    ]
+    if streaming:
+        rows.append((f"stream: first audio (s), {args.stream_tokens} tok", ttfa_stock, streaming["ttfa"]))
+    print()
+    print(f"XTTS v2 full-size architecture, random weights (seed 0), {args.tokens} tokens = {audio_s:.2f} s audio")
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"lab precision {args.precision}, {args.repeats} interleaved runs (median), "
+          f"load average before {load_before}, after {load_average()}")
+    print(f"{'stage':38s} {'stock':>10s} {'lab':>10s} {'ratio':>7s}")
+    for name, a, b in rows:
+        ratio = f"{a / b:6.2f}x" if b else "    --"
+        print(f"{name:38s} {a:10.3f} {b:10.3f} {ratio}")
+    print(f"memory read bandwidth {bandwidth / 1e9:.1f} GB/s -> GPT weight-streaming floor "
+          f"{floor_ms:.1f} ms/token in {args.precision}; lab GPT at {lg / floor_ms:.2f}x the floor "
+          f"(stock fp32 floor {gpt_bytes_per_token(lab, 'fp32') / bandwidth * 1e3:.1f} ms/token)")
+    if streaming:
+        print(f"lab streaming of {streaming['seconds']:.1f} s audio: first audio {streaming['ttfa']:.2f} s "
+              f"= {streaming['ttfa'] / streaming['whole']:.0%} of the whole synthesis ({streaming['whole']:.2f} s); "
+              f"streamed total {streaming['streamed']:.2f} s = {streaming['streamed'] / streaming['whole']:.2f}x "
+              f"non-streamed, {streaming['chunks']} chunks")
+    print(f"deviation from stock fp32 ({args.precision}): token agreement {dev['token_agreement']:.1%} "
+          f"(first divergence at token {dev['first_divergence']}), latents on stock's codes "
+          f"max abs {dev['latent_max_abs']:.2e}, relative {dev['latent_rel']:.2e}; "
+          f"vocoder alone SNR {dev['vocoder_snr_db']:.1f} dB")
+    print(f"speedup: {st / lt:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
