@@ -227,12 +227,14 @@ def test_speed_rescales_the_latents(engine):
 
 
 def test_stream_yields_chunks_that_add_up_to_the_whole(engine):
+    from components.engines.xtts import STREAM_CHUNK_TOKENS
+
     engine.stream_chunk_tokens = 8  # 29 tokens per sentence -> several chunks each
     try:
         request = SynthRequest(text="First sentence to stream. " * 12, lang="en", seed=7)
         items = list(engine.stream(request))
     finally:
-        engine.stream_chunk_tokens = 20
+        engine.stream_chunk_tokens = STREAM_CHUNK_TOKENS
     chunks, result = items[:-1], items[-1]
     assert isinstance(result, SynthResult) and all(isinstance(c, np.ndarray) for c in chunks)
     whole = engine.synthesize(request)

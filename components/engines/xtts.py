@@ -38,7 +38,8 @@ from .base import (
 
 DEFAULT_CACHE_DIR = "~/.cache/xtts-lab"
 COND_SAMPLE_RATE = 22050       # Hz: XTTS conditions on 22.05 kHz audio (speaker encoder resamples to 16 kHz)
-STREAM_CHUNK_TOKENS = 20       # GPT tokens per streamed chunk (coqui's default; ~0.93 s of audio)
+STREAM_CHUNK_TOKENS = 40       # GPT tokens per streamed chunk (~1.9 s of audio; coqui's default is 20,
+                               # fewer, bigger chunks keep the fast path's per-chunk context cheap)
 STREAM_OVERLAP_SAMPLES = 1024  # crossfade between streamed chunks (coqui's default)
 
 

@@ -20,7 +20,8 @@ Precision modes (``apply_precision``), all opt-in except fp32:
     fp32  exact: same tokens and (within float tolerance) the same audio as stock coqui
     bf16  GPT weights and activations in bfloat16 (oneDNN, AVX512-BF16/AMX where the CPU has it),
           residual stream, layer norms and logits in fp32; HiFiGAN under bf16 autocast
-    int8  GPT weights int8 per output channel (weight-only), activations bf16; HiFiGAN as bf16
+    int8  GPT matrices dynamically quantised (int8 weights per output channel, activations
+          quantised per call; fbgemm), the rest fp32; HiFiGAN as bf16
 
 With random-weight checkpoints only the numerical deviation from fp32 can be measured
 (``bench/xtts_speed.py`` reports it); whether bf16/int8 sound as good needs the real weights.
@@ -49,7 +50,6 @@ HOP_SAMPLES = 256              # HiFiGAN output samples per input frame (8*8*2*2
 CONTEXT_FRAMES = 16            # HiFiGAN receptive-field radius is ~14 frames (measured); margin of 2
 STREAM_FIRST_TOKENS = 10       # first streamed chunk after ~0.46 s of audio's worth of tokens
 STREAM_CHUNK_TOKENS = 40       # later chunks: bigger, so the context overhead stays small
-WINDOW_BUCKET_FRAMES = 32      # streamed vocoder windows are padded to a multiple of this
 STREAM_CROSSFADE = 256         # samples blended at each join (insurance: joins are already exact)
 
 _STATE_ATTR = "_xtts_lab_fast"  # where apply_precision keeps its packed weights on the model
@@ -64,8 +64,7 @@ class _Linear:
 
     fp32/bf16 on CPU: oneDNN prepacked weights (``mkldnn._linear_pointwise``), which streams the
     weights at close to memory bandwidth where MKL's fp32 gemv manages about half and bf16
-    ``F.linear`` falls back to a slow path. int8: symmetric per-output-channel weights through
-    ``_weight_int8pack_mm`` with bf16 activations (the fp32-activation kernel is slow).
+    ``F.linear`` falls back to a slow path. int8: dynamic quantisation (CPU only).
     Elsewhere (CUDA): plain ``F.linear`` in the chosen dtype.
     """
 
@@ -80,11 +79,14 @@ class _Linear:
         if precision == "int8":
             if device.type != "cpu":
                 raise LabError(f"precision 'int8' runs on the CPU only, not on {device.type}; use bf16 there")
-            scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+            # Dynamic quantisation: int8 weights per output channel, activations quantised per
+            # call (fbgemm/x86). Faster here than weight-only int8 (14.5 vs 20.4 ms for the 30
+            # blocks' matrices), which must dequantise every weight in bf16 arithmetic.
+            scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+            qw = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
             self.kind = "int8"
-            self.w = torch.clamp(torch.round(w / scale[:, None]), -127, 127).to(torch.int8).contiguous()
-            self.scale = scale.to(self.dtype)
-            self.b = b.to(self.dtype)
+            self.dtype = torch.float32
+            self.w = torch.ops.quantized.linear_prepack(qw, b)
         elif device.type == "cpu" and _mkldnn_usable(self.dtype):
             self.kind = "mkldnn"
             self.w = torch.ops.mkldnn._reorder_linear_weight(w.to(self.dtype), 1)
@@ -104,7 +106,9 @@ class _Linear:
                 return torch.ops.mkldnn._linear_pointwise(x, self.w, self.b, "gelu", [], "tanh")
             return torch.ops.mkldnn._linear_pointwise(x, self.w, self.b, "none", [], "")
         if self.kind == "int8":
-            y = torch.ops.aten._weight_int8pack_mm(x, self.w, self.scale) + self.b
+            # reduce_range as torch's dynamic Linear does on x86: 7-bit activations cannot
+            # saturate the u8*s8 pair sums of the VNNI-less kernel path.
+            y = torch.ops.quantized.linear_dynamic(x, self.w, True)
         else:
             y = F.linear(x, self.w, self.b)
         return F.gelu(y, approximate="tanh") if self.gelu else y
@@ -154,7 +158,6 @@ class FastGPT:
             raise LabError(f"the fast XTTS path expects a tanh-GELU GPT, got {cfg.activation_function!r}")
         self.precision = precision
         self.device = device
-        self.act_dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.n_heads = cfg.n_head
         self.dim = cfg.n_embd
         self.head_dim = self.dim // self.n_heads
@@ -188,7 +191,9 @@ class FastGPT:
 
         if self._cache is None or self._cache[0][0].shape[2] < capacity:
             shape = (1, self.n_heads, capacity, self.head_dim)
-            mk = lambda: [torch.empty(shape, dtype=self.act_dtype, device=self.device)  # noqa: E731
+            # fp32 in every precision: CPU attention over bf16 keys is ~5x slower than over fp32
+            # ones, and the cache is small next to the weights.
+            mk = lambda: [torch.empty(shape, dtype=torch.float32, device=self.device)  # noqa: E731
                           for _ in self.blocks]
             self._cache = (mk(), mk())
         return self._cache
@@ -208,7 +213,7 @@ class FastGPT:
         end = start + T
         for i, blk in enumerate(self.blocks):
             h = F.layer_norm(x, (self.dim,), *blk.ln1[:2], blk.ln1[2])
-            qkv = blk.qkv(h).view(T, 3, H, D).permute(1, 2, 0, 3)  # [3, H, T, D]
+            qkv = blk.qkv(h).float().view(T, 3, H, D).permute(1, 2, 0, 3)  # [3, H, T, D]
             keys[i][0, :, start:end] = qkv[1]
             values[i][0, :, start:end] = qkv[2]
             # A single new token attends to everything cached; a prompt attends causally.
@@ -646,15 +651,10 @@ def _stream(model, text_tokens, gpt_cond_latent, speaker_embedding, settings, sp
             return None
         a = max(0, pos // HOP_SAMPLES - CONTEXT_FRAMES)
         b = z.shape[-1] if done else min(n_final, end + CONTEXT_FRAMES)
-        window = z[:, a:b]
-        if not done:
-            # Round the window up to a few fixed lengths: oneDNN builds a convolution plan per
-            # input shape. Frames past b only reach samples past `end`, which are discarded
-            # (the final window keeps its exact length: its end is the utterance's end).
-            pad = -window.shape[-1] % WINDOW_BUCKET_FRAMES
-            window = torch.nn.functional.pad(window, (0, pad))
+        # Window lengths vary from chunk to chunk; oneDNN's per-shape set-up measured ~0.03 s at
+        # most, less than padding windows to a few fixed lengths would cost.
         with _vocoder_autocast(model):
-            wav = frames.dec.waveform_decoder(window, g=g).float().reshape(-1)
+            wav = frames.dec.waveform_decoder(z[:, a:b], g=g).float().reshape(-1)
         seg = wav[pos - a * HOP_SAMPLES: end * HOP_SAMPLES - a * HOP_SAMPLES].clone()
         k = min(len(tail), len(seg)) if tail is not None else 0
         if k:  # both chunks computed these samples; blend the old into the new
