@@ -516,7 +516,8 @@ class XttsEngine:
             t_gpt += time.perf_counter() - t0
             latents.append(g.latents)
             n_tokens += int(g.tokens.shape[-1])
-        return latents, {"gpt": t_gpt}, {"gpt_tokens": n_tokens}
+        return latents, {"gpt": t_gpt}, {"gpt_tokens": n_tokens,
+                                         "gpt_ms_per_token": round(1e3 * t_gpt / max(n_tokens, 1), 2)}
 
     def _vocode_fast(self, latents: list[Any], voice: Any, speed: float) -> tuple[np.ndarray, float]:
         """HiFiGAN over each chunk's latents at ``speed``, concatenated: (audio, seconds)."""
@@ -545,6 +546,7 @@ class XttsEngine:
             n_tokens += part["gpt_tokens"]
         stats["timings"] = {"gpt": t_gpt, "vocoder": t_voc}
         stats["gpt_tokens"] = n_tokens
+        stats["gpt_ms_per_token"] = round(1e3 * t_gpt / max(n_tokens, 1), 2)
 
     def synthesize_speeds(self, request: SynthRequest, speeds: list[float],
                           progress: Progress = no_progress) -> list[SynthResult]:
