@@ -31,11 +31,12 @@ Nothing here imports torch or coqui at module level (the lab's registry must sta
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -114,6 +115,7 @@ class _Linear:
         return F.gelu(y, approximate="tanh") if self.gelu else y
 
 
+@functools.lru_cache(maxsize=None)
 def _mkldnn_usable(dtype: "torch.dtype") -> bool:
     """oneDNN's packed linear exists and computes correctly here (checked once per dtype)."""
     import torch
@@ -151,8 +153,6 @@ class FastGPT:
     """
 
     def __init__(self, gpt: Any, precision: str, device: "torch.device"):
-        import torch
-
         if precision not in PRECISIONS:
             raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         hf = gpt.gpt  # transformers GPT2Model (token/position embeddings replaced by XTTS's own)
