@@ -64,7 +64,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """Machine-level engine options, shared by the app and ``run``."""
     p.add_argument("--xtts-dir", help="XTTS v2 folder (config.json, model.pth, vocab.json, speakers_xtts.pth)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"], help="XTTS GPT precision")
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"],
+                   help="XTTS GPT precision (default fp32, exact; bf16/int8 are faster)")
     p.add_argument("--agree-cpml", action="store_true",
                    help="accept the Coqui Public Model License so XTTS weights may be downloaded")
     p.add_argument("--melo-python", help="python of MeloTTS's own environment (or MELO_PYTHON)")
@@ -72,7 +73,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
-    return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision,
+    return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision or "fp32",
                         agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir)
 
 
@@ -111,7 +112,8 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     settings = {k: v for k, v in {
         "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
         "repetition_penalty": args.repetition_penalty, "length_penalty": args.length_penalty,
-        "enable_text_splitting": False if args.no_text_splitting else None}.items() if v is not None}
+        "enable_text_splitting": False if args.no_text_splitting else None,
+        "precision": args.precision}.items() if v is not None}
     if settings:
         kwargs["settings"] = GenerationSettings(**settings)
     return args.experiment, cls(**kwargs)

@@ -106,3 +106,11 @@ def test_bad_input_exits_2_with_one_line(results_dir, args, message):
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not list(results_dir.glob("*/results.csv"))  # nothing half-logged
+
+
+def test_precision_is_part_of_the_saved_spec(results_dir):
+    import yaml
+
+    df = run_csv("synth", "--engine", "espeak", "--precision", "bf16", "--out", str(results_dir))
+    spec = yaml.safe_load((Path(df.iloc[0]["wav_path"]).parents[1] / "spec.yaml").read_text())
+    assert spec["spec"]["settings"]["precision"] == "bf16"

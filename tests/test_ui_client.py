@@ -22,7 +22,7 @@ from components.engines.base import SynthRequest  # noqa: E402
 from components.ui.app import build_app  # noqa: E402
 
 # temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting (ignored by espeak)
-SETTINGS = (0.75, 50, 0.85, 10.0, 1.0, True)
+SETTINGS = (0.75, 50, 0.85, 10.0, 1.0, True, "default")
 
 
 def free_port() -> int:

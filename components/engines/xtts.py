@@ -313,9 +313,26 @@ class XttsEngine:
 
             torch.cuda.synchronize()
 
+    def _precision(self, settings: GenerationSettings, progress: Progress) -> str:
+        """The precision this request runs in, prepared on the model (fast path only).
+
+        A request may ask for another precision than the lab was started with, so users can
+        A/B them on one loaded model; switching repacks the GPT weights once (seconds).
+        """
+        precision = settings.precision or self.config.precision
+        if not self.fast_path:
+            return "fp32"  # the stock coqui path only runs in fp32
+        from components.xtts import fast
+
+        if fast.precision_of(self.model) != precision:
+            progress(0.05, desc=f"preparing the GPT in {precision}")
+            fast.apply_precision(self.model, precision)
+        return precision
+
     def _begin(self, request: SynthRequest, progress: Progress):
         self._require_model(progress)
         check_language(self, request.lang)
+        precision = self._precision(request.settings, progress)
         voice, timings, info = self._voice(request, progress)
         tokens, notes = self._token_chunks(request)
         if notes:
@@ -324,7 +341,7 @@ class XttsEngine:
         info.update({
             "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
             "repetition_penalty": s.repetition_penalty, "length_penalty": s.length_penalty,
-            "text_splitting": s.enable_text_splitting, "precision": self.config.precision,
+            "text_splitting": s.enable_text_splitting, "precision": precision,
             "text_chunks": len(tokens),
         })
         return voice, tokens, timings, info

@@ -36,11 +36,11 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def benchmark(engines, short, medium, long, repeats, engine, speaker, lang, reference, seed, temperature,
-                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, progress=gr.Progress()):
+                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
         texts = {label: t for label, t in (("short", short), ("medium", medium), ("long", long)) if t and t.strip()}
         spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         run = lab.store.new_run("benchmark", spec)
         df = runner("benchmark")(spec, lab.engines, run, progress)
         stats = summarize(df)

@@ -116,7 +116,7 @@ class EngineControls:
     reference: gr.Audio
     seed: gr.Number
     settings_box: gr.Accordion
-    settings: list[gr.components.Component]  # temperature, top_k, top_p, rep. pen., len. pen., splitting
+    settings: list[gr.components.Component]  # temperature, top_k, top_p, rep./len. penalty, splitting, precision
 
     @property
     def inputs(self) -> list[gr.components.Component]:
@@ -149,8 +149,11 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
             rep = gr.Slider(1.0, 20.0, d.repetition_penalty, step=0.5, label="repetition_penalty")
             length_pen = gr.Slider(0.5, 2.0, d.length_penalty, step=0.1, label="length_penalty")
             split = gr.Checkbox(d.enable_text_splitting, label="split text at sentence ends")
+            precision = gr.Radio(["default", "fp32", "bf16", "int8"], value="default", label="precision",
+                                 info=f"GPT precision; default = the lab's --precision "
+                                      f"({lab.engines.config.precision}). fp32 is exact; bf16/int8 are faster")
     controls = EngineControls(engine, speaker, lang_dd, reference, seed, box,
-                              [temperature, top_k, top_p, rep, length_pen, split])
+                              [temperature, top_k, top_p, rep, length_pen, split, precision])
 
     @ui_errors
     def on_engine(name: str, progress=gr.Progress()):
@@ -174,11 +177,12 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
 
 
 def settings_from(values: list[Any]) -> GenerationSettings:
-    """The six settings widgets' values -> ``GenerationSettings`` (validated there)."""
-    temperature, top_k, top_p, rep, length_pen, split = values
+    """The seven settings widgets' values -> ``GenerationSettings`` (validated there)."""
+    temperature, top_k, top_p, rep, length_pen, split, precision = values
     return GenerationSettings(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
                               repetition_penalty=float(rep), length_penalty=float(length_pen),
-                              enable_text_splitting=bool(split))
+                              enable_text_splitting=bool(split),
+                              precision=None if precision in (None, "", "default") else precision)
 
 
 def common_kwargs(engine: str, speaker: str | None, reference: str | None, seed: Any,

@@ -43,10 +43,10 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def languages(langs, texts, speed, engine, speaker, reference, seed, temperature, top_k, top_p,
-                  repetition_penalty, length_penalty, text_splitting, progress=gr.Progress()):
+                  repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
         spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         run = lab.store.new_run("languages", spec)
         df = runner("languages")(spec, lab.engines, run, progress)
         return [*panel_values("languages", df, run), run.run_id]

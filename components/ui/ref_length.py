@@ -31,10 +31,10 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def ref_length(text, lengths, repeats, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, progress=gr.Progress()):
+                   repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
         spec = RefLengthSpec(text=text, lang=lang, lengths=parse_floats("lengths", lengths), repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         run = lab.store.new_run("ref-length", spec)
         df = runner("ref-length")(spec, lab.engines, run, progress)
         return [*panel_values("ref-length", df, run), run.run_id]

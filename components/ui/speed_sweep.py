@@ -25,10 +25,10 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def speed_sweep(text, speeds, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                    repetition_penalty, length_penalty, text_splitting, progress=gr.Progress()):
+                    repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
         spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
                               **common_kwargs(engine, speaker, reference, seed,
-                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         run = lab.store.new_run("speed-sweep", spec)
         df = runner("speed-sweep")(spec, lab.engines, run, progress)
         return [*panel_values("speed-sweep", df, run), run.run_id]

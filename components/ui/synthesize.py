@@ -79,10 +79,10 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def synthesize(text, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, speed, progress=gr.Progress()):
+                   repetition_penalty, length_penalty, text_splitting, precision, speed, progress=gr.Progress()):
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
-                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting]))
+                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         run = lab.store.new_run("synth", spec)
         caps = lab.engines.get(spec.engine, progress).capabilities
         if caps.streaming and streaming_ok:
