@@ -1,0 +1,17 @@
+"""The status banner says what each engine is doing and why the cer column may be empty."""
+
+from components.context import LabContext
+from components.engines import EngineConfig
+from components.ui.status import needs_license, status_markdown
+
+
+def test_banner_names_engines_missing_weights_and_asr(tmp_path, monkeypatch):
+    monkeypatch.delenv("LAB_ASR_MODEL", raising=False)
+    monkeypatch.delenv("XTTS_MODEL_DIR", raising=False)
+    monkeypatch.setenv("TTS_HOME", str(tmp_path / "no-coqui-cache"))  # no weights in coqui's cache either
+    lab = LabContext.create(EngineConfig(xtts_dir=str(tmp_path / "nowhere")), results=str(tmp_path / "r"))
+    text = status_markdown(lab)
+    assert "**espeak** (default): not loaded" in text
+    assert "**xtts**: unavailable:" in text and "--xtts-dir" in text
+    assert "character error rate" in text and "LAB_ASR_MODEL" in text
+    assert needs_license(lab)
