@@ -24,6 +24,19 @@ def xtts_dir(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("xtts-tiny"), preset="tiny", seed=0)
 
 
+def load_coqui_xtts(checkpoint_dir: Path):
+    """A checkpoint folder loaded exactly as coqui documents it (``Xtts.load_checkpoint``), for
+    tests that compare the lab's own paths against stock coqui."""
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    config = XttsConfig()
+    config.load_json(str(checkpoint_dir / "config.json"))
+    model = Xtts(config)
+    model.load_checkpoint(config, checkpoint_dir=str(checkpoint_dir), eval=True)
+    return model
+
+
 @pytest.fixture
 def results_dir(tmp_path) -> Path:
     """A fresh results root for one test."""

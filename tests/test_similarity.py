@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import load_coqui_xtts
 
 from components.engines import EngineConfig, Engines
 from components.engines.base import SynthRequest
@@ -27,15 +28,8 @@ def voices():
 
 @pytest.fixture(scope="module")
 def xtts_model(xtts_dir):
-    """The generated checkpoint loaded with coqui's own classes, as the xtts engine loads it."""
-    from TTS.tts.configs.xtts_config import XttsConfig
-    from TTS.tts.models.xtts import Xtts
-
-    config = XttsConfig()
-    config.load_json(str(xtts_dir / "config.json"))
-    model = Xtts(config)
-    model.load_checkpoint(config, checkpoint_dir=str(xtts_dir), eval=True)
-    return model
+    """The generated checkpoint loaded with coqui's own classes."""
+    return load_coqui_xtts(xtts_dir)
 
 
 def test_cosine():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import load_coqui_xtts
 
 from components.engines.base import GenerationSettings, LabError
 
@@ -20,14 +21,7 @@ SETTINGS = GenerationSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_p
 @pytest.fixture(scope="module")
 def stock(xtts_dir):
     """The checkpoint loaded exactly as coqui documents it."""
-    from TTS.tts.configs.xtts_config import XttsConfig
-    from TTS.tts.models.xtts import Xtts
-
-    config = XttsConfig()
-    config.load_json(str(xtts_dir / "config.json"))
-    model = Xtts(config)
-    model.load_checkpoint(config, checkpoint_dir=str(xtts_dir), eval=True)
-    return model
+    return load_coqui_xtts(xtts_dir)
 
 
 @pytest.fixture(scope="module")
