@@ -20,11 +20,13 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -178,6 +180,18 @@ class ResultsStore:
         if spec is not None:
             run.save_spec(spec)
         return run
+
+    @contextmanager
+    def running(self, experiment: str, spec: Any | None = None) -> Iterator[Run]:
+        """A new run for the block; if the block fails before logging any row (a request refused
+        by the engine, say), the run's folder is removed so that no empty run is left behind."""
+        run = self.new_run(experiment, spec)
+        try:
+            yield run
+        except BaseException:
+            if not run.csv_path.exists():
+                shutil.rmtree(run.dir, ignore_errors=True)
+            raise
 
     def runs(self) -> list[str]:
         """Run ids, newest first."""

@@ -129,8 +129,8 @@ def run_command(args: argparse.Namespace) -> int:
         engines = Engines(engine_config(args))
         name, spec = spec_from_args(args, engines)
         store = ResultsStore(args.out)
-        run = store.new_run(name, spec)
-        df = runner(name)(spec, engines, run, stderr_progress)
+        with store.running(name, spec) as run:
+            df = runner(name)(spec, engines, run, stderr_progress)
         from components import plots
 
         for plot_name, fig in plots.figures_for(name, df).items():

@@ -105,7 +105,7 @@ def test_bad_input_exits_2_with_one_line(results_dir, args, message):
     proc = lab("run", *args, "--out", str(results_dir), check_rc=2)
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert not list(results_dir.glob("*/results.csv"))  # nothing half-logged
+    assert not list(results_dir.iterdir())  # nothing half-logged, no empty run folder
 
 
 def test_precision_is_part_of_the_saved_spec(results_dir):
@@ -114,3 +114,10 @@ def test_precision_is_part_of_the_saved_spec(results_dir):
     df = run_csv("synth", "--engine", "espeak", "--precision", "bf16", "--out", str(results_dir))
     spec = yaml.safe_load((Path(df.iloc[0]["wav_path"]).parents[1] / "spec.yaml").read_text())
     assert spec["spec"]["settings"]["precision"] == "bf16"
+
+
+def test_a_request_the_engine_refuses_leaves_no_run_behind(results_dir, reference_wav):
+    proc = lab("run", "synth", "--engine", "espeak", "--reference", str(reference_wav),
+               "--out", str(results_dir), check_rc=2)
+    assert "espeak cannot clone a voice" in proc.stderr
+    assert not list(results_dir.iterdir())

@@ -41,8 +41,8 @@ def render(lab: LabContext) -> None:
         spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
-        run = lab.store.new_run("benchmark", spec)
-        df = runner("benchmark")(spec, lab.engines, run, progress)
+        with lab.store.running("benchmark", spec) as run:
+            df = runner("benchmark")(spec, lab.engines, run, progress)
         stats = summarize(df)
         stats.to_csv(run.dir / "summary.csv", index=False)  # as the CLI does
         return [table_view(stats), *panel_values("benchmark", df, run), run.run_id]

@@ -47,8 +47,8 @@ def render(lab: LabContext) -> None:
         spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
-        run = lab.store.new_run("languages", spec)
-        df = runner("languages")(spec, lab.engines, run, progress)
+        with lab.store.running("languages", spec) as run:
+            df = runner("languages")(spec, lab.engines, run, progress)
         return [*panel_values("languages", df, run), run.run_id]
 
     run_btn.click(languages, [langs, texts, speed, *controls.inputs], [*panel.outputs, last_run],

@@ -35,8 +35,8 @@ def render(lab: LabContext) -> None:
         spec = RefLengthSpec(text=text, lang=lang, lengths=parse_floats("lengths", lengths), repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
-        run = lab.store.new_run("ref-length", spec)
-        df = runner("ref-length")(spec, lab.engines, run, progress)
+        with lab.store.running("ref-length", spec) as run:
+            df = runner("ref-length")(spec, lab.engines, run, progress)
         return [*panel_values("ref-length", df, run), run.run_id]
 
     run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs], [*panel.outputs, last_run],

@@ -29,8 +29,8 @@ def render(lab: LabContext) -> None:
         spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
                               **common_kwargs(engine, speaker, reference, seed,
                                               [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
-        run = lab.store.new_run("speed-sweep", spec)
-        df = runner("speed-sweep")(spec, lab.engines, run, progress)
+        with lab.store.running("speed-sweep", spec) as run:
+            df = runner("speed-sweep")(spec, lab.engines, run, progress)
         return [*panel_values("speed-sweep", df, run), run.run_id]
 
     run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run], api_name="speed_sweep")

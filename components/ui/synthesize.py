@@ -83,18 +83,18 @@ def render(lab: LabContext) -> None:
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
                                          [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
-        run = lab.store.new_run("synth", spec)
-        caps = lab.engines.get(spec.engine, progress).capabilities
-        if caps.streaming and streaming_ok:
-            row = None
-            for item in stream_synth(spec, lab.engines, run, progress):
-                if isinstance(item, dict):
-                    row = item
-                else:
-                    yield item, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            df = rows_to_frame([row])
-        else:
-            df = runner("synth")(spec, lab.engines, run, progress)
+        with lab.store.running("synth", spec) as run:
+            caps = lab.engines.get(spec.engine, progress).capabilities
+            if caps.streaming and streaming_ok:
+                row = None
+                for item in stream_synth(spec, lab.engines, run, progress):
+                    if isinstance(item, dict):
+                        row = item
+                    else:
+                        yield item, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                df = rows_to_frame([row])
+            else:
+                df = runner("synth")(spec, lab.engines, run, progress)
         wav = df["wav_path"].iloc[0] if "wav_path" in df else None
         w, s = signal_images(wav)
         yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
