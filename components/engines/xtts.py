@@ -403,6 +403,13 @@ class XttsEngine:
         return guard()
 
     # -- the model pipeline (stock coqui, timed per stage) -------------------------------------
+    def _stock_inputs(self, voice: Any, settings: GenerationSettings, speed: float):
+        """What coqui's own steps take: model, GPT, voice tensors on the device, latent length
+        scale for ``speed`` (stock rescales latents by 1/speed before HiFiGAN), sampling kwargs."""
+        return (self.model, self.model.gpt, voice.gpt_cond_latent.to(self.device),
+                voice.speaker_embedding.to(self.device), 1.0 / max(speed, 0.05),
+                self._sampling_kwargs(settings))
+
     def _sampling_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
         return {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
                 "repetition_penalty": float(settings.repetition_penalty),
@@ -422,11 +429,7 @@ class XttsEngine:
         import torch
         import torch.nn.functional as F
 
-        model, gpt = self.model, self.model.gpt
-        cond = voice.gpt_cond_latent.to(self.device)
-        embedding = voice.speaker_embedding.to(self.device)
-        length_scale = 1.0 / max(speed, 0.05)
-        sampling = self._sampling_kwargs(settings)
+        model, gpt, cond, embedding, length_scale, sampling = self._stock_inputs(voice, settings, speed)
         t_gpt = t_voc = 0.0
         n_tokens = 0
         wavs = []
@@ -469,11 +472,7 @@ class XttsEngine:
         import torch
         import torch.nn.functional as F
 
-        model, gpt = self.model, self.model.gpt
-        cond = voice.gpt_cond_latent.to(self.device)
-        embedding = voice.speaker_embedding.to(self.device)
-        length_scale = 1.0 / max(speed, 0.05)
-        sampling = self._sampling_kwargs(settings)
+        model, gpt, cond, embedding, length_scale, sampling = self._stock_inputs(voice, settings, speed)
         t_gpt = t_voc = 0.0
         n_tokens = 0
         with torch.inference_mode():
