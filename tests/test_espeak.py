@@ -86,6 +86,7 @@ def test_audio_length_follows_speed(engine):
 
 def test_speeds_beyond_espeak_rates_are_time_stretched():
     assert speed_to_wpm(1.0) == (175, 1.0)
+    assert speed_to_wpm(0.75) == (131, 1.0)  # in espeak's range: rate only, never a stretch
     wpm, stretch = speed_to_wpm(4.0)
     assert wpm == 450 and stretch == pytest.approx(700 / 450)
     wpm, stretch = speed_to_wpm(0.25)
