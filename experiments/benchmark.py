@@ -20,7 +20,7 @@ from components.engines import Engines
 from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import row_for, run_request
+from .common import log_result, run_request
 from .specs import BenchmarkSpec
 
 MEMORY_SAMPLE_S = 0.02  # seconds between resident-memory samples while a synthesis runs
@@ -89,11 +89,8 @@ def measured_row(engine: Engine, request: SynthRequest, run: Run, **fields: Any)
         result, seconds = run_request(engine, request, stream=stream)
     if not stream and result.info.get("ttfa_seconds") is None:
         fields["ttfa_seconds"] = seconds  # nothing plays until the whole synthesis is done
-    row = row_for(engine, request, result, seconds, streamed=stream, rss_start_mb=memory.start_rss_mb,
-                  peak_rss_mb=memory.peak_rss_mb,
-                  peak_vram_mb=memory.peak_vram_mb, **fields)
-    row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, f"{engine.name}-{request.lang}-{request.text}"))
-    return run.append(row)
+    return log_result(engine, request, result, seconds, run, streamed=stream, rss_start_mb=memory.start_rss_mb,
+                      peak_rss_mb=memory.peak_rss_mb, peak_vram_mb=memory.peak_vram_mb, **fields)
 
 
 def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
@@ -102,17 +99,14 @@ def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no
     steps = len(spec.engines) * (1 + len(texts) * spec.repeats)
     done, rows = 0, []
     for name in spec.engines:
-        reason = engines.unavailable_reason(name)
-        if reason:
-            rows.append(run.append({"engine": name, "status": "unavailable", "note": reason, "language": spec.lang}))
-            done += 1 + len(texts) * spec.repeats
-            continue
         progress(done / steps, desc=f"loading {name}")
         t0 = time.perf_counter()
         try:
+            # Checks availability first (cheap), then loads once; the reason names the fix.
             engines.get(name, progress)
         except EngineUnavailable as e:
-            rows.append(run.append({"engine": name, "status": "unavailable", "note": str(e), "language": spec.lang}))
+            note = engines.unavailable_reason(name) or str(e)
+            rows.append(run.append({"engine": name, "status": "unavailable", "note": note, "language": spec.lang}))
             done += 1 + len(texts) * spec.repeats
             continue
         load_seconds = time.perf_counter() - t0

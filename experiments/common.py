@@ -6,7 +6,7 @@ import json
 import platform
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
@@ -25,26 +25,42 @@ def versions(engine: Engine) -> str:
     return json.dumps(v, sort_keys=True)
 
 
-def run_request(engine: Engine, request: SynthRequest, *, stream: bool = False,
-                progress: Progress = no_progress) -> tuple[SynthResult, float]:
-    """Synthesise (or stream) ``request``; returns the result and wall seconds it took.
+def stream_request(engine: Engine, request: SynthRequest,
+                   progress: Progress = no_progress) -> Generator[np.ndarray, None, tuple[SynthResult, float]]:
+    """Yield the engine's audio chunks as they come; return (complete result, wall seconds).
 
-    When streaming, the engine yields chunks then the complete result; the time to the
-    first chunk is recorded as ``ttfa_seconds`` unless the engine measured it itself.
+    The engine yields chunks then the complete result; the time to the first chunk is recorded
+    as ``ttfa_seconds`` unless the engine measured it itself.
     """
     t0 = time.perf_counter()
-    if stream and getattr(engine, "capabilities").streaming and hasattr(engine, "stream"):
-        result, ttfa = None, None
-        for item in engine.stream(request, progress):
-            if isinstance(item, SynthResult):
-                result = item
-            elif ttfa is None:
-                ttfa = time.perf_counter() - t0
-        if result is None:
-            raise RuntimeError(f"{engine.name}.stream() ended without a final SynthResult")
-        result.info.setdefault("ttfa_seconds", ttfa)
-    else:
-        result = engine.synthesize(request, progress)
+    result, ttfa = None, None
+    for item in engine.stream(request, progress):
+        if isinstance(item, SynthResult):
+            result = item
+            continue
+        if ttfa is None:
+            ttfa = time.perf_counter() - t0
+        yield item
+    seconds = time.perf_counter() - t0
+    if result is None:
+        raise RuntimeError(f"{engine.name}.stream() ended without a final SynthResult")
+    result.info.setdefault("ttfa_seconds", ttfa)
+    return result, seconds
+
+
+def run_request(engine: Engine, request: SynthRequest, *, stream: bool = False,
+                progress: Progress = no_progress) -> tuple[SynthResult, float]:
+    """Synthesise (or stream, where the engine can) ``request``; returns the result and the wall
+    seconds it took."""
+    if stream and engine.capabilities.streaming and hasattr(engine, "stream"):
+        chunks = stream_request(engine, request, progress)
+        while True:
+            try:
+                next(chunks)
+            except StopIteration as done:
+                return done.value
+    t0 = time.perf_counter()
+    result = engine.synthesize(request, progress)
     return result, time.perf_counter() - t0
 
 
@@ -55,12 +71,13 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
                              speed=request.speed)
     audio_seconds = metrics["audio_seconds"]
     settings = asdict(request.settings) if engine.capabilities.seeded else {}
+    voices = engine.speakers() if not request.reference else []
     row: dict[str, Any] = {
         "engine": engine.name,
         "device": engine.device,
         "seed": request.seed if engine.capabilities.seeded else None,
         "versions": versions(engine),
-        "speaker": request.speaker or (engine.speakers()[0] if not request.reference and engine.speakers() else None),
+        "speaker": request.speaker or (voices[0] if voices else None),
         "reference": request.reference,
         "language": request.lang,
         "text": request.text,
@@ -84,14 +101,23 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
     return row
 
 
+def log_result(engine: Engine, request: SynthRequest, result: SynthResult, seconds: float, run: Run, *,
+               stem: str | None = None, **fields: Any) -> dict[str, Any]:
+    """Save the WAV of a finished synthesis and append its row now; returns the row as written.
+
+    ``stem`` names the WAV (default: engine, language and text); ``fields`` are extra columns.
+    """
+    row = row_for(engine, request, result, seconds, **fields)
+    stem = stem or f"{engine.name}-{request.lang}-{request.text}"
+    row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, stem))
+    return run.append(row)
+
+
 def synthesize_and_log(engine: Engine, request: SynthRequest, run: Run, *, stream: bool = False,
                        progress: Progress = no_progress, **fields: Any) -> tuple[dict[str, Any], SynthResult]:
     """Synthesise, save the WAV, append the row now; returns (row as written, result)."""
     result, seconds = run_request(engine, request, stream=stream, progress=progress)
-    row = row_for(engine, request, result, seconds, **fields)
-    wav = run.save_wav(result.audio, result.sample_rate, f"{engine.name}-{request.lang}-{request.text}")
-    row["wav_path"] = str(wav)
-    return run.append(row), result
+    return log_result(engine, request, result, seconds, run, **fields), result
 
 
 def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str, **fields: Any) -> dict[str, Any]:
@@ -102,10 +128,3 @@ def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str
            "note": reason, **fields}
     return run.append(row)
 
-
-def seed_everything(seed: int) -> None:
-    """Seed numpy and Python; engines that sample seed their own framework per request."""
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)

@@ -17,18 +17,13 @@ from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 from components.similarity import SpeakerComparison, xtts_model_for
 
-from .common import row_for, run_request, unsupported_row
+from .common import log_result, run_request, unsupported_row
 from .specs import RefLengthSpec
 
 
-def load_reference(path: str) -> tuple[np.ndarray, int]:
-    """The reference recording, mono float32 at its own rate; LabError if it is not audio."""
-    return load_audio(path)
-
-
-def cut_reference(path: str, lengths: tuple[float, ...], run: Run) -> list[tuple[float, float, str]]:
-    """Save the first L seconds of ``path`` for each L; returns (asked, actual seconds, wav path)."""
-    audio, sr = load_reference(path)
+def cut_reference(audio: np.ndarray, sr: int, lengths: tuple[float, ...],
+                  run: Run) -> list[tuple[float, float, str]]:
+    """Save the first L seconds of ``audio`` for each L; returns (asked, actual seconds, wav path)."""
     total = len(audio) / sr
     cuts = []
     for length in lengths:
@@ -42,12 +37,12 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
     """One row per (length, repeat). Engines that cannot clone get one 'unsupported' row per length."""
     rows = []
     with engines.use(spec.engine, progress) as engine:
-        cuts = cut_reference(spec.reference, spec.lengths, run)
+        audio, sr = load_audio(spec.reference)  # LabError if it is not audio
+        cuts = cut_reference(audio, sr, spec.lengths, run)
         comparison = None
         if engine.capabilities.cloning:
             progress(0.0, desc="analysing the full reference")
             model, why = xtts_model_for(engine, engines)
-            audio, sr = load_reference(spec.reference)
             comparison = SpeakerComparison(audio, sr, model, why)
         total = len(cuts) * spec.repeats
         for i, (asked, actual, wav) in enumerate(cuts):
@@ -65,13 +60,11 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
                     continue
                 # Compared before the row is written: a row is appended once, complete.
                 result, seconds = run_request(engine, request, progress=progress)
-                row = row_for(engine, request, result, seconds, **fields)
-                row.update(comparison.compare(result.audio, result.sample_rate))
-                notes = [row.get("note"), note, comparison.why_no_similarity]
-                row["note"] = "; ".join(n for n in notes if n) or None
-                row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate,
-                                                   f"{engine.name}-ref-{asked:g}s-seed-{request.seed}"))
-                rows.append(run.append(row))
+                notes = [result.info.get("note"), note, comparison.why_no_similarity]
+                rows.append(log_result(
+                    engine, request, result, seconds, run, stem=f"{engine.name}-ref-{asked:g}s-seed-{request.seed}",
+                    **fields, **comparison.compare(result.audio, result.sample_rate),
+                    note="; ".join(n for n in notes if n) or None))
     progress(1.0, desc="done")
     return rows_to_frame(rows)
 

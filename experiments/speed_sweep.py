@@ -11,7 +11,7 @@ from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import row_for, synthesize_and_log
+from .common import log_result, synthesize_and_log
 from .specs import SpeedSweepSpec
 
 
@@ -29,10 +29,8 @@ def run(spec: SpeedSweepSpec, engines: Engines, run: Run, progress: Progress = n
             for speed, result in zip(spec.speeds, results):
                 # Each row's time is its own share: the common GPT pass + its own vocoding.
                 seconds = sum(result.timings.values()) or (time.perf_counter() - t0) / len(results)
-                request = replace(base, speed=speed)
-                row = row_for(engine, request, result, seconds, one_pass=True)
-                row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, f"speed-{speed}"))
-                rows.append(run.append(row))
+                rows.append(log_result(engine, replace(base, speed=speed), result, seconds, run,
+                                       stem=f"speed-{speed}", one_pass=True))
         else:
             for i, speed in enumerate(spec.speeds):
                 progress(i / len(spec.speeds), desc=f"speed {speed}")

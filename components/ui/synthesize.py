@@ -5,7 +5,6 @@ API: ``/synthesize`` (see ``components.ui.app`` for every endpoint's parameters)
 
 from __future__ import annotations
 
-import time
 from typing import Any, Iterator
 
 import gradio as gr
@@ -14,10 +13,10 @@ from gradio import processing_utils
 
 from components.context import LabContext
 from components.engines import Engines
-from components.engines.base import Progress, SynthResult, no_progress
+from components.engines.base import Progress, no_progress
 from components.results import Run, rows_to_frame
 from experiments import runner
-from experiments.common import row_for
+from experiments.common import log_result, stream_request
 from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import request_for
 
@@ -36,22 +35,13 @@ def stream_synth(spec: SynthSpec, engines: Engines, run: Run,
     request = request_for(spec)
     with engines.use(spec.engine, progress) as engine:
         progress(0.1, desc=f"streaming from {engine.name}")
-        t0 = time.perf_counter()
-        result, ttfa = None, None
-        for item in engine.stream(request, progress):
-            if isinstance(item, SynthResult):
-                result = item
-                continue
-            if ttfa is None:
-                ttfa = time.perf_counter() - t0
-            yield engine.sample_rate, np.asarray(item, dtype=np.float32)
-        seconds = time.perf_counter() - t0
-        if result is None:
-            raise RuntimeError(f"{engine.name}.stream() ended without a final SynthResult")
-        result.info.setdefault("ttfa_seconds", ttfa)
-        row = row_for(engine, request, result, seconds)
-        row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, f"{engine.name}-{request.lang}-{request.text}"))
-        yield run.append(row)
+        chunks = stream_request(engine, request, progress)
+        try:
+            while True:
+                yield engine.sample_rate, np.asarray(next(chunks), dtype=np.float32)
+        except StopIteration as done:
+            result, seconds = done.value
+        yield log_result(engine, request, result, seconds, run)
 
 
 def render(lab: LabContext) -> None:
