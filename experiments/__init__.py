@@ -8,6 +8,7 @@ so importing this package stays light.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any, Callable
 
 from .specs import (
@@ -23,11 +24,28 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
 }
 
 
+def save_outputs(name: str, df: Any, run: Any) -> list[Path]:
+    """What a finished run keeps beside its CSV, for the CLI and the UI alike: the experiment's
+    summary figures in ``plots/`` and, for the benchmark, its summary table ``summary.csv``.
+    Returns the figures' paths."""
+    from components import plots
+
+    paths = []
+    for plot_name, fig in plots.figures_for(name, df).items():
+        paths.append(run.save_figure(fig, plot_name))
+        plots.close(fig)
+    if name == "benchmark":
+        from .benchmark import summarize
+
+        summarize(df).to_csv(run.dir / "summary.csv", index=False)
+    return paths
+
+
 def runner(name: str) -> Callable[..., Any]:
     """The ``run`` function of experiment ``name``."""
     module, _, attr = EXPERIMENTS[name][1].partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["EXPERIMENTS", "runner", "spec_from_dict", "SynthSpec", "SpeedSweepSpec",
+__all__ = ["EXPERIMENTS", "runner", "save_outputs", "spec_from_dict", "SynthSpec", "SpeedSweepSpec",
            "RefLengthSpec", "LanguagesSpec", "BenchmarkSpec"]

@@ -18,7 +18,7 @@ from components.engines import EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
 from components.results import ResultsStore
 
-from . import EXPERIMENTS, runner, spec_from_dict
+from . import EXPERIMENTS, runner, save_outputs, spec_from_dict
 
 
 def _floats(name: str):
@@ -131,17 +131,11 @@ def run_command(args: argparse.Namespace) -> int:
         store = ResultsStore(args.out)
         with store.running(name, spec) as run:
             df = runner(name)(spec, engines, run, stderr_progress)
-        from components import plots
-
-        for plot_name, fig in plots.figures_for(name, df).items():
-            run.save_figure(fig, plot_name)
-            plots.close(fig)
+        save_outputs(name, df, run)
         if name == "benchmark":
             from .benchmark import summarize
 
-            summary = summarize(df)
-            summary.to_csv(run.dir / "summary.csv", index=False)
-            print(summary.to_string(index=False), file=sys.stderr)
+            print(summarize(df).to_string(index=False), file=sys.stderr)
     except LabError as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

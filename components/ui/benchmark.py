@@ -43,9 +43,7 @@ def render(lab: LabContext) -> None:
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         with lab.store.running("benchmark", spec) as run:
             df = runner("benchmark")(spec, lab.engines, run, progress)
-        stats = summarize(df)
-        stats.to_csv(run.dir / "summary.csv", index=False)  # as the CLI does
-        return [table_view(stats), *panel_values("benchmark", df, run), run.run_id]
+        return [table_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
 
     run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
                   [summary, *panel.outputs, last_run], api_name="benchmark")

@@ -25,6 +25,7 @@ from components.context import LabContext
 from components.engines import engine_class
 from components.engines.base import XTTS_LANGUAGES, GenerationSettings, LabError
 from components.results import Run
+from experiments import save_outputs
 
 # -- errors -------------------------------------------------------------------------------------
 
@@ -289,16 +290,6 @@ def signal_images(wav: str | None) -> tuple[str | None, str | None]:
     return out[0], out[1]
 
 
-def summary_images(experiment: str, df: pd.DataFrame, run: Run) -> list[tuple[str, str]]:
-    """Draw the experiment's summary figures into the run's plots/ folder; (path, caption) each."""
-    images = []
-    for name, fig in plots.figures_for(experiment, df).items():
-        path = run.save_figure(fig, name)
-        plots.close(fig)
-        images.append((servable(path), name))
-    return images
-
-
 @dataclass
 class OutputsPanel:
     """The summary plot, a picker over the run's outputs, the picked audio with its images,
@@ -351,10 +342,11 @@ def outputs_panel(lab: LabContext, prefix: str, summary_label: str = "Summary pl
 
 
 def panel_values(experiment: str, df: pd.DataFrame, run: Run) -> list[Any]:
-    """Values for ``OutputsPanel.outputs`` after a run: the first output is picked."""
-    images = summary_images(experiment, df, run)
+    """Values for ``OutputsPanel.outputs`` after a run (its figures and tables saved as the CLI
+    saves them); the first output is picked."""
+    images = save_outputs(experiment, df, run)
     choices = audio_choices(df)
     first = choices[0][1] if choices else None
     wave, spec = signal_images(first)
-    return [images[0][0] if images else None, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
+    return [servable(images[0]) if images else None, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
             table_view(df), servable(run.csv_path) if run.csv_path.exists() else None]
