@@ -283,8 +283,6 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
     ``lab.py run --spec <folder>/spec.yaml`` reproduces the run on another machine.
     Returns the folder, or the zip file when ``as_zip``.
     """
-    import shutil
-
     src = _store_run_dir(store, run_id)
     out = Path(dest) / run_id
     if out.exists():

@@ -5,7 +5,6 @@ API: ``/results``, ``/open_run``, ``/compare_runs``, ``/download_run`` (see ``co
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,7 @@ import pandas as pd
 
 from components import plots
 from components.context import LabContext
-from components.engines.base import LabError
-from components.results import read_csv
+from components.results import RunFiles
 
 from .common import (
     PLACEHOLDER_HEADERS, audio_choices, outputs_panel, results_table, servable, signal_images, table_view, ui_errors,
@@ -60,28 +58,17 @@ def run_summary(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def zip_run(run_dir: Path) -> Path:
-    """The run folder (CSV, WAVs, PNGs, spec.yaml) as ``<run_id>.zip`` in a fresh temp folder."""
-    out = Path(tempfile.mkdtemp(prefix="xtts-lab-zip-")) / run_dir.name
-    return Path(shutil.make_archive(str(out), "zip", root_dir=run_dir.parent, base_dir=run_dir.name))
-
-
 def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     """The Results tab's widgets and endpoints; ``tab`` (if given) refreshes the table when selected."""
     store = lab.store
 
-    def run_dir(run_id: str | None) -> Path:
-        if not run_id or run_id not in store.runs():  # only ids the store lists: never a user path
-            raise LabError(f"no run {run_id!r} under {store.root}; pick one from the list")
-        return store.root / run_id
-
-    def load_run(run_id: str) -> pd.DataFrame:
-        d = run_dir(run_id)
-        df = read_csv(d / "results.csv")
+    def load_run(run_id: str | None) -> RunFiles:
+        run = store.open_run(run_id or "")  # only ids the store lists: never a user path
+        df = run.frame
         if "wav_path" in df:  # the CSV holds the path as seen at write time; the file is in wav/
-            df["wav_path"] = [str(d / "wav" / Path(p).name) if isinstance(p, str) and p else np.nan
+            df["wav_path"] = [str(run.dir / "wav" / Path(p).name) if isinstance(p, str) and p else np.nan
                               for p in df["wav_path"]]
-        return df
+        return run
 
     gr.Markdown("Every row logged under the results folder. Filter it, then open a run to hear and "
                 "see its outputs, compare two runs, or download one as a zip.")
@@ -135,24 +122,26 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
 
     @ui_errors
     def open_run(run_id):
-        d = run_dir(run_id)
-        df = load_run(run_id)
+        run = load_run(run_id)
+        df = run.frame
         # The experiment's summary plot; per-output waveforms/spectrograms are drawn when an output is picked.
-        pngs = [p for p in sorted((d / "plots").glob("*.png")) if not p.stem.endswith(("-waveform", "-spectrogram"))]
+        pngs = [p for p in run.plots if not p.stem.endswith(("-waveform", "-spectrogram"))]
         choices = audio_choices(df)
         first = choices[0][1] if choices else None
         wave, spec = signal_images(first)
         return (servable(pngs[0]) if pngs else None, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
-                table_view(df), servable(d / "results.csv"))
+                table_view(df), servable(run.csv_path))
 
     @ui_errors
     def compare_runs(a, b):
-        sa, sb = run_summary(load_run(a)), run_summary(load_run(b))
+        sa, sb = run_summary(load_run(a).frame), run_summary(load_run(b).frame)
         return pd.DataFrame({"metric": list(sa), f"A: {a}": list(sa.values()), f"B: {b}": list(sb.values())})
 
     @ui_errors
     def download_run(run_id):
-        return str(zip_run(run_dir(run_id)))
+        # The export format: paths made relative and the reference copied in, so it reproduces.
+        folder = tempfile.mkdtemp(prefix="xtts-lab-zip-")
+        return str(store.export_run(run_id or "", folder, as_zip=True))
 
     filters = [experiment, engine, language, plot_dir]
     outs = [table, plot, count, experiment, engine, language, run_dd, run_a, run_b, plot_dir]
