@@ -27,13 +27,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from experiments.specs import MAX_TEXT_CHARS  # one limit for REST, UI and CLI
+
 from .context import LabContext
 from .engines import REGISTRY
 from .engines.base import (
     SPEED_MAX, SPEED_MIN, XTTS_LANGUAGES, CapabilityError, EngineUnavailable, LabError, check_language,
 )
 
-MAX_TEXT_CHARS = 5000       # same limit as the experiment specs (experiments/specs.py)
 # REST requests waiting for (or using) one engine before new ones get 503. Each waits in a worker
 # thread, and the UI's jobs draw on the same pool of 40 threads: a flood must not starve them.
 MAX_QUEUED_PER_ENGINE = 12
@@ -261,18 +262,13 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
                     raise CapabilityError(
                         f"{name} cannot clone a voice: leave out speaker_wav_b64 and pick one of its "
                         f"speakers ({', '.join(engine.speakers()[:10])}), or use an engine that clones (xtts)")
-            run = lab.store.new_run("synth")
-            try:
+            with lab.store.running("synth") as run:  # nothing logged: no empty run left behind
                 if reference is not None:
                     kept = run.dir / f"reference{_audio_suffix(reference)}"
                     shutil.move(str(reference), kept)  # kept so spec.yaml reproduces the run
                     spec = replace(spec, reference=str(kept))
                 run.save_spec(spec)
                 frame = synth.run(spec, lab.engines, run)
-            except BaseException:
-                if not run.csv_path.exists():  # nothing was logged: leave no empty run behind
-                    shutil.rmtree(run.dir, ignore_errors=True)
-                raise
     row = frame.iloc[0]
     wav = Path(row["wav_path"])
     return SynthesizeResponse(
