@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -604,11 +604,3 @@ class XttsEngine:
         if self.model_id:
             out["xtts_model"] = self.model_id
         return out
-
-    def describe(self) -> dict[str, Any]:
-        """Facts for a status line: where the weights came from, device, load time, voices."""
-        return {"weights": str(self.weights.path) if self.weights else None,
-                "source": self.weights.source if self.weights else None,
-                "device": self.device, "load_seconds": self.load_seconds,
-                "speakers": len(self._speakers), "model_id": self.model_id,
-                "settings_defaults": asdict(GenerationSettings())}

@@ -104,11 +104,6 @@ class LatentCache:
             while len(self._memory) > self.capacity:
                 self._memory.popitem(last=False)
 
-    def clear_memory(self) -> None:
-        """Forget the in-memory entries (the disk copies stay)."""
-        with self._lock:
-            self._memory.clear()
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._memory)
