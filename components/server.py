@@ -22,6 +22,9 @@ from typing import Any, Callable
 from .context import LabContext
 from .engines.base import LabError
 
+# UI jobs running at once (most of them waiting on an engine lock); from the same pool of 40
+# worker threads as the REST requests, so not all of it.
+UI_JOBS_AT_ONCE = 8
 DEFAULT_MAX_UPLOAD_MB = 50.0  # a 10-minute 16 kHz mono WAV is 19 MB; 30 s of 48 kHz stereo is 6 MB
 
 
@@ -216,8 +219,10 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     if ui is not None:
         import gradio as gr
 
-        # Per-engine locks (Engines.use) are the real queue; this bounds how many UI jobs wait.
-        ui.queue(default_concurrency_limit=1, max_size=64)
+        # Per-engine locks (Engines.use) are the real queue: jobs for one engine wait there while
+        # jobs for another engine run. gradio's limit only caps how many UI jobs hold a worker
+        # thread at once (one would make every user wait for every other, whatever the engine).
+        ui.queue(default_concurrency_limit=UI_JOBS_AT_ONCE, max_size=64)
         gr.mount_gradio_app(
             app, ui, path="/", server_name=options.host, server_port=options.port,
             auth=list(options.auth) or None,

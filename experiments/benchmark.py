@@ -82,14 +82,16 @@ class PeakMemory:
         self.peak_rss_mb = max(self._peak, self._rss()) / 2**20
 
 
-def measured_row(engine: Engine, request: SynthRequest, run: Run, **fields: Any) -> dict[str, Any]:
-    """Synthesise (streamed when the engine streams) under PeakMemory; save the WAV; append the row."""
+def measured_row(engine: Engine, request: SynthRequest, run: Run, *, engines: Engines | None = None,
+                 **fields: Any) -> dict[str, Any]:
+    """Synthesise (streamed when the engine streams) under PeakMemory; save the WAV; append the row
+    (with the engine let go meanwhile when ``engines`` holds it, see ``log_result``)."""
     stream = bool(engine.capabilities.streaming)
     with PeakMemory(engine.device) as memory:
         result, seconds = run_request(engine, request, stream=stream)
     if not stream and result.info.get("ttfa_seconds") is None:
         fields["ttfa_seconds"] = seconds  # nothing plays until the whole synthesis is done
-    return log_result(engine, request, result, seconds, run, streamed=stream, rss_start_mb=memory.start_rss_mb,
+    return log_result(engine, request, result, seconds, run, engines=engines, streamed=stream, rss_start_mb=memory.start_rss_mb,
                       peak_rss_mb=memory.peak_rss_mb, peak_vram_mb=memory.peak_vram_mb, **fields)
 
 
@@ -119,7 +121,7 @@ def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no
                 request = SynthRequest(text=texts[label], lang=spec.lang, speaker=speaker, reference=reference,
                                        seed=spec.seed + repeat, settings=spec.settings)
                 extra = {"load_seconds": load_seconds} if cold else {}
-                rows.append(measured_row(engine, request, run, text_length=label, repeat=repeat,
+                rows.append(measured_row(engine, request, run, engines=engines, text_length=label, repeat=repeat,
                                          cold=cold, **extra))
                 done += 1
     progress(1.0, desc="done")

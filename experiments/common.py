@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import platform
 import time
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any, Generator
 
 import numpy as np
 
+from components.engines import Engines
 from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
 from components.metrics import signal_metrics
 from components.results import Run
@@ -102,22 +104,28 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
 
 
 def log_result(engine: Engine, request: SynthRequest, result: SynthResult, seconds: float, run: Run, *,
-               stem: str | None = None, **fields: Any) -> dict[str, Any]:
+               stem: str | None = None, engines: Engines | None = None, **fields: Any) -> dict[str, Any]:
     """Save the WAV of a finished synthesis and append its row now; returns the row as written.
 
     ``stem`` names the WAV (default: engine, language and text); ``fields`` are extra columns.
+    ``engines``: the registry whose lock on ``engine`` the caller holds (inside ``engines.use``);
+    the lock is let go while the row is measured and written, so the next request to the engine
+    need not wait for signal metrics and disk writes.
     """
-    row = row_for(engine, request, result, seconds, **fields)
-    stem = stem or f"{engine.name}-{request.lang}-{request.text}"
-    row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, stem))
-    return run.append(row)
+    with engines.released(engine.name) if engines is not None else nullcontext():
+        row = row_for(engine, request, result, seconds, **fields)
+        stem = stem or f"{engine.name}-{request.lang}-{request.text}"
+        row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, stem))
+        return run.append(row)
 
 
 def synthesize_and_log(engine: Engine, request: SynthRequest, run: Run, *, stream: bool = False,
-                       progress: Progress = no_progress, **fields: Any) -> tuple[dict[str, Any], SynthResult]:
-    """Synthesise, save the WAV, append the row now; returns (row as written, result)."""
+                       progress: Progress = no_progress, engines: Engines | None = None,
+                       **fields: Any) -> tuple[dict[str, Any], SynthResult]:
+    """Synthesise, save the WAV, append the row now; returns (row as written, result).
+    ``engines``: as in :func:`log_result` (the engine is let go while the row is written)."""
     result, seconds = run_request(engine, request, stream=stream, progress=progress)
-    return log_result(engine, request, result, seconds, run, **fields), result
+    return log_result(engine, request, result, seconds, run, engines=engines, **fields), result
 
 
 def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str, **fields: Any) -> dict[str, Any]:

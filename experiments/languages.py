@@ -24,7 +24,7 @@ def run(spec: LanguagesSpec, engines: Engines, run: Run, progress: Progress = no
             if lang not in engine.languages:
                 rows.append(unsupported_row(engine, request, run, f"{engine.name} does not speak {lang}"))
                 continue
-            row, _ = synthesize_and_log(engine, request, run)
+            row, _ = synthesize_and_log(engine, request, run, engines=engines)
             rows.append(row)
     progress(1.0, desc="done")
     return rows_to_frame(rows)

@@ -13,11 +13,11 @@ import pandas as pd
 
 from components.audio import load_audio
 from components.engines import Engines
-from components.engines.base import Progress, SynthRequest, no_progress
+from components.engines.base import CapabilityError, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 from components.similarity import SpeakerComparison, xtts_model_for
 
-from .common import log_result, run_request, unsupported_row
+from .common import log_result, run_request
 from .specs import RefLengthSpec
 
 
@@ -34,16 +34,18 @@ def cut_reference(audio: np.ndarray, sr: int, lengths: tuple[float, ...],
 
 
 def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
-    """One row per (length, repeat). Engines that cannot clone get one 'unsupported' row per length."""
+    """One row per (length, repeat). An engine that cannot clone is refused up front
+    (CapabilityError): it would ignore every cut, so there would be nothing to measure."""
     rows = []
     with engines.use(spec.engine, progress) as engine:
+        if not engine.capabilities.cloning:
+            raise CapabilityError(f"{engine.name} cannot clone a voice, so reference length changes nothing "
+                                  f"in its output: choose an engine that can clone")
         audio, sr = load_audio(spec.reference)  # LabError if it is not audio
         cuts = cut_reference(audio, sr, spec.lengths, run)
-        comparison = None
-        if engine.capabilities.cloning:
-            progress(0.0, desc="analysing the full reference")
-            model, why = xtts_model_for(engine, engines)
-            comparison = SpeakerComparison(audio, sr, model, why)
+        progress(0.0, desc="analysing the full reference")
+        model, why = xtts_model_for(engine, engines)
+        comparison = SpeakerComparison(audio, sr, model, why)
         total = len(cuts) * spec.repeats
         for i, (asked, actual, wav) in enumerate(cuts):
             note = f"reference is only {actual:.1f} s long" if actual < asked - 0.05 else None
@@ -52,18 +54,13 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
                 request = SynthRequest(text=spec.text, lang=spec.lang, reference=wav,
                                        seed=spec.seed + r, settings=spec.settings)
                 fields = {"reference_seconds": actual, "repeat": r, "requested_seconds": asked}
-                if comparison is None:
-                    if r == 0:
-                        rows.append(unsupported_row(
-                            engine, request, run,
-                            f"{engine.name} cannot clone a voice: the reference was not used", **fields))
-                    continue
-                # Compared before the row is written: a row is appended once, complete.
+                # Compared before the row is written (the comparison may use the engine's own
+                # speaker encoder, so it runs while the engine is held): a row is appended once, complete.
                 result, seconds = run_request(engine, request, progress=progress)
                 notes = [result.info.get("note"), note, comparison.why_no_similarity]
                 rows.append(log_result(
                     engine, request, result, seconds, run, stem=f"{engine.name}-ref-{asked:g}s-seed-{request.seed}",
-                    **fields, **comparison.compare(result.audio, result.sample_rate),
+                    engines=engines, **fields, **comparison.compare(result.audio, result.sample_rate),
                     note="; ".join(n for n in notes if n) or None))
     progress(1.0, desc="done")
     return rows_to_frame(rows)

@@ -132,7 +132,7 @@ class RefLengthSpec(Common):
         _check_text("text", self.text)
         _check_lang("lang", self.lang)
         if not self.reference:
-            raise LabError("reference is required: give a recording to cut (--reference WAV)")
+            raise LabError("reference is required: give a recording of the voice to cut")
         if not self.lengths:
             raise LabError("lengths is empty: give at least one length in seconds, e.g. 3,6,10")
         for s in self.lengths:

@@ -30,11 +30,11 @@ def run(spec: SpeedSweepSpec, engines: Engines, run: Run, progress: Progress = n
                 # Each row's time is its own share: the common GPT pass + its own vocoding.
                 seconds = sum(result.timings.values()) or (time.perf_counter() - t0) / len(results)
                 rows.append(log_result(engine, replace(base, speed=speed), result, seconds, run,
-                                       stem=f"speed-{speed}", one_pass=True))
+                                       stem=f"speed-{speed}", one_pass=True, engines=engines))
         else:
             for i, speed in enumerate(spec.speeds):
                 progress(i / len(spec.speeds), desc=f"speed {speed}")
-                row, _ = synthesize_and_log(engine, replace(base, speed=speed), run)
+                row, _ = synthesize_and_log(engine, replace(base, speed=speed), run, engines=engines)
                 rows.append(row)
     progress(1.0, desc="done")
     return rows_to_frame(rows)

@@ -21,6 +21,7 @@ def run(spec: SynthSpec, engines: Engines, run: Run, progress: Progress = no_pro
     """Synthesise ``spec.text`` once and log it."""
     with engines.use(spec.engine, progress) as engine:
         progress(0.1, desc=f"synthesising with {engine.name}")
-        row, _ = synthesize_and_log(engine, request_for(spec), run, stream=spec.stream, progress=progress)
+        row, _ = synthesize_and_log(engine, request_for(spec), run, stream=spec.stream, progress=progress,
+                                    engines=engines)
     progress(1.0, desc="done")
     return rows_to_frame([row])

@@ -109,18 +109,16 @@ def test_languages_one_row_per_language(client):
     assert len(csv_rows(csv)) == 3
 
 
-def test_ref_length_logs_unsupported_rows_for_an_engine_that_cannot_clone(client, lab, tmp_path):
+def test_ref_length_refuses_an_engine_that_cannot_clone(client, lab, tmp_path):
     speech = lab.engines.get("espeak").synthesize(SynthRequest("A reference recording of a few seconds.", "en"))
     ref = tmp_path / "ref.wav"
     sf.write(ref, speech.audio, speech.sample_rate)
-    summary, picker, audio, _, _, rows, csv = client.predict(
-        "Cloned text.", "1, 2", 1, "espeak", None, "en", handle_file(str(ref)), 0, *SETTINGS,
-        api_name="/ref_length")
-    df = table(rows)
-    assert len(df) == 2 and (df["status"] == "unsupported").all()
-    assert df["note"].str.contains("cannot clone").all()
-    assert audio is None and summary is None  # nothing was synthesised, nothing is faked
-    assert len(csv_rows(csv)) == 2
+    runs_before = lab.store.runs()
+    with pytest.raises(Exception, match="espeak cannot clone a voice") as e:
+        client.predict("Cloned text.", "1, 2", 1, "espeak", None, "en", handle_file(str(ref)), 0, *SETTINGS,
+                       api_name="/ref_length")
+    assert "unsupported" not in str(e.value)
+    assert lab.store.runs() == runs_before  # no run of 'unsupported' rows left behind
 
 
 def test_ref_length_without_reference_is_refused(client):

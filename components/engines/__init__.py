@@ -16,6 +16,9 @@ from typing import Iterator
 
 from .base import Engine, EngineUnavailable, LabError, Progress, no_progress
 
+# A failed load is reported (status, refusals) for this long; then the next request loads again.
+RETRY_FAILED_LOAD_S = 30.0
+
 REGISTRY: dict[str, str] = {
     "espeak": "components.engines.espeak:EspeakEngine",
     "xtts": "components.engines.xtts:XttsEngine",
@@ -60,7 +63,8 @@ class Engines:
     def __init__(self, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         self._engines: dict[str, Engine] = {}
-        self._errors: dict[str, str] = {}
+        self._errors: dict[str, str] = {}        # name -> why its load failed
+        self._failed_at: dict[str, float] = {}   # name -> time.monotonic() of that failure
         self._loading: dict[str, threading.Event] = {}
         self._guard = threading.Lock()
         self._use_locks = {name: threading.Lock() for name in REGISTRY}
@@ -105,28 +109,49 @@ class Engines:
         with self._guard:
             self.config = replace(self.config, agree_cpml=True)
             self._errors.pop("xtts", None)
+            self._failed_at.pop("xtts", None)
 
     # -- loading -----------------------------------------------------------------------------
+    def _forget_stale_failure(self, name: str) -> None:
+        """Forget a failed load older than RETRY_FAILED_LOAD_S, so the next request tries again
+        (weights copied in, a worker fixed) without restarting the lab. Call with the guard held."""
+        failed_at = self._failed_at.get(name)
+        if failed_at is not None and time.monotonic() - failed_at >= RETRY_FAILED_LOAD_S:
+            self._errors.pop(name, None)
+            self._failed_at.pop(name, None)
+
+    def _record_failure(self, name: str, reason: str) -> None:
+        with self._guard:
+            self._errors.setdefault(name, reason)
+            self._failed_at.setdefault(name, time.monotonic())
+
     def get(self, name: str, progress: Progress = no_progress) -> Engine:
-        """The loaded engine ``name``; loads it (once) if needed, or waits for a load under way."""
+        """The loaded engine ``name``; loads it (once) if needed, or waits for a load under way.
+
+        The availability probe runs without the registry's lock held: one engine's slow probe
+        (melo asks its own python) never stalls requests for the others. A load that failed is
+        refused for RETRY_FAILED_LOAD_S, then the next request tries again.
+        """
         while True:
             with self._guard:
                 if name in self._engines:
                     return self._engines[name]
+                self._forget_stale_failure(name)
                 event = self._loading.get(name)
-                if event is None:
-                    reason = self.unavailable_reason(name)
-                    if reason:
-                        raise EngineUnavailable(f"{name} is unavailable: {reason}")
-                    event = self._loading[name] = threading.Event()
-                    owner = True
-                else:
-                    owner = False
-            if not owner:
+            if event is not None:  # someone else is loading it: wait, then look again
                 t0 = time.monotonic()
                 while not event.wait(0.5):
                     progress(0.0, desc=f"waiting for {name} to load ({time.monotonic() - t0:.0f} s)")
-                continue  # loaded, or failed: the next pass returns or raises
+                if name not in self._engines and name in self._errors:
+                    raise EngineUnavailable(f"{name} is unavailable: {self._errors[name]}")
+                continue
+            reason = self.unavailable_reason(name)  # may take seconds: outside the guard
+            if reason:
+                raise EngineUnavailable(f"{name} is unavailable: {reason}")
+            with self._guard:
+                if name in self._engines or name in self._loading:
+                    continue  # another request got there while we probed
+                event = self._loading[name] = threading.Event()
             try:
                 engine = engine_class(name)(self.config)
                 engine.load(progress)
@@ -134,8 +159,7 @@ class Engines:
                     self._engines[name] = engine
                 return engine
             except EngineUnavailable as e:
-                with self._guard:
-                    self._errors[name] = str(e)
+                self._record_failure(name, str(e))
                 raise
             finally:
                 with self._guard:
@@ -149,8 +173,7 @@ class Engines:
             try:
                 self.get(name)
             except Exception as e:  # noqa: BLE001 - recorded and shown as the engine's status
-                with self._guard:
-                    self._errors.setdefault(name, f"loading failed: {e}")
+                self._record_failure(name, f"loading failed: {e}")
 
         thread = threading.Thread(target=work, name=f"load-{name}", daemon=True)
         thread.start()
@@ -158,7 +181,8 @@ class Engines:
 
     @contextmanager
     def use(self, name: str, progress: Progress = no_progress) -> Iterator[Engine]:
-        """Hold engine ``name`` exclusively: requests to one engine queue here."""
+        """Hold engine ``name`` exclusively: requests to one engine queue here (and only here:
+        requests to different engines run side by side)."""
         engine = self.get(name, progress)
         lock = self._use_locks.setdefault(name, threading.Lock())
         while not lock.acquire(timeout=0.5):
@@ -167,3 +191,17 @@ class Engines:
             yield engine
         finally:
             lock.release()
+
+    @contextmanager
+    def released(self, name: str) -> Iterator[None]:
+        """Inside ``use(name)``: let the engine go while the block runs, then queue for it again.
+
+        For work that needs no engine (signal metrics, writing the WAV and the row), so the next
+        request to this engine starts synthesising meanwhile.
+        """
+        lock = self._use_locks[name]
+        lock.release()
+        try:
+            yield
+        finally:
+            lock.acquire()

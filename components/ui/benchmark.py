@@ -46,4 +46,4 @@ def render(lab: LabContext) -> None:
         return [table_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
 
     run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
-                  [summary, *panel.outputs, last_run], api_name="benchmark")
+                  [summary, *panel.outputs, last_run], api_name="benchmark", show_progress_on=[summary])

@@ -7,9 +7,11 @@ live in ``gr.State``, and the only shared object is the ``LabContext`` passed in
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,15 @@ from experiments import save_outputs
 # -- errors -------------------------------------------------------------------------------------
 
 
+def user_error(where: str, error: LabError) -> gr.Error:
+    """A problem the user can fix, as the UI shows it: one toast, and one line in the server log
+    (gradio's own traceback is off: it is not a bug, and 40 lines per typo bury the real ones)."""
+    message = str(error)
+    print(f"lab.py: {where}: {message}", file=sys.stderr, flush=True)
+    # gr.Error renders HTML: escape what could be markup (user text is quoted in some messages).
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
 def ui_errors(fn: Callable) -> Callable:
     """Turn a ``LabError`` (a problem the user can fix) into ``gr.Error`` with its message.
 
@@ -43,7 +54,7 @@ def ui_errors(fn: Callable) -> Callable:
             try:
                 yield from fn(*args, **kwargs)
             except LabError as e:
-                raise gr.Error(str(e)) from e
+                raise user_error(fn.__name__, e) from None
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -51,7 +62,7 @@ def ui_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except LabError as e:
-            raise gr.Error(str(e)) from e
+            raise user_error(fn.__name__, e) from None
     return wrapper
 
 
@@ -118,6 +129,7 @@ class EngineControls:
     seed: gr.Number
     settings_box: gr.Accordion
     settings: list[gr.components.Component]  # temperature, top_k, top_p, rep./len. penalty, splitting, precision
+    note: gr.Markdown  # what the chosen engine cannot do here (unavailable, cannot clone); hidden otherwise
 
     @property
     def inputs(self) -> list[gr.components.Component]:
@@ -125,9 +137,37 @@ class EngineControls:
         return [self.engine, self.speaker] + ([self.lang] if self.lang else []) + [self.reference, self.seed, *self.settings]
 
 
-def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str = "Reference voice to clone (optional)") -> EngineControls:
+def cloning_engines(lab: LabContext) -> list[str]:
+    """Engines whose class says it can clone a voice (read from capabilities, never from names)."""
+    return [n for n in lab.engines.names() if (c := capabilities(n)) is not None and c.cloning]
+
+
+def engine_note(lab: LabContext, name: str, *, needs_cloning: bool = False, reason: str | None = None) -> gr.Markdown:
+    """The line under the engine choice: why ``name`` is unusable, or that it cannot clone where the
+    tab needs cloning; hidden when there is nothing to say."""
+    caps = capabilities(name)
+    if reason:
+        text = f"**{name} is unavailable:** {reason}"
+    elif needs_cloning and not (caps and caps.cloning):
+        others = ", ".join(cloning_engines(lab)) or "none is installed"
+        text = (f"**{name} cannot clone a voice**, so the reference length changes nothing in its output. "
+                f"Choose an engine that can clone ({others}).")
+    else:
+        text = ""
+    return gr.Markdown(text, visible=bool(text))
+
+
+def can_clone(name: str) -> bool:
+    caps = capabilities(name)
+    return bool(caps and caps.cloning)
+
+
+def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str = "Reference voice to clone (optional)",
+                    needs_cloning: bool = False) -> EngineControls:
     """Build engine / speaker / language / reference / seed / XTTS settings widgets and wire the
-    engine dropdown so that speakers, languages and the settings accordion follow it."""
+    engine dropdown so that speakers, languages, the reference drop zone (engines that clone) and
+    the settings accordion follow it. ``needs_cloning``: the tab is useless without cloning, and
+    the note under the engine says so for an engine that cannot."""
     default = lab.engines.default()
     with gr.Row():
         engine = gr.Dropdown(engine_choices(lab), value=default, label="Engine",
@@ -138,7 +178,11 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
                               elem_classes=["speaker-select"])
         lang_dd = gr.Dropdown(list(XTTS_LANGUAGES), value="en", label="Language", scale=1) if lang else None
         seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
-    reference = gr.Audio(sources=["upload", "microphone"], type="filepath", label=reference_label)
+    note = engine_note(lab, default, needs_cloning=needs_cloning)
+    note.elem_classes = ["engine-note"]
+    # Only engines that clone get the drop zone: for the others it is a large box that does nothing.
+    reference = gr.Audio(sources=["upload", "microphone"], type="filepath", label=reference_label,
+                         visible=can_clone(default), elem_classes=["reference-input"])
     caps = capabilities(default)
     d = GenerationSettings()
     with gr.Accordion("XTTS generation settings", open=False, visible=bool(caps and caps.seeded)) as box:
@@ -154,26 +198,31 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
                                  info=f"GPT precision; default = the lab's --precision "
                                       f"({lab.engines.config.precision}). fp32 is exact; bf16/int8 are faster")
     controls = EngineControls(engine, speaker, lang_dd, reference, seed, box,
-                              [temperature, top_k, top_p, rep, length_pen, split, precision])
+                              [temperature, top_k, top_p, rep, length_pen, split, precision], note)
 
-    @ui_errors
     def on_engine(name: str, progress=gr.Progress()):
         caps = capabilities(name)
-        box_update = gr.Accordion(visible=bool(caps and caps.seeded))
-        reason = lab.engines.unavailable_reason(name)
-        if reason:
-            gr.Warning(f"{name} is unavailable: {reason}")
-            return [gr.Dropdown(choices=[], value=None), box_update] + ([gr.skip()] if lang else [])
-        eng = lab.engines.get(name, progress)  # loads once; progress shows a slow (XTTS) load
+        common = [gr.Accordion(visible=bool(caps and caps.seeded)), gr.Audio(visible=can_clone(name))]
+        try:
+            eng = lab.engines.get(name, progress)  # loads once; progress shows a slow (XTTS) load
+        except LabError as e:
+            # One short toast; the whole reason stays in the note under the engine.
+            reason = lab.engines.unavailable_reason(name) or str(e)
+            print(f"lab.py: engine {name} is unavailable: {shorten(reason, 300)}", file=sys.stderr, flush=True)
+            gr.Warning(html.escape(f"{name} is unavailable: {shorten(reason, 160)}", quote=False))
+            return [gr.Dropdown(choices=[], value=None), *common, engine_note(lab, name, reason=reason)] + \
+                ([gr.skip()] if lang else [])
         voices = eng.speakers()
-        out = [gr.Dropdown(choices=voices, value=voices[0] if voices else None), box_update]
+        out = [gr.Dropdown(choices=voices, value=voices[0] if voices else None), *common,
+               engine_note(lab, name, needs_cloning=needs_cloning)]
         if lang:
             langs = list(eng.languages)
             out.append(gr.Dropdown(choices=langs, value="en" if "en" in langs else langs[0]))
         return out
 
-    engine.change(on_engine, [engine], [speaker, box] + ([lang_dd] if lang else []),
-                  api_visibility="private", concurrency_limit=None)
+    # Progress (and a failure's badge) on the speaker list only: the other outputs only change visibility.
+    engine.change(on_engine, [engine], [speaker, box, reference, note] + ([lang_dd] if lang else []),
+                  api_visibility="private", concurrency_limit=None, show_progress_on=[speaker])
     return controls
 
 
@@ -310,18 +359,24 @@ class OutputsPanel:
 
 def outputs_panel(lab: LabContext, prefix: str, summary_label: str = "Summary plot") -> OutputsPanel:
     """Build the outputs widgets and wire the picker (choosing a row plays its audio).
-    ``prefix`` makes the widgets' element ids unique (``<prefix>-audio``, ``<prefix>-table``...)."""
+    ``prefix`` makes the widgets' element ids unique (``<prefix>-audio``, ``<prefix>-table``...).
+    Only the table shows before a run (its headers say what a run fills); the plot, players and
+    CSV appear with the first run that has them (``panel_values``): empty boxes only lengthen the page."""
     # One summary figure per experiment (plots.figures_for); wide figures read best as a plain image.
-    summary = gr.Image(label=summary_label, type="filepath", interactive=False, elem_id=f"{prefix}-summary")
+    summary = gr.Image(label=summary_label, type="filepath", interactive=False, elem_id=f"{prefix}-summary",
+                       visible=False)
     with gr.Row():
         picker = gr.Dropdown([], label="Output to play", info="one entry per row that produced audio", scale=2,
-                             elem_id=f"{prefix}-picker")
-        audio = gr.Audio(label="Audio", type="filepath", interactive=False, scale=3, elem_id=f"{prefix}-audio")
+                             elem_id=f"{prefix}-picker", visible=False)
+        audio = gr.Audio(label="Audio", type="filepath", interactive=False, scale=3, elem_id=f"{prefix}-audio",
+                         visible=False)
     with gr.Row():
-        wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id=f"{prefix}-waveform")
-        spec = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id=f"{prefix}-spectrogram")
+        wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id=f"{prefix}-waveform",
+                        visible=False)
+        spec = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id=f"{prefix}-spectrogram",
+                        visible=False)
     table = results_table("Results", f"{prefix}-table")
-    csv = gr.File(label="results.csv", interactive=False, height=80, elem_id=f"{prefix}-csv")
+    csv = gr.File(label="results.csv", interactive=False, height=80, elem_id=f"{prefix}-csv", visible=False)
     panel = OutputsPanel(summary, picker, audio, wave, spec, table, csv)
 
     root = lab.store.root.resolve()
@@ -341,12 +396,23 @@ def outputs_panel(lab: LabContext, prefix: str, summary_label: str = "Summary pl
     return panel
 
 
+def shown(component: type, value: Any, **kwargs: Any) -> gr.components.Component:
+    """An update that sets ``value`` and shows the component only when there is a value."""
+    return component(value=value, visible=value is not None, **kwargs)
+
+
 def panel_values(experiment: str, df: pd.DataFrame, run: Run) -> list[Any]:
     """Values for ``OutputsPanel.outputs`` after a run (its figures and tables saved as the CLI
-    saves them); the first output is picked."""
+    saves them); the first output is picked, and what has a value is shown."""
     images = save_outputs(experiment, df, run)
+    return files_values(images[0] if images else None, df, run.csv_path if run.csv_path.exists() else None)
+
+
+def files_values(summary: str | os.PathLike | None, df: pd.DataFrame, csv: str | os.PathLike | None) -> list[Any]:
+    """``OutputsPanel.outputs`` values for a table of rows, its summary figure and its CSV."""
     choices = audio_choices(df)
     first = choices[0][1] if choices else None
     wave, spec = signal_images(first)
-    return [servable(images[0]) if images else None, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
-            table_view(df), servable(run.csv_path) if run.csv_path.exists() else None]
+    return [shown(gr.Image, servable(summary)),
+            gr.Dropdown(choices=choices, value=first, visible=bool(choices)), shown(gr.Audio, servable(first)),
+            shown(gr.Image, wave), shown(gr.Image, spec), table_view(df), shown(gr.File, servable(csv))]

@@ -52,4 +52,4 @@ def render(lab: LabContext) -> None:
         return [*panel_values("languages", df, run), run.run_id]
 
     run_btn.click(languages, [langs, texts, speed, *controls.inputs], [*panel.outputs, last_run],
-                  api_name="languages")
+                  api_name="languages", show_progress_on=[panel.table])

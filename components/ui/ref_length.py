@@ -11,21 +11,22 @@ from components.context import LabContext
 from experiments import runner
 from experiments.specs import DEFAULT_TEXT, RefLengthSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, ui_errors
+from .common import can_clone, common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, ui_errors
 
 
 def render(lab: LabContext) -> None:
     """The Reference length tab's widgets and its ``ref_length`` endpoint."""
     gr.Markdown("How long must a reference clip be? The recording below is cut to each length "
-                "and the same text is cloned from every cut. Engines that cannot clone log one "
-                "`unsupported` row per length.\n\n"
+                "and the same text is cloned from every cut (engines that can clone a voice only).\n\n"
                 "*Note: speaker similarity uses XTTS's own speaker encoder, which favours XTTS.*")
     text = gr.Textbox(DEFAULT_TEXT, lines=2, label="Text")
     with gr.Row():
         lengths = gr.Textbox("3, 6, 10, 15, 30", label="Reference lengths (s)", info="comma-separated seconds")
         repeats = gr.Slider(1, 10, 1, step=1, label="Repeats", info="seeds seed, seed+1, ...: error bars")
-    controls = engine_controls(lab, reference_label="Reference recording to cut (required)")
-    run_btn = gr.Button("Run reference-length sweep", variant="primary")
+    controls = engine_controls(lab, reference_label="Reference recording to cut (required)", needs_cloning=True)
+    # An engine that cannot clone has nothing to measure here: the note says so, the button waits.
+    run_btn = gr.Button("Run reference-length sweep", variant="primary",
+                        interactive=can_clone(lab.engines.default()))
     panel = outputs_panel(lab, "ref")
     last_run = gr.State(None)  # this user's latest run id
 
@@ -40,4 +41,6 @@ def render(lab: LabContext) -> None:
         return [*panel_values("ref-length", df, run), run.run_id]
 
     run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs], [*panel.outputs, last_run],
-                  api_name="ref_length")
+                  api_name="ref_length", show_progress_on=[panel.table])
+    controls.engine.change(lambda name: gr.Button(interactive=can_clone(name)), [controls.engine], [run_btn],
+                           api_visibility="private", queue=False, show_progress="hidden")

@@ -18,7 +18,7 @@ from components.context import LabContext
 from components.results import RunFiles
 
 from .common import (
-    PLACEHOLDER_HEADERS, audio_choices, outputs_panel, results_table, servable, signal_images, table_view, ui_errors,
+    PLACEHOLDER_HEADERS, files_values, outputs_panel, results_table, table_view, ui_errors,
 )
 
 ALL = "all"
@@ -30,6 +30,15 @@ def filter_rows(df: pd.DataFrame, experiment: str, engine: str, language: str) -
         if value and value != ALL and col in df:
             df = df[df[col].astype(str) == value]
     return df
+
+
+def matching_runs(runs: list[str], rows: pd.DataFrame, *, filtered: bool) -> list[str]:
+    """The runs (newest first) that have rows among the filtered ``rows``: what "Open a run" and
+    "Compare" offer, so they follow the filters. Unfiltered: every run."""
+    if not filtered:
+        return runs
+    keep = set(rows["run_id"].astype(str)) if "run_id" in rows else set()
+    return [r for r in runs if r in keep]
 
 
 def run_summary(df: pd.DataFrame) -> dict[str, Any]:
@@ -87,7 +96,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         with gr.Column(scale=1, min_width=160):
             open_btn = gr.Button("Open run")
             zip_btn = gr.Button("Download run (.zip)")
-        zip_file = gr.File(label="Run folder (.zip)", interactive=False, height=80, scale=2)
+        zip_file = gr.File(label="Run folder (.zip)", interactive=False, height=80, scale=2, visible=False)
     panel = outputs_panel(lab, "run", summary_label="Summary plot saved with the run")
 
     gr.Markdown("### Compare two runs")
@@ -112,10 +121,12 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
             found = sorted({str(v) for v in df[col].dropna()}) if col in df else []
             return gr.Dropdown(choices=[ALL, *found], value=value if value in found else ALL)
 
-        runs = store.runs()
+        runs = matching_runs(store.runs(), rows, filtered=any(v and v != ALL for v in (experiment, engine, language)))
         first = runs[0] if runs else None
         second = runs[1] if len(runs) > 1 else first
-        return (table_view(rows, show=("run_id", "experiment")), str(png), f"{len(rows)} of {len(df)} rows, {len(runs)} runs",
+        return (table_view(rows, show=("run_id", "experiment")),
+                gr.Image(str(png), visible=not rows.empty),  # an empty plot says nothing
+                f"{len(rows)} of {len(df)} rows, {len(runs)} runs",
                 choices("experiment", experiment), choices("engine", engine), choices("language", language),
                 gr.Dropdown(choices=runs, value=first), gr.Dropdown(choices=runs, value=second),
                 gr.Dropdown(choices=runs, value=first), folder)
@@ -126,11 +137,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         df = run.frame
         # The experiment's summary plot; per-output waveforms/spectrograms are drawn when an output is picked.
         pngs = [p for p in run.plots if not p.stem.endswith(("-waveform", "-spectrogram"))]
-        choices = audio_choices(df)
-        first = choices[0][1] if choices else None
-        wave, spec = signal_images(first)
-        return (servable(pngs[0]) if pngs else None, gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
-                table_view(df), servable(run.csv_path))
+        return tuple(files_values(pngs[0] if pngs else None, df, run.csv_path))
 
     @ui_errors
     def compare_runs(a, b):
@@ -141,14 +148,16 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     def download_run(run_id):
         # The export format: paths made relative and the reference copied in, so it reproduces.
         folder = tempfile.mkdtemp(prefix="xtts-lab-zip-")
-        return str(store.export_run(run_id or "", folder, as_zip=True))
+        return gr.File(str(store.export_run(run_id or "", folder, as_zip=True)), visible=True)
 
     filters = [experiment, engine, language, plot_dir]
     outs = [table, plot, count, experiment, engine, language, run_dd, run_a, run_b, plot_dir]
-    refresh_btn.click(results, filters, outs, api_name="results")
-    gr.on([experiment.input, engine.input, language.input], results, filters, outs, api_visibility="private")
+    refresh_btn.click(results, filters, outs, api_name="results", show_progress_on=[table])
+    gr.on([experiment.input, engine.input, language.input], results, filters, outs, api_visibility="private",
+          show_progress_on=[table])
     if tab is not None:
-        tab.select(results, filters, outs, api_visibility="private")
-    open_btn.click(open_run, [run_dd], panel.outputs, api_name="open_run")
-    zip_btn.click(download_run, [run_dd], [zip_file], api_name="download_run")
+        tab.select(results, filters, outs, api_visibility="private", show_progress_on=[table])
+    # Progress, and a failure's badge, on the one output each event is about (not on every output).
+    open_btn.click(open_run, [run_dd], panel.outputs, api_name="open_run", show_progress_on=[panel.table])
+    zip_btn.click(download_run, [run_dd], [zip_file], api_name="download_run", show_progress_on=[run_dd])
     compare_btn.click(compare_runs, [run_a, run_b], [comparison], api_name="compare_runs")

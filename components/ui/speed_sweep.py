@@ -33,4 +33,5 @@ def render(lab: LabContext) -> None:
             df = runner("speed-sweep")(spec, lab.engines, run, progress)
         return [*panel_values("speed-sweep", df, run), run.run_id]
 
-    run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run], api_name="speed_sweep")
+    run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run], api_name="speed_sweep",
+                  show_progress_on=[panel.table])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from components.context import LabContext
+from components.engines.base import LabError
 from components.metrics import asr_status
 
 from .common import ui_errors
@@ -43,7 +44,7 @@ def render(lab: LabContext) -> tuple[gr.Markdown, gr.Row]:
     @ui_errors
     def accept_and_download(agreed: bool, progress=gr.Progress()):
         if not agreed:
-            raise gr.Error("Tick “I agree to the Coqui Public Model License (CPML)” first.")
+            raise LabError("Tick “I agree to the Coqui Public Model License (CPML)” first.")
         lab.engines.accept_license()
         lab.engines.get("xtts", progress)  # the engine downloads its weights when the licence is accepted
         return refresh()

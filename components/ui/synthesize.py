@@ -20,7 +20,9 @@ from experiments.common import log_result, stream_request
 from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import request_for
 
-from .common import common_kwargs, engine_controls, results_table, servable, signal_images, table_view, ui_errors
+from .common import (
+    capabilities, common_kwargs, engine_controls, results_table, servable, shown, signal_images, table_view, ui_errors,
+)
 
 
 def can_stream_audio() -> bool:
@@ -41,7 +43,12 @@ def stream_synth(spec: SynthSpec, engines: Engines, run: Run,
                 yield engine.sample_rate, np.asarray(next(chunks), dtype=np.float32)
         except StopIteration as done:
             result, seconds = done.value
-        yield log_result(engine, request, result, seconds, run)
+        yield log_result(engine, request, result, seconds, run, engines=engines)
+
+
+def streams(name: str) -> bool:
+    caps = capabilities(name)
+    return bool(caps and caps.streaming)
 
 
 def render(lab: LabContext) -> None:
@@ -54,17 +61,22 @@ def render(lab: LabContext) -> None:
             speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
             run_btn = gr.Button("Synthesize", variant="primary")
         with gr.Column(scale=2):
+            # Only for an engine that streams: for the others it would stay empty.
             live = gr.Audio(label="Live (streamed as it is made)", streaming=True, autoplay=True,
-                            interactive=False, visible=streaming_ok, elem_id="synth-live")
+                            interactive=False, visible=streaming_ok and streams(lab.engines.default()),
+                            elem_id="synth-live")
             if not streaming_ok:
                 gr.Markdown("Streaming playback needs `ffmpeg` on the server (`apt-get install ffmpeg`); "
                             "the complete clip plays below instead.")
             audio = gr.Audio(label="Audio", type="filepath", interactive=False, elem_id="synth-audio")
     with gr.Row():
-        wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id="synth-waveform")
-        spec_img = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id="synth-spectrogram")
+        # Shown with the first result: before it they are empty boxes.
+        wave = gr.Image(label="Waveform", type="filepath", interactive=False, elem_id="synth-waveform",
+                        visible=False)
+        spec_img = gr.Image(label="Spectrogram", type="filepath", interactive=False, elem_id="synth-spectrogram",
+                            visible=False)
     table = results_table("Row logged", "synth-table")
-    csv = gr.File(label="results.csv", interactive=False, height=80, elem_id="synth-csv")
+    csv = gr.File(label="results.csv", interactive=False, height=80, elem_id="synth-csv", visible=False)
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
@@ -87,7 +99,10 @@ def render(lab: LabContext) -> None:
                 df = runner("synth")(spec, lab.engines, run, progress)
         wav = df["wav_path"].iloc[0] if "wav_path" in df else None
         w, s = signal_images(wav)
-        yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
+        yield (gr.skip(), servable(wav), shown(gr.Image, w), shown(gr.Image, s), table_view(df),
+               shown(gr.File, servable(run.csv_path)), run.run_id)
 
     run_btn.click(synthesize, [text, *controls.inputs, speed], [live, audio, wave, spec_img, table, csv, last_run],
-                  api_name="synthesize")
+                  api_name="synthesize", show_progress_on=[audio])
+    controls.engine.change(lambda name: gr.Audio(visible=streaming_ok and streams(name)), [controls.engine], [live],
+                           api_visibility="private", queue=False, show_progress="hidden")
