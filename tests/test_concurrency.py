@@ -23,11 +23,12 @@ import soundfile as sf
 
 from components.api import Admission, TooBusy, status_for
 from components.context import LabContext
+from components.engines.base import Capabilities, EngineUnavailable
 from components.engines.espeak import EspeakEngine
 from components.server import ServerOptions, create_app
 from components.ui.app import build_app
 from experiments.specs import DEFAULT_SENTENCES
-from serving import all_rows, decode_wav, uvicorn_thread
+from serving import all_rows, decode_wav, strict_rows, uvicorn_thread
 
 # Eight different requests: language, voice and speed all vary (3.0 needs espeak's time-stretch).
 REQUESTS = [
@@ -192,3 +193,185 @@ def test_memory_stays_flat_over_repeated_rounds(served):
     assert rounds >= 2
     assert heap_grown < 4, f"the heap grew {heap_grown:.1f} MB over {rounds} rounds of 8 requests"
     assert rss_grown < 100, f"RSS grew {rss_grown:.0f} MB over {rounds} rounds of 8 requests"
+
+
+# -- engines side by side ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_with_xtts(tmp_path_factory, xtts_dir):
+    """The lab served as ``lab.py`` serves it (create_app: REST + UI queue), with the tiny
+    generated XTTS checkpoint: random weights never emit the stop token, so every sentence is
+    decoded to the checkpoint's token limit and an XTTS request takes seconds here."""
+    from components.engines import EngineConfig
+
+    root = tmp_path_factory.mktemp("side-by-side") / "results"
+    lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir), cache_dir=str(root.parent / "cache")),
+                            results=str(root))
+    lab.engines.get("xtts")  # loaded before the race: the test is about decoding, not loading
+    with uvicorn_thread(create_app(lab, ServerOptions(), ui=build_app(lab))) as url:
+        yield lab, url
+
+
+@pytest.mark.slow
+def test_espeak_answers_while_xtts_decodes(served_with_xtts):
+    """Eight espeak clients in the UI while one XTTS request decodes: every espeak request is
+    answered, with its own result, before the XTTS request finishes (engines run side by side;
+    only requests for the same engine wait for each other)."""
+    from gradio_client import Client
+
+    lab, url = served_with_xtts
+    client = Client(url, verbose=False)
+    speaker = lab.engines.get("xtts").speakers()[0]
+    solo = [post(url, body) for body in REQUESTS]  # also warms espeak and the metrics
+    xtts_text = " ".join(["The quick brown fox jumps over the lazy dog, then it runs far away."] * 4)
+    xtts_job = client.submit(xtts_text, "xtts", speaker, "en", None, 0, *SETTINGS, 1.0, api_name="/synthesize")
+    deadline = time.monotonic() + 60
+    while not lab.engines.busy("xtts"):  # XTTS has the engine: it is decoding now
+        assert time.monotonic() < deadline and not xtts_job.done(), "the XTTS request never started"
+        time.sleep(0.02)
+    espeak_jobs = [client.submit(b["text"], "espeak", b["speaker"], b["lang"], None, 0, *SETTINGS, b["speed"],
+                                 api_name="/synthesize") for b in REQUESTS]
+    got = []
+    for job in espeak_jobs:
+        _, wav, *_ = job.result(timeout=120)
+        got.append(fingerprint(*sf.read(wav, dtype="float32")))
+    assert not xtts_job.done(), "the espeak requests waited for the XTTS request"
+    assert_each_is_its_own(got, [fingerprint(*decode_wav(r["audio_base64"])) for r in solo], REQUESTS)
+    _, xtts_wav, *_ = xtts_job.result(timeout=300)
+    assert sf.info(xtts_wav).duration > 1.0
+
+
+class _Blocking:
+    """Stands in for an engine whose availability probe is slow (melo asks its own python, up to
+    30 s): the probe waits until the test lets it go. Its load fails the first ``fail_loads``
+    times, as a load does when weights are missing and then copied in."""
+
+    probing = threading.Event()
+    release = threading.Event()
+    fail_loads = 0
+    loads = 0
+    block_probe = False
+
+    name = "blocking"
+    capabilities = Capabilities()
+
+    def __init__(self, config=None):
+        self.config = config
+
+    @classmethod
+    def unavailable_reason(cls, config=None):
+        if cls.block_probe:
+            cls.probing.set()
+            cls.release.wait(60)
+            return "its probe said no"
+        return None
+
+    def load(self, progress=None):
+        type(self).loads += 1
+        if type(self).loads <= type(self).fail_loads:
+            raise EngineUnavailable("weights are missing")
+
+
+@pytest.fixture
+def blocking_engine(monkeypatch):
+    import components.engines as registry
+
+    real = registry.engine_class
+    monkeypatch.setitem(registry.REGISTRY, "blocking", "tests:_Blocking")
+    monkeypatch.setattr(registry, "engine_class", lambda name: _Blocking if name == "blocking" else real(name))
+    for attr, value in (("fail_loads", 0), ("loads", 0), ("block_probe", False)):
+        monkeypatch.setattr(_Blocking, attr, value)
+    _Blocking.probing.clear()
+    _Blocking.release.clear()
+    yield _Blocking
+    _Blocking.release.set()
+
+
+def test_a_slow_probe_does_not_stall_other_engines(blocking_engine):
+    from components.engines import Engines
+
+    engines = Engines()
+    blocking_engine.block_probe = True
+    errors = []
+
+    def probe() -> None:
+        try:
+            engines.get("blocking")
+        except EngineUnavailable as e:
+            errors.append(e)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    assert blocking_engine.probing.wait(30)
+    other = threading.Thread(target=engines.get, args=("espeak",), daemon=True)
+    other.start()
+    other.join(30)
+    still_probing = prober.is_alive()
+    blocking_engine.release.set()
+    prober.join(30)
+    assert not other.is_alive(), "espeak waited for another engine's availability probe"
+    assert still_probing and engines.status("espeak") == "ready"
+    assert errors and "its probe said no" in str(errors[0])
+
+
+def test_a_failed_load_is_retried_after_a_while(blocking_engine, monkeypatch):
+    import components.engines as registry
+    from components.engines import Engines
+
+    engines = Engines()
+    blocking_engine.fail_loads = 1
+    with pytest.raises(EngineUnavailable, match="weights are missing"):
+        engines.get("blocking")
+    assert engines.status("blocking").startswith("unavailable: ")
+    with pytest.raises(EngineUnavailable, match="weights are missing"):
+        engines.get("blocking")  # remembered: no second load right away
+    assert blocking_engine.loads == 1
+    monkeypatch.setattr(registry, "RETRY_FAILED_LOAD_S", 0.0)  # ... and once the wait is over:
+    assert isinstance(engines.get("blocking"), blocking_engine)
+    assert blocking_engine.loads == 2 and engines.status("blocking") == "ready"
+
+
+def test_rows_are_measured_and_written_with_the_engine_let_go(tmp_path, monkeypatch):
+    """Signal metrics and the WAV write happen after the engine is released: the next request
+    gets the engine while the previous row is still being measured."""
+    import experiments.common as common
+    from experiments import runner
+    from experiments.specs import SynthSpec
+
+    lab = LabContext.create(results=str(tmp_path / "results"))
+    measuring, proceed = threading.Event(), threading.Event()
+    real_metrics = common.signal_metrics
+
+    def held_metrics(*args, **kwargs):  # the real metrics, entered only when the test says so
+        measuring.set()
+        proceed.wait(60)
+        return real_metrics(*args, **kwargs)
+
+    monkeypatch.setattr(common, "signal_metrics", held_metrics)
+    run = lab.store.new_run("synth", None)
+    failures: list[BaseException] = []
+
+    def experiment() -> None:
+        try:
+            runner("synth")(SynthSpec(engine="espeak", text="Hello."), lab.engines, run)
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            failures.append(e)
+            measuring.set()
+
+    worker = threading.Thread(target=experiment, daemon=True)
+    worker.start()
+    try:
+        assert measuring.wait(60) and not failures, failures
+        got_engine = threading.Event()
+
+        def next_request() -> None:
+            with lab.engines.use("espeak"):
+                got_engine.set()
+
+        threading.Thread(target=next_request, daemon=True).start()
+        assert got_engine.wait(30), "the next request waited for the previous row's metrics"
+    finally:
+        proceed.set()
+        worker.join(180)
+    assert not failures and len(strict_rows(run.csv_path)) == 1

@@ -192,6 +192,11 @@ class Engines:
         finally:
             lock.release()
 
+    def busy(self, name: str) -> bool:
+        """True while a request holds engine ``name`` (inside ``use``)."""
+        lock = self._use_locks.get(name)
+        return bool(lock and lock.locked())
+
     @contextmanager
     def released(self, name: str) -> Iterator[None]:
         """Inside ``use(name)``: let the engine go while the block runs, then queue for it again.
