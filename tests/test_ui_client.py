@@ -175,6 +175,21 @@ def test_results_filter_open_compare_and_download(client, lab):
     assert sum(n.startswith(f"{first}/wav/") and n.endswith(".wav") for n in names) == 2
 
 
+def test_open_a_run_and_compare_list_only_runs_matching_the_filters(client, lab):
+    client.predict("A speed sweep.", "1, 2", "espeak", None, "en", None, 0, *SETTINGS, api_name="/speed_sweep")
+    client.predict("A synthesis.", "espeak", None, "en", None, 0, *SETTINGS, 1.0, api_name="/synthesize")
+    newest = lab.store.runs()[0]
+    assert "-synth-" in newest  # the newest run is not a speed sweep
+    rows, _, _, _, _, _, run, run_a, run_b = client.predict("speed-sweep", "all", "all", api_name="/results")
+    sweeps = set(table(rows)["run_id"])
+    for dropdown in (run, run_a, run_b):
+        listed = [c[1] for c in dropdown["choices"]]
+        assert listed and set(listed) == sweeps, "a run outside the filters is offered"
+        assert dropdown["value"] in sweeps
+    rows, *_, run, _, _ = client.predict("all", "all", "all", api_name="/results")
+    assert [c[1] for c in run["choices"]] == lab.store.runs() and run["value"] == newest  # no filter: every run
+
+
 def test_open_run_refuses_unknown_run_ids(client):
     with pytest.raises(Exception, match="not in the list of choices|no run"):
         client.predict("../../etc", api_name="/open_run")

@@ -12,7 +12,7 @@ from experiments import runner
 from experiments.benchmark import summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, results_table, table_view, ui_errors
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, results_table, reveal_filled, table_view, ui_errors
 
 
 def render(lab: LabContext) -> None:
@@ -45,5 +45,6 @@ def render(lab: LabContext) -> None:
             df = runner("benchmark")(spec, lab.engines, run, progress)
         return [table_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
 
-    run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
-                  [summary, *panel.outputs, last_run], api_name="benchmark", show_progress_on=[summary])
+    ran = run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
+                        [summary, *panel.outputs, last_run], api_name="benchmark", show_progress_on=[summary])
+    reveal_filled(ran, panel.hidden)

@@ -356,12 +356,18 @@ class OutputsPanel:
     def outputs(self) -> list[gr.components.Component]:
         return [self.summary, self.picker, self.audio, self.wave, self.spec, self.table, self.csv]
 
+    @property
+    def hidden(self) -> list[gr.components.Component]:
+        """The outputs hidden until a run fills them (``reveal_filled``): all but the table."""
+        return [self.summary, self.picker, self.audio, self.wave, self.spec, self.csv]
+
 
 def outputs_panel(lab: LabContext, prefix: str, summary_label: str = "Summary plot") -> OutputsPanel:
     """Build the outputs widgets and wire the picker (choosing a row plays its audio).
     ``prefix`` makes the widgets' element ids unique (``<prefix>-audio``, ``<prefix>-table``...).
     Only the table shows before a run (its headers say what a run fills); the plot, players and
-    CSV appear with the first run that has them (``panel_values``): empty boxes only lengthen the page."""
+    CSV appear with the first run that has them (``reveal_filled(event, panel.hidden)``): empty boxes
+    only lengthen the page."""
     # One summary figure per experiment (plots.figures_for); wide figures read best as a plain image.
     summary = gr.Image(label=summary_label, type="filepath", interactive=False, elem_id=f"{prefix}-summary",
                        visible=False)
@@ -396,9 +402,16 @@ def outputs_panel(lab: LabContext, prefix: str, summary_label: str = "Summary pl
     return panel
 
 
-def shown(component: type, value: Any, **kwargs: Any) -> gr.components.Component:
-    """An update that sets ``value`` and shows the component only when there is a value."""
-    return component(value=value, visible=value is not None, **kwargs)
+def reveal_filled(event: Any, components: list[gr.components.Component]) -> None:
+    """After ``event`` succeeds, show each of ``components`` that now holds a value.
+
+    Outputs start hidden (an empty player or image box only lengthens the page); their values
+    stay plain in the API, so showing them is this second, private step.
+    """
+    def show(*values: Any) -> list[Any]:
+        return [gr.update(visible=v is not None and v != "") for v in values]
+
+    event.success(show, components, components, api_visibility="private", queue=False, show_progress="hidden")
 
 
 def panel_values(experiment: str, df: pd.DataFrame, run: Run) -> list[Any]:
@@ -413,6 +426,5 @@ def files_values(summary: str | os.PathLike | None, df: pd.DataFrame, csv: str |
     choices = audio_choices(df)
     first = choices[0][1] if choices else None
     wave, spec = signal_images(first)
-    return [shown(gr.Image, servable(summary)),
-            gr.Dropdown(choices=choices, value=first, visible=bool(choices)), shown(gr.Audio, servable(first)),
-            shown(gr.Image, wave), shown(gr.Image, spec), table_view(df), shown(gr.File, servable(csv))]
+    return [servable(summary), gr.Dropdown(choices=choices, value=first), servable(first), wave, spec,
+            table_view(df), servable(csv)]

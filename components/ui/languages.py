@@ -12,7 +12,7 @@ from components.engines.base import XTTS_LANGUAGES, LabError
 from experiments import runner
 from experiments.specs import DEFAULT_SENTENCES, LanguagesSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, ui_errors
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, reveal_filled, ui_errors
 
 DEFAULT_LANGS = ["en", "es", "de", "ja", "ko", "zh-cn"]
 
@@ -51,5 +51,6 @@ def render(lab: LabContext) -> None:
             df = runner("languages")(spec, lab.engines, run, progress)
         return [*panel_values("languages", df, run), run.run_id]
 
-    run_btn.click(languages, [langs, texts, speed, *controls.inputs], [*panel.outputs, last_run],
-                  api_name="languages", show_progress_on=[panel.table])
+    ran = run_btn.click(languages, [langs, texts, speed, *controls.inputs], [*panel.outputs, last_run],
+                        api_name="languages", show_progress_on=[panel.table])
+    reveal_filled(ran, panel.hidden)

@@ -11,7 +11,7 @@ from components.context import LabContext
 from experiments import runner
 from experiments.specs import DEFAULT_TEXT, RefLengthSpec
 
-from .common import can_clone, common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, ui_errors
+from .common import can_clone, common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, reveal_filled, ui_errors
 
 
 def render(lab: LabContext) -> None:
@@ -40,7 +40,8 @@ def render(lab: LabContext) -> None:
             df = runner("ref-length")(spec, lab.engines, run, progress)
         return [*panel_values("ref-length", df, run), run.run_id]
 
-    run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs], [*panel.outputs, last_run],
-                  api_name="ref_length", show_progress_on=[panel.table])
+    ran = run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs], [*panel.outputs, last_run],
+                        api_name="ref_length", show_progress_on=[panel.table])
+    reveal_filled(ran, panel.hidden)
     controls.engine.change(lambda name: gr.Button(interactive=can_clone(name)), [controls.engine], [run_btn],
                            api_visibility="private", queue=False, show_progress="hidden")

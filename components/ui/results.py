@@ -18,7 +18,7 @@ from components.context import LabContext
 from components.results import RunFiles
 
 from .common import (
-    PLACEHOLDER_HEADERS, files_values, outputs_panel, results_table, table_view, ui_errors,
+    PLACEHOLDER_HEADERS, files_values, outputs_panel, results_table, reveal_filled, table_view, ui_errors,
 )
 
 ALL = "all"
@@ -88,7 +88,8 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         refresh_btn = gr.Button("Refresh", variant="primary")
     count = gr.Markdown(label="row count")
     table = results_table("All rows", "results-table", ("run_id", "experiment", *PLACEHOLDER_HEADERS))
-    plot = gr.Image(label="Synthesis time vs text length", type="filepath", interactive=False, elem_id="results-plot")
+    plot = gr.Image(label="Synthesis time vs text length", type="filepath", interactive=False, elem_id="results-plot",
+                    visible=False)
 
     gr.Markdown("### Open a run")
     with gr.Row():
@@ -125,7 +126,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
         first = runs[0] if runs else None
         second = runs[1] if len(runs) > 1 else first
         return (table_view(rows, show=("run_id", "experiment")),
-                gr.Image(str(png), visible=not rows.empty),  # an empty plot says nothing
+                None if rows.empty else str(png),  # an empty plot says nothing
                 f"{len(rows)} of {len(df)} rows, {len(runs)} runs",
                 choices("experiment", experiment), choices("engine", engine), choices("language", language),
                 gr.Dropdown(choices=runs, value=first), gr.Dropdown(choices=runs, value=second),
@@ -148,16 +149,18 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     def download_run(run_id):
         # The export format: paths made relative and the reference copied in, so it reproduces.
         folder = tempfile.mkdtemp(prefix="xtts-lab-zip-")
-        return gr.File(str(store.export_run(run_id or "", folder, as_zip=True)), visible=True)
+        return str(store.export_run(run_id or "", folder, as_zip=True))
 
     filters = [experiment, engine, language, plot_dir]
     outs = [table, plot, count, experiment, engine, language, run_dd, run_a, run_b, plot_dir]
-    refresh_btn.click(results, filters, outs, api_name="results", show_progress_on=[table])
-    gr.on([experiment.input, engine.input, language.input], results, filters, outs, api_visibility="private",
-          show_progress_on=[table])
+    reveal_filled(refresh_btn.click(results, filters, outs, api_name="results", show_progress_on=[table]), [plot])
+    reveal_filled(gr.on([experiment.input, engine.input, language.input], results, filters, outs,
+                        api_visibility="private", show_progress_on=[table]), [plot])
     if tab is not None:
-        tab.select(results, filters, outs, api_visibility="private", show_progress_on=[table])
+        reveal_filled(tab.select(results, filters, outs, api_visibility="private", show_progress_on=[table]), [plot])
     # Progress, and a failure's badge, on the one output each event is about (not on every output).
-    open_btn.click(open_run, [run_dd], panel.outputs, api_name="open_run", show_progress_on=[panel.table])
-    zip_btn.click(download_run, [run_dd], [zip_file], api_name="download_run", show_progress_on=[run_dd])
+    opened = open_btn.click(open_run, [run_dd], panel.outputs, api_name="open_run", show_progress_on=[panel.table])
+    reveal_filled(opened, panel.hidden)
+    zipped = zip_btn.click(download_run, [run_dd], [zip_file], api_name="download_run", show_progress_on=[run_dd])
+    reveal_filled(zipped, [zip_file])
     compare_btn.click(compare_runs, [run_a, run_b], [comparison], api_name="compare_runs")

@@ -11,7 +11,7 @@ from components.context import LabContext
 from experiments import runner
 from experiments.specs import DEFAULT_TEXT, SpeedSweepSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, ui_errors
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, reveal_filled, ui_errors
 
 
 def render(lab: LabContext) -> None:
@@ -33,5 +33,6 @@ def render(lab: LabContext) -> None:
             df = runner("speed-sweep")(spec, lab.engines, run, progress)
         return [*panel_values("speed-sweep", df, run), run.run_id]
 
-    run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run], api_name="speed_sweep",
-                  show_progress_on=[panel.table])
+    ran = run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run],
+                        api_name="speed_sweep", show_progress_on=[panel.table])
+    reveal_filled(ran, panel.hidden)

@@ -21,7 +21,8 @@ from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import request_for
 
 from .common import (
-    capabilities, common_kwargs, engine_controls, results_table, servable, shown, signal_images, table_view, ui_errors,
+    capabilities, common_kwargs, engine_controls, results_table, reveal_filled, servable, signal_images, table_view,
+    ui_errors,
 )
 
 
@@ -99,10 +100,10 @@ def render(lab: LabContext) -> None:
                 df = runner("synth")(spec, lab.engines, run, progress)
         wav = df["wav_path"].iloc[0] if "wav_path" in df else None
         w, s = signal_images(wav)
-        yield (gr.skip(), servable(wav), shown(gr.Image, w), shown(gr.Image, s), table_view(df),
-               shown(gr.File, servable(run.csv_path)), run.run_id)
+        yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
 
-    run_btn.click(synthesize, [text, *controls.inputs, speed], [live, audio, wave, spec_img, table, csv, last_run],
-                  api_name="synthesize", show_progress_on=[audio])
+    ran = run_btn.click(synthesize, [text, *controls.inputs, speed], [live, audio, wave, spec_img, table, csv, last_run],
+                        api_name="synthesize", show_progress_on=[audio])
+    reveal_filled(ran, [wave, spec_img, csv])
     controls.engine.change(lambda name: gr.Audio(visible=streaming_ok and streams(name)), [controls.engine], [live],
                            api_visibility="private", queue=False, show_progress="hidden")
