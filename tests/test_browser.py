@@ -35,8 +35,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def lab_url(tmp_path_factory):
-    """``lab.py`` serving on a free port with a fresh results folder; stopped afterwards."""
+def lab_server(tmp_path_factory):
+    """``lab.py`` serving on a free port with a fresh results folder; yields (url, its log file);
+    stopped afterwards."""
     port = free_port()
     out = tmp_path_factory.mktemp("browser-results")
     log = open(out / "lab.log", "w")
@@ -56,7 +57,7 @@ def lab_url(tmp_path_factory):
                 if time.monotonic() > deadline:
                     pytest.fail(f"lab.py did not answer on {url} within 90 s")
                 time.sleep(0.3)
-        yield url
+        yield url, out / "lab.log"
     finally:
         proc.terminate()
         try:
@@ -64,6 +65,11 @@ def lab_url(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def lab_url(lab_server):
+    return lab_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +135,25 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option).first.click()
 
 
+def visible(page, selector: str) -> bool:
+    """True if some element matching ``selector`` is shown (gradio hides with display: none)."""
+    return page.locator(selector).locator("visible=true").count() > 0
+
+
 def test_engine_choice_updates_speakers_and_explains_unavailable_engines(page):
     page.get_by_role("tab", name="Synthesize", exact=True).click()
     choose(page, "Engine", "melo (unavailable")
     page.locator(".toast-body").filter(has_text="melo is unavailable").first.wait_for(state="visible")
+    note = page.locator(".engine-note").locator("visible=true").first
+    note.wait_for(state="visible")
+    assert "melo is unavailable" in note.inner_text()
+    button = page.get_by_role("button", name="Synthesize", exact=True)
+    page.wait_for_function("b => b.disabled", arg=button.element_handle())  # no run that can only fail
+    time.sleep(1.5)  # a second toast would have arrived by now
+    assert page.locator(".toast-body").count() == 1, page.locator(".toast-body").all_inner_texts()
     choose(page, "Engine", "espeak")
+    page.wait_for_function("b => !b.disabled", arg=button.element_handle())
+    assert not visible(page, ".engine-note")
     speaker = page.get_by_label("Speaker", exact=True).locator("visible=true").first
     page.wait_for_function("el => el.value === 'male'", arg=speaker.element_handle())
     speaker.click()
@@ -142,6 +162,32 @@ def test_engine_choice_updates_speakers_and_explains_unavailable_engines(page):
     page.keyboard.press("Escape")
     for toast in page.locator(".toast-close").all():  # dismiss the warning before the next steps
         toast.click()
+
+
+def test_no_empty_boxes_before_a_run(page):
+    """Only what the chosen engine (espeak: no cloning, no streaming) can use, and no output boxes
+    before anything ran: no reference drop zone, no live player, no empty images or results.csv."""
+    page.get_by_role("tab", name="Synthesize", exact=True).click()
+    page.get_by_role("button", name="Synthesize", exact=True).wait_for(state="visible")
+    for hidden in ("#synth-live", "#synth-waveform", "#synth-spectrogram", "#synth-csv", ".reference-input"):
+        assert not visible(page, hidden), f"{hidden} shows before it has anything to show"
+    assert visible(page, "#synth-audio") and visible(page, "#synth-table")
+    page.get_by_role("tab", name="Speed sweep", exact=True).click()
+    page.get_by_role("button", name="Run speed sweep").wait_for(state="visible")
+    for hidden in ("#speed-summary", "#speed-audio", "#speed-waveform", "#speed-csv", ".reference-input"):
+        assert not visible(page, hidden), f"{hidden} shows before it has anything to show"
+    shot(page, "before-a-run")
+
+
+def test_reference_length_says_up_front_that_espeak_cannot_clone(page):
+    page.get_by_role("tab", name="Reference length", exact=True).click()
+    button = page.get_by_role("button", name="Run reference-length sweep")
+    button.wait_for(state="visible")
+    note = page.locator(".engine-note").locator("visible=true").first
+    assert "espeak cannot clone a voice" in note.inner_text()
+    assert button.is_disabled()
+    assert not visible(page, ".reference-input")  # nothing to upload for an engine that cannot clone
+    shot(page, "ref-length-espeak")
 
 
 def test_synthesize_by_clicking(page):
@@ -153,6 +199,7 @@ def test_synthesize_by_clicking(page):
     expect_image(page, "synth-waveform")
     expect_image(page, "synth-spectrogram")
     assert "Clicked in a real browser." in page.locator("#synth-table").inner_text()
+    page.locator("#synth-csv").wait_for(state="visible")  # shown once there is a CSV
     no_error_toasts(page)
     shot(page, "synthesize")
 
@@ -179,3 +226,27 @@ def test_results_tab_shows_the_rows_just_made(page):
     expect_image(page, "run-summary")
     no_error_toasts(page)
     shot(page, "results")
+
+
+def test_a_user_error_is_one_toast_one_log_line_and_no_stray_badges(page, lab_server):
+    """A problem the user can fix: one toast in the UI's words, at most one error badge (on the
+    output the run would have filled, where its progress showed), one line in the server log."""
+    _, log = lab_server
+    page.get_by_role("tab", name="Synthesize", exact=True).click()
+    page.get_by_label("Text").first.fill("   ")
+    page.get_by_role("button", name="Synthesize", exact=True).click()
+    page.locator(".toast-body.error").first.wait_for(state="visible")
+    time.sleep(1.5)  # a second toast would have arrived by now
+    toasts = page.locator(".toast-body").all_inner_texts()
+    assert len(toasts) == 1 and "text is empty" in toasts[0], toasts
+    badges = page.locator("[data-testid='status-tracker'] .error").locator("visible=true")
+    where = [badges.nth(i).evaluate("e => e.closest('[id]')?.id") for i in range(badges.count())]
+    assert set(where) <= {"synth-audio"}, f"error badges on unrelated outputs: {where}"
+    shot(page, "user-error")
+    deadline = time.monotonic() + 10
+    while "text is empty" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    text = log.read_text()
+    assert [line for line in text.splitlines() if "text is empty" in line] == \
+        ["lab.py: synthesize: text is empty: type something to say"]
+    assert "Traceback" not in text, text[-3000:]

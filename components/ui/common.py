@@ -130,6 +130,13 @@ class EngineControls:
     settings_box: gr.Accordion
     settings: list[gr.components.Component]  # temperature, top_k, top_p, rep./len. penalty, splitting, precision
     note: gr.Markdown  # what the chosen engine cannot do here (unavailable, cannot clone); hidden otherwise
+    changed: Any = None  # the engine dropdown's change event (speakers, note...), for follow-up steps
+
+    def gate(self, button: gr.Button) -> None:
+        """Disable ``button`` while the note under the engine says why this engine cannot run here
+        (unavailable, or cannot clone where the tab needs it): no run that can only fail."""
+        self.changed.then(lambda note: gr.Button(interactive=not note), [self.note], [button], queue=False,
+                          api_visibility="private", show_progress="hidden")
 
     @property
     def inputs(self) -> list[gr.components.Component]:
@@ -221,7 +228,7 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
         return out
 
     # Progress (and a failure's badge) on the speaker list only: the other outputs only change visibility.
-    engine.change(on_engine, [engine], [speaker, box, reference, note] + ([lang_dd] if lang else []),
+    controls.changed = engine.change(on_engine, [engine], [speaker, box, reference, note] + ([lang_dd] if lang else []),
                   api_visibility="private", concurrency_limit=None, show_progress_on=[speaker])
     return controls
 
@@ -408,8 +415,9 @@ def reveal_filled(event: Any, components: list[gr.components.Component]) -> None
     Outputs start hidden (an empty player or image box only lengthens the page); their values
     stay plain in the API, so showing them is this second, private step.
     """
-    def show(*values: Any) -> list[Any]:
-        return [gr.update(visible=v is not None and v != "") for v in values]
+    def show(*values: Any) -> Any:
+        updates = [gr.update(visible=v is not None and v != "") for v in values]
+        return updates if len(updates) > 1 else updates[0]  # gradio takes one output's value unwrapped
 
     event.success(show, components, components, api_visibility="private", queue=False, show_progress="hidden")
 

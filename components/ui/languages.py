@@ -54,3 +54,4 @@ def render(lab: LabContext) -> None:
     ran = run_btn.click(languages, [langs, texts, speed, *controls.inputs], [*panel.outputs, last_run],
                         api_name="languages", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
+    controls.gate(run_btn)

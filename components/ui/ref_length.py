@@ -43,5 +43,4 @@ def render(lab: LabContext) -> None:
     ran = run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs], [*panel.outputs, last_run],
                         api_name="ref_length", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
-    controls.engine.change(lambda name: gr.Button(interactive=can_clone(name)), [controls.engine], [run_btn],
-                           api_visibility="private", queue=False, show_progress="hidden")
+    controls.gate(run_btn)

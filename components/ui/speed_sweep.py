@@ -36,3 +36,4 @@ def render(lab: LabContext) -> None:
     ran = run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run],
                         api_name="speed_sweep", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
+    controls.gate(run_btn)

@@ -105,5 +105,6 @@ def render(lab: LabContext) -> None:
     ran = run_btn.click(synthesize, [text, *controls.inputs, speed], [live, audio, wave, spec_img, table, csv, last_run],
                         api_name="synthesize", show_progress_on=[audio])
     reveal_filled(ran, [wave, spec_img, csv])
+    controls.gate(run_btn)
     controls.engine.change(lambda name: gr.Audio(visible=streaming_ok and streams(name)), [controls.engine], [live],
                            api_visibility="private", queue=False, show_progress="hidden")
