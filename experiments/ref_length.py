@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from components.audio import load_audio
-from components.engines import Engines
-from components.engines.base import CapabilityError, Progress, SynthRequest, no_progress
+from components.engines import Engines, engine_class
+from components.engines.base import Capabilities, CapabilityError, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 from components.similarity import SpeakerComparison, xtts_model_for
 
@@ -33,14 +33,23 @@ def cut_reference(audio: np.ndarray, sr: int, lengths: tuple[float, ...],
     return cuts
 
 
+def refuse_unless_cloning(name: str, capabilities: Capabilities) -> None:
+    """CapabilityError for an engine that cannot clone: it would ignore every cut, so the sweep
+    would have nothing to measure."""
+    if not capabilities.cloning:
+        raise CapabilityError(f"{name} cannot clone a voice, so reference length changes nothing "
+                              f"in its output: choose an engine that can clone")
+
+
 def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
     """One row per (length, repeat). An engine that cannot clone is refused up front
     (CapabilityError): it would ignore every cut, so there would be nothing to measure."""
     rows = []
+    # Refused before loading anything (the class says what its engines can do), and again by the
+    # loaded engine itself, which has the last word.
+    refuse_unless_cloning(spec.engine, engine_class(spec.engine).capabilities)
     with engines.use(spec.engine, progress) as engine:
-        if not engine.capabilities.cloning:
-            raise CapabilityError(f"{engine.name} cannot clone a voice, so reference length changes nothing "
-                                  f"in its output: choose an engine that can clone")
+        refuse_unless_cloning(engine.name, engine.capabilities)
         audio, sr = load_audio(spec.reference)  # LabError if it is not audio
         cuts = cut_reference(audio, sr, spec.lengths, run)
         progress(0.0, desc="analysing the full reference")
