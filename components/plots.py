@@ -7,15 +7,13 @@ columns may arrive as strings from a CSV) and returns a new Figure; the caller s
 
 from __future__ import annotations
 
-import matplotlib
+from typing import TYPE_CHECKING
 
-matplotlib.use("Agg")  # no display here, and figures must render in server threads
+import numpy as np
+import pandas as pd
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_WAVE_POINTS = 8000  # a waveform is drawn as a min/max envelope past this many samples
 
@@ -29,14 +27,28 @@ LANGUAGE_METRICS: dict[str, str] = {
 }
 
 
+def _pyplot():
+    """pyplot on the Agg backend, imported on first use: ~1 s that a headless run with no
+    figure to draw (``lab.py run synth``) should not pay."""
+    import sys
+
+    if "matplotlib.pyplot" not in sys.modules:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display here, and figures must render in server threads
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def close(fig) -> None:
     """Free a figure (pyplot keeps every figure alive until closed)."""
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (8, 3)) -> tuple[Figure, np.ndarray]:
     # pyplot.subplots (not Figure()) so that close() finds it; squeeze=False -> always a 2-D array.
-    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=size, squeeze=False)
     return fig, axes
 
 
@@ -112,7 +124,9 @@ def spectrogram(audio: np.ndarray, sr: int) -> Figure:
     mesh = ax.pcolormesh(t_edges, f_edges, db, shading="flat", cmap="magma", rasterized=True)
     # Linear up to C2 (65 Hz), then octaves: speech harmonics get room, DC does not.
     ax.set_yscale("symlog", base=2, linthresh=65.4, linscale=0.5)
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))  # 512, not 2^9
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 512, not 2^9
     ax.set_ylim(0, sr / 2)
     ax.set_xlim(0, t_edges[-1])
     ax.set_xlabel("time (s)")

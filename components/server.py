@@ -9,6 +9,7 @@ credentials. Request bodies and uploads are capped.
 from __future__ import annotations
 
 import argparse
+import io
 import ipaddress
 import json
 import secrets
@@ -274,6 +275,7 @@ def serve(args: argparse.Namespace) -> int:
         _warn(warning)
     default = lab.engines.default()
     lab.engines.preload(default)  # the page is usable while the model loads
+    threading.Thread(target=warm_up_outputs, name="warm-up", daemon=True).start()
 
     from .ui.app import build_app
 
@@ -289,6 +291,27 @@ def serve(args: argparse.Namespace) -> int:
           f"docs at /docs; engine {default})", file=sys.stderr, flush=True)
     server.run()
     return 0 if server.started else 1
+
+
+def warm_up_outputs() -> None:
+    """Draw and measure a tiny clip once, in the background while the page comes up: the first
+    synthesis then does not pay for importing pyplot, building matplotlib's font cache (seconds
+    in a new environment) or the metrics' first call. Failures are ignored: the request path
+    does the same work and reports its own errors."""
+    try:
+        import numpy as np
+
+        from . import plots
+        from .metrics import signal_metrics
+
+        clip = (0.1 * np.sin(np.linspace(0, 2 * np.pi * 150, 16000))).astype(np.float32)
+        signal_metrics(clip, 16000, "warm up", "en")
+        for draw in (plots.waveform, plots.spectrogram):
+            fig = draw(clip, 16000)
+            fig.savefig(io.BytesIO(), format="png")
+            plots.close(fig)
+    except Exception:  # noqa: BLE001 - a warm-up must never stop the lab
+        pass
 
 
 def _set_when_started(server: Any, ready: threading.Event, limit_s: float = 120.0) -> None:
