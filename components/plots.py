@@ -203,6 +203,8 @@ def benchmark(df: pd.DataFrame) -> Figure:
     from experiments.benchmark import summarize  # the same numbers the summary table shows
 
     s = summarize(_numeric(df, "synth_seconds", "rtf", "audio_seconds", "text_chars"))
+    if not s.empty:
+        s = s[s["status"] == "ok"]  # an unavailable engine has no bars to draw
     fig, axes = _figure(1, 2, size=(10, 3.4))
     if s.empty:
         return fig
