@@ -279,9 +279,15 @@ def choose_engine(lab: LabContext, request: SynthesizeRequest, strict: bool) -> 
     expected = LEGACY_CLIENT_ENGINE
     reason = lab.engines.unavailable_reason(expected)
     if reason is None:
-        return expected, []
+        try:
+            lab.engines.get(expected)  # loads once; a load that fails here falls back like the rest
+            return expected, []
+        except EngineUnavailable as e:
+            reason = str(e)
     fallback = lab.engines.default()
-    if strict or fallback == expected:
+    if fallback == expected or lab.engines.unavailable_reason(fallback):
+        raise EngineUnavailable(f"{expected} cannot answer ({reason}) and no other engine can run here")
+    if strict:
         raise EngineUnavailable(
             f"{expected} cannot answer: {reason}. The request named no engine and strict engine choice is on "
             f"(--strict-engine or \"strict_engine\": true), so no other engine answered; "
