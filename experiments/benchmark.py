@@ -127,8 +127,8 @@ def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no
 # Summary columns in reading order: what was run, the cold first run, then the warm statistics
 # (the UI shows the first few without scrolling, so the cold column sits right after ``runs``).
 SUMMARY_COLUMNS = ("engine", "text_length", "runs", "cold_first_run_seconds", "synth_mean", "synth_std",
-                   "rtf_mean", "rtf_std", "ttfa_mean", "ttfa_std", "synth_min", "synth_max", "ttfa_min",
-                   "ttfa_max", "audio_seconds", "text_chars", "peak_rss_mb", "peak_vram_mb", "status", "note")
+                   "rtf_mean", "rtf_std", "status", "note", "ttfa_mean", "ttfa_std", "synth_min", "synth_max",
+                   "ttfa_min", "ttfa_max", "audio_seconds", "text_chars", "peak_rss_mb", "peak_vram_mb")
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

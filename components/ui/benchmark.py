@@ -22,9 +22,11 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     rounded, and empty cells blank rather than NaN."""
     if summary is None or summary.empty:
         return pd.DataFrame()
-    d = summary.dropna(axis=1, how="all")
-    for col in d.select_dtypes("float").columns:
-        d[col] = d[col].round(4)
+    d = summary.dropna(axis=1, how="all").copy()
+    for col in d.columns:
+        numbers = pd.to_numeric(d[col], errors="coerce")
+        if numbers.notna().sum() == d[col].notna().sum() and numbers.notna().any():  # a numeric column
+            d[col] = numbers.round(4) if (numbers.dropna() % 1 != 0).any() else numbers.astype("Int64")
     return d.astype(object).where(d.notna(), "")
 
 
