@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "espeak": "components.engines.espeak:EspeakEngine",
     "xtts": "components.engines.xtts:XttsEngine",
     "melo": "components.engines.melo:MeloEngine",
+    "kokoro": "components.engines.kokoro:KokoroEngine",
 }
 
 
