@@ -180,3 +180,41 @@ def test_the_ui_offers_kokoro_with_its_voices(tmp_path):
     finally:
         demo.close()
     assert speakers_for(lab, "kokoro") == list(VOICES)
+
+
+def test_a_missing_package_is_named_with_the_fix(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyopenjtalk" else real(name, *a))
+    reason = KokoroEngine.unavailable_reason()
+    assert reason and "pyopenjtalk-plus" in reason and "uv sync" in reason
+
+
+@pytest.mark.slow
+def test_rest_speaks_with_kokoro_and_refuses_what_it_cannot(tmp_path):
+    """POST /synthesize_base64 with engine kokoro: speech at 24 kHz; a language it does not speak is
+    a 422 and a reference to clone a 400, each saying why."""
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from components.context import LabContext
+    from components.server import ServerOptions, create_app
+
+    lab = LabContext.create(results=str(tmp_path / "results"))
+    with TestClient(create_app(lab, ServerOptions())) as client:
+        r = client.post("/synthesize_base64", json={"engine": "kokoro", "text": "はい。", "lang": "ja",
+                                                   "speaker": "jm_kumo", "speed": 1.5})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        audio, sr = sf.read(io.BytesIO(base64.b64decode(body["audio_base64"])))
+        assert sr == body["sample_rate"] == 24000 and len(audio) / sr == pytest.approx(body["duration_seconds"], abs=0.01)
+        r = client.post("/synthesize_base64", json={"engine": "kokoro", "text": "안녕", "lang": "ko"})
+        assert r.status_code == 422 and "kokoro does not speak 'ko'" in r.json()["detail"]
+        from serving import b64, espeak_speech, wav_bytes
+
+        r = client.post("/synthesize_base64", json={"engine": "kokoro", "text": "Hi.", "lang": "en",
+                                                   "speaker_wav_b64": b64(wav_bytes(espeak_speech(4.0), 16000))})
+        assert r.status_code == 400 and "cannot clone" in r.json()["detail"]
