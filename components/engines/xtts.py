@@ -36,6 +36,8 @@ from .base import (
     SynthRequest, SynthResult, check_language, no_progress,
 )
 
+from components.xtts.locate import CPML_URL  # one CPML link everywhere
+
 # The 17 languages XTTS v2 speaks, in the order its documentation lists them.
 LANGUAGES: tuple[str, ...] = (
     "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru",
@@ -68,7 +70,7 @@ class XttsEngine:
     capabilities = Capabilities(cloning=True, streaming=True, seeded=True, sampling_settings=True, speeds=True,
                                 precisions=("fp32", "bf16", "int8"), speaker_encoder=True)
     preference = 100  # the lab's subject: the default whenever its weights are present
-    license = License("Coqui Public Model License (CPML)", "https://coqui.ai/cpml", acceptance_required=True,
+    license = License("Coqui Public Model License (CPML)", CPML_URL, acceptance_required=True,
                       config_field="agree_cpml", note="non-commercial use only")
 
     def __init__(self, config=None):
@@ -244,7 +246,9 @@ class XttsEngine:
 
         if request.reference:
             ref = self.prepare_reference(request.reference, progress)
-            info = {"latent_cache": ref.cache, "reference_seconds": round(ref.seconds, 3)}
+            # Speech left after clean-up (trimmed, capped): experiments log the cut they asked for as
+            # reference_seconds, so this has its own column.
+            info = {"latent_cache": ref.cache, "reference_speech_seconds": round(ref.seconds, 3)}
             if request.speaker:
                 ref.warnings.append(f"speaker {request.speaker!r} ignored: the reference recording was cloned")
             if ref.warnings:
