@@ -24,8 +24,8 @@ import soundfile as sf
 
 from components import plots
 from components.context import LabContext
-from components.engines import engine_class
-from components.engines.base import XTTS_LANGUAGES, GenerationSettings, LabError
+from components.engines import engine_class, engine_languages
+from components.engines.base import GenerationSettings, LabError
 from components.results import Run
 from experiments import save_outputs
 
@@ -146,7 +146,7 @@ class EngineControls:
 
 def cloning_engines(lab: LabContext) -> list[str]:
     """Engines whose class says it can clone a voice (read from capabilities, never from names)."""
-    return [n for n in lab.engines.names() if (c := capabilities(n)) is not None and c.cloning]
+    return lab.engines.with_capability("cloning")
 
 
 def engine_note(lab: LabContext, name: str, *, needs_cloning: bool = False, reason: str | None = None) -> gr.Markdown:
@@ -171,7 +171,7 @@ def can_clone(name: str) -> bool:
 
 def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str = "Reference voice to clone (optional)",
                     needs_cloning: bool = False) -> EngineControls:
-    """Build engine / speaker / language / reference / seed / XTTS settings widgets and wire the
+    """Build engine / speaker / language / reference / seed / sampling settings widgets and wire the
     engine dropdown so that speakers, languages, the reference drop zone (engines that clone) and
     the settings accordion follow it. ``needs_cloning``: the tab is useless without cloning, and
     the note under the engine says so for an engine that cannot."""
@@ -183,7 +183,9 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
         speaker = gr.Dropdown(speakers_for(lab, default), value=None, label="Speaker",
                               info="empty = the engine's default voice", allow_custom_value=True, scale=2,
                               elem_classes=["speaker-select"])
-        lang_dd = gr.Dropdown(list(XTTS_LANGUAGES), value="en", label="Language", scale=1) if lang else None
+        langs = list(engine_languages(default))
+        lang_dd = gr.Dropdown(langs, value="en" if "en" in langs else langs[0], label="Language",
+                              scale=1) if lang else None
         seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
     note = engine_note(lab, default, needs_cloning=needs_cloning)
     note.elem_classes = ["engine-note"]
@@ -192,7 +194,7 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
                          visible=can_clone(default), elem_classes=["reference-input"])
     caps = capabilities(default)
     d = GenerationSettings()
-    with gr.Accordion("XTTS generation settings", open=False, visible=bool(caps and caps.seeded)) as box:
+    with gr.Accordion("Generation settings", open=False, visible=bool(caps and caps.sampling_settings)) as box:
         with gr.Row():
             temperature = gr.Slider(0.05, 2.0, d.temperature, step=0.05, label="temperature")
             top_k = gr.Slider(1, 200, d.top_k, step=1, label="top_k")
@@ -209,9 +211,9 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
 
     def on_engine(name: str, progress=gr.Progress()):
         caps = capabilities(name)
-        common = [gr.Accordion(visible=bool(caps and caps.seeded)), gr.Audio(visible=can_clone(name))]
+        common = [gr.Accordion(visible=bool(caps and caps.sampling_settings)), gr.Audio(visible=can_clone(name))]
         try:
-            eng = lab.engines.get(name, progress)  # loads once; progress shows a slow (XTTS) load
+            eng = lab.engines.get(name, progress)  # loads once; progress shows a slow load
         except LabError as e:
             # One short toast; the whole reason stays in the note under the engine.
             reason = lab.engines.unavailable_reason(name) or str(e)
