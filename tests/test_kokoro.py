@@ -140,9 +140,10 @@ def test_every_experiment_runs_with_kokoro_from_the_cli(tmp_path, reference_wav)
     df = _run_csv("languages", "--engine", "kokoro", "--langs", "ja,en,de", "--out", out)
     assert list(df["status"]) == ["ok", "ok", "unsupported"]
 
-    df = _run_csv("ref-length", "--engine", "kokoro", "--reference", str(reference_wav), "--lengths", "3",
-                  "--text", "Hi.", "--out", out)
-    assert list(df["status"]) == ["unsupported"] and "cannot clone" in df.loc[0, "note"]
+    refused = subprocess.run([sys.executable, "lab.py", "run", "ref-length", "--engine", "kokoro", "--reference",
+                              str(reference_wav), "--lengths", "3", "--text", "Hi.", "--out", out],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "kokoro cannot clone a voice" in refused.stderr  # one clear error
 
     spec = tmp_path / "bench.yaml"
     spec.write_text("experiment: benchmark\nspec:\n  engines: [kokoro]\n  texts: {short: Hello there.}\n"
