@@ -50,7 +50,8 @@ def render(lab: LabContext) -> None:
                    repetition_penalty, length_penalty, text_splitting, precision, speed, progress=gr.Progress()):
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
-                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         with lab.store.running("synth", spec) as run:
             caps = lab.engines.get(spec.engine, progress).capabilities
             if caps.streaming and streaming_ok:
