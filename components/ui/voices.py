@@ -44,7 +44,7 @@ def render(lab: LabContext) -> VoicesTab:
         return VoicesTab(gr.State(0))
     gr.Markdown(
         "Save a reference recording once under a name, then pick **NAME (saved voice)** as the speaker of any "
-        "engine that can clone, in any tab (or `voice: NAME` in the REST and OpenAI APIs, `--voice NAME` on the "
+        "engine that can clone, in any tab (or `voice:NAME` in the REST and OpenAI APIs, `--voice NAME` on the "
         "command line). The recording is cleaned (silence trimmed, loudness normalised, at most 30 s) and kept in "
         f"`{lab.voices.root}`; engines that are loaded condition on it now, the others at first use. Rows log the "
         "voice's name and the fingerprint (sha256) of its cleaned audio.")
