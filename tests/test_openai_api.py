@@ -145,6 +145,20 @@ def test_saved_voice_on_xtts_streamed_and_not(server, client, alice, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_client_leaving_mid_stream_frees_the_engine(server, client, alice):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": "xtts", "voice": "alice", "input": "A stream the client walks away from. " * 3,
+            "response_format": "pcm"}
+    with httpx.stream("POST", f"{server['url']}/v1/audio/speech", json=body, headers=headers, timeout=300) as r:
+        assert r.status_code == 200
+        next(r.iter_bytes())  # the first audio, then hang up
+    # The engine was released: the next request to it is answered.
+    again = client.audio.speech.create(model="xtts", voice="alice", input="Still serving.", response_format="wav",
+                                       timeout=120)
+    assert again.content[:4] == b"RIFF"
+
+
+@pytest.mark.slow
 def test_openai_model_and_voice_names_map_to_the_default_engine(server, client, alice):
     raw = client.audio.speech.with_raw_response.create(model="tts-1", voice="alloy", input="Default.",
                                                         response_format="wav")
