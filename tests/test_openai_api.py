@@ -100,6 +100,14 @@ def test_espeak_streamed_and_other_formats(server, client, tmp_path):
         assert len(audio) / sr > 0.3
 
 
+def test_voices_list_names_saved_and_built_in_voices(server):
+    listed = httpx.get(f"{server['url']}/v1/audio/voices", params={"model": "espeak"},
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=60).json()
+    builtin = {v["id"] for v in listed["data"] if v["type"] == "builtin" and v["engines"] == ["espeak"]}
+    assert {"male", "female", "whisper"} <= builtin
+    assert "alloy" in listed["openai_voices"]
+
+
 def test_language_is_detected_from_the_script(server, client):
     raw = client.audio.speech.with_raw_response.create(model="espeak", voice="female", input="안녕하세요, 반갑습니다.",
                                                         response_format="wav")
@@ -221,6 +229,10 @@ def test_voices_are_removed_through_the_client(server, client, alice, reference_
     with pytest.raises(openai.BadRequestError, match="path characters"):
         with open(reference_wav, "rb") as f:
             client.audio.voices.create(name="../escape", audio_sample=f, consent="local-test")
+    with open(reference_wav, "rb") as f:  # the lab's extra form field: replace it
+        r = httpx.post(f"{server['url']}/v1/audio/voices", headers={"Authorization": f"Bearer {KEY}"}, timeout=120,
+                       data={"name": "temporary", "replace": "true"}, files={"audio_sample": ("x.wav", f, "audio/wav")})
+    assert r.status_code == 200 and r.json()["id"] == "temporary"
     assert client.audio.voices.delete("temporary").deleted
     with pytest.raises(openai.NotFoundError):
         client.audio.voices.delete("temporary")
