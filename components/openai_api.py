@@ -374,7 +374,8 @@ def router(lab: LabContext, *, credentials: Any = None, max_upload_bytes: int = 
                 while chunk := audio_sample.file.read(2**20):
                     size += len(chunk)
                     if size > max_upload_bytes:
-                        raise OpenAIError(413, f"audio_sample is over the upload cap of {max_upload_bytes / 2**20:g} MB",
+                        raise OpenAIError(413, f"audio_sample is over the upload cap of "
+                                               f"{max_upload_bytes / 2**20:g} MB",
                                           param="audio_sample", code="request_too_large")
                     out.write(chunk)
             try:

@@ -159,7 +159,8 @@ class Credentials:
 
     def challenge(self) -> dict[str, str]:
         """The WWW-Authenticate header of a 401: the schemes this server accepts."""
-        schemes = (['Basic realm="XTTS Lab"'] if self.pairs else []) + (['Bearer realm="XTTS Lab"'] if self.keys else [])
+        schemes = (['Basic realm="XTTS Lab"'] if self.pairs else []) + \
+            (['Bearer realm="XTTS Lab"'] if self.keys else [])
         return {"WWW-Authenticate": ", ".join(schemes)}
 
     def how(self) -> str:
