@@ -251,6 +251,30 @@ class SpeechRequest(BaseModel):
     stream_format: Optional[str] = Field(None, max_length=20, description="audio (default); sse is not supported")
 
 
+class ErrorDetail(BaseModel):
+    message: str = Field(description="what was wrong, in words the user can act on")
+    type: str = Field(description="invalid_request_error, or server_error for 5xx")
+    param: Optional[str] = Field(None, description="the request field at fault, if one is")
+    code: Optional[str] = Field(None, description="e.g. invalid_value, model_not_found, invalid_api_key")
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": why} for code, why in (
+        (400, "invalid request: param names the field (voice, response_format, input, speed, language...)"),
+        (401, "missing or wrong key (--api-key, or --auth's HTTP Basic)"),
+        (404, "unknown model, or no such voice to delete"),
+        (413, "the request body is over the upload cap"),
+        (503, "the engine cannot run here, or too many requests are queued for it"),
+    )
+}
+
+
 def _header(value: Any) -> str:
     """A header value in printable ASCII (voice names and warnings may not be)."""
     return quote(" ".join(str(value).split()), safe=" !\"#$&'()*+,-./:;<=>?@[]^_`{|}~")
@@ -399,7 +423,7 @@ def router(lab: LabContext, *, credentials: Any = None, max_upload_bytes: int = 
         return {"id": voice.name, "object": "audio.voice.deleted", "deleted": True}
 
     @api.post("/audio/speech", response_class=Response,
-              responses={200: {"content": {t: {} for t in FORMATS.values()}, "description": "the audio"}})
+              responses={200: {"content": {t: {} for t in FORMATS.values()}, "description": "the audio"}, **ERRORS})
     def speech(request: SpeechRequest):
         """Speak ``input``; the audio comes back in ``response_format`` and is logged as one results row."""
         return _speech(lab, request, admission)
