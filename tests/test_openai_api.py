@@ -108,6 +108,36 @@ def test_voices_list_names_saved_and_built_in_voices(server):
     assert "alloy" in listed["openai_voices"]
 
 
+@pytest.mark.slow
+def test_kokoro_wav_streamed_and_mp3(server, client, tmp_path):
+    """Kokoro (a streaming engine without cloning): Japanese by detection, wav streamed by sentence,
+    mp3 whole; a saved voice is refused because kokoro cannot clone."""
+    from components.engines import REGISTRY, engine_class
+
+    if "kokoro" not in REGISTRY:
+        pytest.skip("no kokoro engine in this tree")
+    reason = engine_class("kokoro").unavailable_reason(None)
+    if reason:
+        pytest.skip(f"kokoro unavailable: {reason}")
+    voice = engine_class("kokoro")().speakers()[0]
+    out = tmp_path / "kokoro.wav"
+    with client.audio.speech.with_streaming_response.create(
+            model="kokoro", voice=voice, input="こんにちは。今日はいい天気ですね。", response_format="wav") as r:
+        assert r.headers["x-lab-engine"] == "kokoro" and r.headers["x-lab-language"] == "ja"
+        run_id = r.headers["x-lab-run-id"]
+        r.stream_to_file(out)
+    audio, sr = sf.read(out, dtype="float32")
+    assert len(audio) / sr > 0.5 and np.abs(audio).max() > 0.05
+    (row,) = rows_for(server, run_id)
+    assert row["engine"] == "kokoro" and float(row["ttfa_seconds"]) > 0
+    assert float(row["audio_seconds"]) == pytest.approx(len(audio) / sr, abs=1e-3)
+    mp3 = client.audio.speech.create(model="kokoro", voice=voice, input="Hello from Kokoro.", response_format="mp3")
+    audio, sr = decoded(mp3.content)
+    assert len(audio) / sr > 0.5
+    with pytest.raises(openai.BadRequestError, match="cannot clone"):
+        client.audio.speech.create(model="kokoro", voice="voice:alice", input="Hi.")
+
+
 def test_language_is_detected_from_the_script(server, client):
     raw = client.audio.speech.with_raw_response.create(model="espeak", voice="female", input="안녕하세요, 반갑습니다.",
                                                         response_format="wav")
