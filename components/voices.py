@@ -321,13 +321,14 @@ def resolve_speaker(library: VoiceLibrary | None, engine_name: str, capabilities
         voice = library.find(speaker) if library is not None else None
         if voice is None:
             return speaker, None  # the engine judges it (and lists its speakers if it is unknown)
-    else:
+    if not capabilities.cloning:
+        shown = voice.name if explicit is None else explicit
+        raise CapabilityError(f"{engine_name} cannot clone a voice, so it cannot speak with the saved voice "
+                              f"{shown!r}: pick one of its own speakers, or an engine that clones")
+    if explicit is not None:
         if library is None:
             raise LabError("saved voices are not available here")
         voice = library.get(explicit)
-    if not capabilities.cloning:
-        raise CapabilityError(f"{engine_name} cannot clone a voice, so it cannot speak with the saved voice "
-                              f"{voice.name!r}: pick one of its own speakers, or an engine that clones")
     return None, voice
 
 
