@@ -53,7 +53,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api import Admission, TooBusy, TooLarge, text_problem
+from .api import ENGINE_HEADER, Admission, TooBusy, TooLarge, text_problem
 from .context import LabContext
 from .engines import engine_class
 from .engines.base import SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError
@@ -483,7 +483,7 @@ def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Re
                          text=request.input, lang=lang, speed=float(request.speed), seed=0, stream=stream)
         run = jobs.enter_context(lab.store.running("synth"))
         run.save_spec(spec)
-        headers = {"X-Lab-Engine": name, "X-Lab-Voice": _header(voice_label), "X-Lab-Language": lang,
+        headers = {ENGINE_HEADER: name, "X-Lab-Voice": _header(voice_label), "X-Lab-Language": lang,
                    "X-Lab-Language-Source": _header(lang_how), "X-Lab-Run-Id": run.run_id}
         if saved is not None:
             headers["X-Lab-Reference-Sha256"] = saved.fingerprint
