@@ -193,6 +193,16 @@ class ResultsStore:
                 shutil.rmtree(run.dir, ignore_errors=True)
             raise
 
+    def reopen(self, run_id: str) -> Run:
+        """Saved run ``run_id`` opened to append more rows (numbered after its last row);
+        LabError if there is no such run."""
+        run_dir = _store_run_dir(self, run_id)
+        spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
+        run = Run(self.root, run_id, (spec or {}).get("experiment") or "")
+        rows = pd.to_numeric(read_csv(run.csv_path).get("row", pd.Series(dtype=float)), errors="coerce")
+        run._rows = int(rows.max()) if rows.notna().any() else 0
+        return run
+
     def runs(self) -> list[str]:
         """Run ids, newest first."""
         if not self.root.exists():

@@ -6,7 +6,7 @@ import json
 import platform
 import time
 from dataclasses import asdict
-from typing import Any, Generator
+from typing import Any, Generator, Iterator
 
 import numpy as np
 
@@ -128,3 +128,17 @@ def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str
            "note": reason, **fields}
     return run.append(row)
 
+
+
+def synthesize_many(engine: Engine, requests: list[SynthRequest], *, batch_size: int | None = None,
+                    progress: Progress = no_progress) -> Iterator[tuple[int, SynthResult, float]]:
+    """Synthesise ``requests`` with one engine; yields ``(index, result, seconds)`` as each finishes.
+
+    Simple fallback: one request at a time (engines that batch plug in here; ``batch_size`` is
+    then the most requests per batch). ``seconds`` is each request's own wall time.
+    """
+    for i, request in enumerate(requests):
+        progress(i / max(1, len(requests)), desc=f"{engine.name}: {i + 1}/{len(requests)}")
+        t0 = time.perf_counter()
+        result = engine.synthesize(request, progress)
+        yield i, result, time.perf_counter() - t0
