@@ -123,6 +123,14 @@ def current_lines(df: pd.DataFrame) -> pd.DataFrame:
     return ok.sort_values("row").groupby("line").tail(1).sort_values("line").reset_index(drop=True)
 
 
+def row_line(row: dict[str, Any]) -> int | None:
+    """The script line number of a row as ``Run.append`` returned it (kept in ``extra``)."""
+    extra = row.get("extra")
+    extra = json.loads(extra) if isinstance(extra, str) and extra.startswith("{") else (extra or {})
+    line = extra.get("line", row.get("line"))
+    return int(line) if line not in (None, "") else None
+
+
 def expand_extra(df: pd.DataFrame) -> pd.DataFrame:
     """The JSON ``extra`` column spread into columns (``line``, ``voice``, ``pause_before``...)."""
     if "extra" not in df:

@@ -233,15 +233,16 @@ def _has_spaces(text: str) -> bool:
     return bool(re.search(r"\s", text.strip()))
 
 
-def _pieces(text: str, limit: int) -> list[str]:
-    """Split one sentence or clause to fit ``limit``: clauses, then words. A single word longer
-    than the limit is kept whole (an engine reads it badly cut); text without spaces (CJK) is cut."""
+def _pieces(text: str, limit: int, spaced: bool) -> list[str]:
+    """Split one sentence or clause to fit ``limit``: clauses, then words. In ``spaced`` text a
+    single word longer than the limit is kept whole (an engine reads it badly cut); text written
+    without spaces (CJK) is cut at the limit."""
     if len(text) <= limit:
         return [text]
     clauses = [c.strip() for c in _CLAUSE_RE.findall(text) if c.strip()]
     if len(clauses) > 1:
-        return [p for c in clauses for p in _pieces(c, limit)]
-    if _has_spaces(text):
+        return [p for c in clauses for p in _pieces(c, limit, spaced)]
+    if spaced:
         return text.split()
     return [text[i:i + limit] for i in range(0, len(text), limit)]
 
@@ -257,8 +258,8 @@ def split_line(text: str, limit: int) -> list[str]:
     text = " ".join(text.split())
     if len(text) <= limit:
         return [text] if text else []
-    parts = [p for s in _SENTENCE_RE.findall(text) if s.strip() for p in _pieces(s.strip(), limit)]
     spaced = _has_spaces(text)
+    parts = [p for s in _SENTENCE_RE.findall(text) if s.strip() for p in _pieces(s.strip(), limit, spaced)]
     out: list[str] = []
     for part in parts:
         sep = " " if spaced else ""
