@@ -325,6 +325,7 @@ def table(df: pd.DataFrame, stitched: Stitched | None = None) -> pd.DataFrame:
         current = current_lines(df)
         spans = {int(line): (c.start, c.end) for line, c in zip(current["line"], stitched.cues)}
         latest = d["row"].isin(current["row"])
+        d.loc[(d["status"] == "ok") & ~latest & d["line"].notna(), "status"] = "replaced"  # re-rendered since
         d["start"] = [spans.get(int(l), (None,))[0] if ok and pd.notna(l) else None for l, ok in zip(d["line"], latest)]
         d["end"] = [spans.get(int(l), (None, None))[1] if ok and pd.notna(l) else None for l, ok in zip(d["line"], latest)]
     first = [c for c in ("line", "speaker", "voice", "text", "start", "end", "audio_seconds", "synth_seconds", "rtf",

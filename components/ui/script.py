@@ -37,6 +37,8 @@ Bob: Yes. Start with the long paragraph.
 Narrator: And so they listened, line by line.
 """
 EXAMPLE_VOICES = [["Narrator", "espeak:male"], ["Ada", "espeak:female"], ["Bob", "espeak:male 2"]]
+LINE_COLUMNS = ("line", "speaker", "voice", "text", "start", "end", "audio_seconds", "synth_seconds", "rtf",
+                "status", "note")
 TABLE_EVERY_S = 1.0  # while a script renders, the table refreshes at most this often
 
 
@@ -76,7 +78,9 @@ def lines_view(df: pd.DataFrame, stitched: script_exp.Stitched | None = None) ->
     d = script_exp.table(df, stitched)
     if "voice" in d:
         d["voice"] = d["voice"].map(lambda v: Voice.parse(v).label() if isinstance(v, str) and v else v)
-    return table_view(d, show=("line", "speaker", "voice", "text", "start", "end"))
+    v = table_view(d, show=("line", "voice", "start", "end"))
+    first = [c for c in LINE_COLUMNS if c in v]
+    return v[first + [c for c in v.columns if c not in first]]
 
 
 def render(lab: LabContext) -> None:
@@ -89,14 +93,14 @@ def render(lab: LabContext) -> None:
                                 elem_id="script-text")
         with gr.Column(scale=2):
             voices = gr.Dataframe(value=pd.DataFrame(EXAMPLE_VOICES, columns=["speaker", "voice"]),
-                                  headers=["speaker", "voice"], col_count=(2, "fixed"), interactive=True,
+                                  headers=["speaker", "voice"], column_count=2, column_limits=(2, 2), interactive=True,
                                   label="Voices", elem_id="script-voices",
                                   show_row_numbers=False)
             gr.Markdown("voice = `engine:speaker` (e.g. `espeak:female`, `xtts:Claribel Dervla`) or "
                         "`engine:ref=FILE` with FILE uploaded below (engines that clone).")
             fill = gr.Button("Add the script's speakers", size="sm")
             references = gr.File(file_count="multiple", file_types=["audio"], label="Reference recordings (for ref=FILE)",
-                                 height=90, elem_id="script-references")
+                                 height=140, elem_id="script-references")
     with gr.Row():
         lang = gr.Dropdown(list(XTTS_LANGUAGES), value="en", label="Language", info="of lines without [xx]", scale=1)
         pause = gr.Number(0.3, minimum=0, maximum=10, label="Pause between lines (s)", scale=1)
@@ -116,12 +120,11 @@ def render(lab: LabContext) -> None:
     run_id = gr.Textbox(label="Run", interactive=False, elem_id="script-run-id")
     speakers = gr.Dataframe(label="Per speaker", headers=["speaker", "lines", "seconds", "synth_seconds", "rtf"],
                             interactive=False, elem_id="script-speakers")
-    lines = gr.Dataframe(label="Lines", headers=["line", "speaker", "voice", "text", "start", "end", "audio_seconds",
-                                                  "synth_seconds", "rtf", "status"],
+    lines = gr.Dataframe(label="Lines", headers=list(LINE_COLUMNS),
                          interactive=False, max_height=400, elem_id="script-table")
     with gr.Accordion("One line: play or re-render", open=True):
         with gr.Row():
-            line_no = gr.Number(None, precision=0, minimum=1, label="Line number (of the script)", scale=1,
+            line_no = gr.Number(None, precision=0, label="Line number (of the script; or click a row)", scale=1,
                                 elem_id="script-line")
             new_text = gr.Textbox(label="New text (empty = keep)", scale=3, elem_id="script-line-text")
             new_voice = gr.Textbox(label="New voice (empty = keep)", scale=2, elem_id="script-line-voice")
@@ -142,7 +145,7 @@ def render(lab: LabContext) -> None:
     def outputs_of(run, stitched) -> list[Any]:
         df = run.frame()
         return [servable(stitched.wav), servable(stitched.srt), servable(stitched.vtt), lines_view(df, stitched),
-                table_view(stitched.speakers), servable(run.csv_path)]
+                stitched.speakers.round(4), servable(run.csv_path)]
 
     @ui_errors
     def read_script(text, table, refs, lang, pause, paragraph, speed, seed, progress=gr.Progress()):
@@ -185,6 +188,16 @@ def render(lab: LabContext) -> None:
             raise LabError(f"line {n} was not spoken in this run; spoken lines: "
                            f"{', '.join(str(x) for x in current.get('line', [])) or 'none'}")
         return servable(match["wav_path"].iloc[0])
+
+    def pick_row(evt: gr.SelectData, table):
+        # Clicking a row of the lines table picks that line for playing or re-rendering.
+        df = table if isinstance(table, pd.DataFrame) else pd.DataFrame()
+        if "line" not in df or evt.index is None or evt.index[0] >= len(df):
+            return gr.skip(), gr.skip()
+        row = df.iloc[evt.index[0]]
+        return int(row["line"]), str(row.get("text", ""))
+
+    lines.select(pick_row, [lines], [line_no, new_text], api_visibility="private")
 
     @ui_errors
     def play_line(run_id, line):
