@@ -288,8 +288,8 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
     """Copy run ``run_id`` of ``store`` to ``dest/<run_id>/`` as a self-contained folder (or ``.zip`` of it).
 
     The folder holds results.csv (``wav_path`` made relative to the folder), spec.yaml, wav/,
-    plots/, any other tables the run wrote (summary.csv), and the reference recording the spec
-    names, copied into reference/ with spec.yaml pointing there (relative), so that
+    plots/, any other files the run wrote beside its CSV (summary.csv; script.wav, .srt, .vtt), and
+    the reference recording the spec names, copied into reference/ with spec.yaml pointing there (relative), so that
     ``lab.py run --spec <folder>/spec.yaml`` reproduces the run on another machine.
     Returns the folder, or the zip file when ``as_zip``.
     """
@@ -301,9 +301,10 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
     for sub in ("wav", "plots"):
         if (src / sub).is_dir():
             shutil.copytree(src / sub, out / sub)
-    for extra_file in src.glob("*.csv"):
-        if extra_file.name != "results.csv":
-            shutil.copy2(extra_file, out / extra_file.name)
+    for pattern in ("*.csv", "*.wav", "*.srt", "*.vtt"):  # summary.csv; the script's stitched WAV and subtitles
+        for extra_file in src.glob(pattern):
+            if extra_file.name != "results.csv":
+                shutil.copy2(extra_file, out / extra_file.name)
     df = read_csv(src / "results.csv")
 
     def relative(value: Any) -> Any:

@@ -91,7 +91,7 @@ def current(run_dir: Path) -> pd.DataFrame:
     return script_exp.current_lines(pd.read_csv(run_dir / "results.csv"))
 
 
-def test_cli_writes_a_row_per_line_and_the_files_beside_the_csv(script_run):
+def test_cli_writes_a_row_per_line_and_the_files_beside_the_csv(script_run, tmp_path):
     df = script_exp.expand_extra(pd.read_csv(script_run / "results.csv"))
     ok = df[df["status"] == "ok"]
     assert [(int(l), s) for l, s in zip(ok.sort_values("line")["line"], ok.sort_values("line")["speaker"])] == SPOKEN
@@ -107,6 +107,8 @@ def test_cli_writes_a_row_per_line_and_the_files_beside_the_csv(script_run):
     assert speakers.loc[["Narrator", "Ada", "Bob"], "lines"].tolist() == [2, 3, 2]
     assert (speakers["rtf"] > 0).all()
     assert speakers["rtf"].tolist() == pytest.approx((speakers["synth_seconds"] / speakers["seconds"]).tolist())
+    exported = ResultsStore(script_run.parent).export_run(script_run.name, tmp_path)
+    assert all((exported / name).is_file() for name in ("script.wav", "script.srt", "script.vtt", "speakers.csv"))
 
 
 def test_cues_match_the_segments_found_in_the_stitched_audio(script_run):
