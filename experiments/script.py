@@ -14,6 +14,7 @@ Files beside the run's CSV: ``script.wav``, ``script.srt``, ``script.vtt``, ``sp
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -141,6 +142,17 @@ def expand_extra(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([df.drop(columns="extra"), extra], axis=1)
 
 
+def _replace(path: Path, write) -> None:
+    """``write(tmp)`` then rename over ``path``: a reader (a player, a second re-render) never sees a
+    half-written file, and two rebuilds at once never write into the same temporary file."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def stitch(lines: pd.DataFrame, folder: Path, lufs: float) -> Stitched:
     """Build ``script.wav``, ``script.srt``, ``script.vtt`` and ``speakers.csv`` in ``folder`` from
     the lines' WAVs (see :func:`current_lines`). Pure function of those files and ``lufs``."""
@@ -164,16 +176,13 @@ def stitch(lines: pd.DataFrame, folder: Path, lufs: float) -> Stitched:
         stats["seconds"] += len(audio) / sr
         stats["synth_seconds"] += float(row.synth_seconds)
     folder.mkdir(parents=True, exist_ok=True)
-    wav = folder / STITCHED_WAV
-    tmp = folder / (STITCHED_WAV + ".tmp")
-    sf.write(tmp, np.concatenate(pieces), sr, format="WAV", subtype="PCM_16")
-    tmp.replace(wav)  # a reader never sees a half-written file
-    (folder / SRT).write_text(to_srt(cues), encoding="utf-8")
-    (folder / VTT).write_text(to_vtt(cues), encoding="utf-8")
     speakers = pd.DataFrame([{"speaker": name, **s, "rtf": s["synth_seconds"] / s["seconds"] if s["seconds"] else None}
                              for name, s in per_speaker.items()])
-    speakers.to_csv(folder / SPEAKERS_CSV, index=False)
-    return Stitched(wav, folder / SRT, folder / VTT, folder / SPEAKERS_CSV, cues, sr, cursor / sr, speakers)
+    _replace(folder / STITCHED_WAV, lambda p: sf.write(p, np.concatenate(pieces), sr, format="WAV", subtype="PCM_16"))
+    _replace(folder / SRT, lambda p: p.write_text(to_srt(cues), encoding="utf-8"))
+    _replace(folder / VTT, lambda p: p.write_text(to_vtt(cues), encoding="utf-8"))
+    _replace(folder / SPEAKERS_CSV, lambda p: speakers.to_csv(p, index=False))
+    return Stitched(folder / STITCHED_WAV, folder / SRT, folder / VTT, folder / SPEAKERS_CSV, cues, sr, cursor / sr, speakers)
 
 
 # -- synthesis -------------------------------------------------------------------------------------
@@ -295,10 +304,10 @@ def render(spec: ScriptSpec, engines: Engines, run: Run, progress: Progress = no
         groups.setdefault(str(job.voice), []).append(job)
     finished = 0
     for voice, group in groups.items():
-        name = group[0].voice.engine
+        name, before = group[0].voice.engine, finished
 
         def step(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
-            progress((finished + fraction * len(group)) / len(jobs), desc=f"{voice}: {desc}")
+            progress((before + fraction * len(group)) / len(jobs), desc=f"{voice}: {desc}")
 
         with engines.use(name, progress) as engine:
             for row in _synthesize(engine, spec, group, run, step):

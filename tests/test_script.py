@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from components.engines import Engines
+from components.engines.base import LabError
 from components.results import ResultsStore
 from experiments import script as script_exp
 from experiments.script_format import parse_srt
@@ -178,6 +179,10 @@ def test_rerendering_one_line_changes_only_that_segment(script_run, tmp_path):
     delta = (after[changed].end - after[changed].start) - (before[changed].end - before[changed].start)
     assert len(after_audio) / sr == pytest.approx(len(before_audio) / sr + delta, abs=2e-3)
     assert json.loads(row["extra"])["line"] == 4
+    with pytest.raises(LabError, match="not spoken"):
+        script_exp.rerender_line(spec, run, Engines(), 9)  # the skipped line
+    with pytest.raises(LabError, match="no run"):
+        store.reopen("../" + script_run.name)  # only ids of saved runs, never a path
 
 
 @pytest.mark.parametrize("voices, script, message", [
