@@ -112,22 +112,50 @@ def test_cli_writes_a_row_per_line_and_the_files_beside_the_csv(script_run, tmp_
     assert all((exported / name).is_file() for name in ("script.wav", "script.srt", "script.vtt", "speakers.csv"))
 
 
-def test_cues_match_the_segments_found_in_the_stitched_audio(script_run):
-    audio, sr = sf.read(script_run / "script.wav", dtype="float32")
-    cues = parse_srt((script_run / "script.srt").read_text())
-    texts = current(script_run)["text"].tolist()
-    assert [(c.speaker, c.text) for c in cues] == [(s, t) for (_, s), t in zip(SPOKEN, texts)]  # one per line, in order
-    assert [(c.speaker, c.text, round(c.start, 3)) for c in parse_srt((script_run / "script.vtt").read_text())] == \
+def assert_cues_match_audio(run_dir: Path, speakers: list[str], pauses: list[float]) -> None:
+    """One SRT cue per spoken line, in order, each within 50 ms of a segment found in the stitched
+    audio; the silences found between segments are the pauses; total = segments + pauses."""
+    audio, sr = sf.read(run_dir / "script.wav", dtype="float32")
+    cues = parse_srt((run_dir / "script.srt").read_text())
+    texts = current(run_dir)["text"].tolist()
+    assert [(c.speaker, c.text) for c in cues] == list(zip(speakers, texts))
+    assert [(c.speaker, c.text, round(c.start, 3)) for c in parse_srt((run_dir / "script.vtt").read_text())] == \
         [(c.speaker, c.text, round(c.start, 3)) for c in cues]
     spans = speech_spans(audio, sr)
     assert len(spans) == len(cues), (spans, cues)
     for cue, (start, end) in zip(cues, spans):
         assert abs(cue.start - start) <= 0.05 and abs(cue.end - end) <= 0.05, (cue, start, end)
-    # The pauses found between segments are the pauses asked for; total = segments + pauses.
     gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:])]
-    assert gaps == pytest.approx(PAUSES[1:], abs=0.05)
+    assert gaps == pytest.approx(pauses[1:], abs=0.05)
     segments = sum(c.end - c.start for c in cues)
-    assert len(audio) / sr == pytest.approx(segments + sum(PAUSES), abs=len(cues) * 1e-3)
+    assert len(audio) / sr == pytest.approx(segments + sum(pauses), abs=len(cues) * 1e-3)
+
+
+def test_cues_match_the_segments_found_in_the_stitched_audio(script_run):
+    assert_cues_match_audio(script_run, [s for _, s in SPOKEN], PAUSES)
+
+
+def kokoro_available() -> bool:
+    from components.engines import REGISTRY
+
+    return "kokoro" in REGISTRY and Engines().unavailable_reason("kokoro") is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kokoro_available(), reason="the kokoro engine is not in this lab (or cannot run here)")
+def test_kokoro_and_espeak_voices_in_one_script(tmp_path):
+    """Kokoro (24 kHz) and espeak (22.05 kHz) voices in one script: one rate, cues on the audio."""
+    (tmp_path / "s.txt").write_text("Ada: Good morning everyone.\nKumo: The tea is ready now.\n\n"
+                                    "Narrator: Then they sat down.\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "lab.py", "run", "script", "--script", str(tmp_path / "s.txt"),
+                           "--voices", "Ada=kokoro:jf_alpha,Kumo=kokoro:jm_kumo,Narrator=espeak:male",
+                           "--out", str(tmp_path / "results")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = Path(proc.stdout.strip().splitlines()[-1]).parent
+    df = pd.read_csv(run_dir / "results.csv")
+    assert sorted(df["engine"]) == ["espeak", "kokoro", "kokoro"] and (df["status"] == "ok").all()
+    assert sf.info(run_dir / "script.wav").samplerate == 24000
+    assert_cues_match_audio(run_dir, ["Ada", "Kumo", "Narrator"], [0.0, PAUSE, PARAGRAPH])
 
 
 def test_loudness_is_matched_across_voices(script_run):

@@ -93,7 +93,7 @@ def render(lab: LabContext) -> None:
                                 elem_id="script-text")
         with gr.Column(scale=2):
             voices = gr.Dataframe(value=pd.DataFrame(EXAMPLE_VOICES, columns=["speaker", "voice"]),
-                                  headers=["speaker", "voice"], column_count=2, column_limits=(2, 2), interactive=True,
+                                  headers=["speaker", "voice"], column_count=2, interactive=True,
                                   label="Voices", elem_id="script-voices",
                                   show_row_numbers=False)
             gr.Markdown("voice = `engine:speaker` (e.g. `espeak:female`, `xtts:Claribel Dervla`) or "
