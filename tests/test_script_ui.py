@@ -13,12 +13,12 @@ import pytest
 import soundfile as sf
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import Client  # noqa: E402
 
 from components.context import LabContext  # noqa: E402
 from components.ui.app import build_app  # noqa: E402
 from experiments.script_format import parse_srt  # noqa: E402
-from tests.test_script import speech_spans  # noqa: E402
+from tests.test_script import kokoro_available, speech_spans  # noqa: E402
 
 SCRIPT = "Narrator: The lab opens early.\nAda: Good morning everyone.\n\nBob: Is the coffee ready yet\n"
 VOICES = {"headers": ["speaker", "voice"],
@@ -109,3 +109,19 @@ def test_bad_input_is_a_gradio_error_and_the_server_keeps_serving(client, read):
     with pytest.raises(Exception, match="line 9 was not spoken"):
         client.predict(read[1][-1], 9, api_name="/play_line")
     assert client.predict(read[1][-1], 1, api_name="/play_line")  # still serving
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kokoro_available(), reason="the kokoro engine is not in this lab (or cannot run here)")
+def test_read_script_with_kokoro_and_espeak_voices(client):
+    voices = {"headers": ["speaker", "voice"], "data": [["Ada", "kokoro:jf_alpha"], ["Bob", "espeak:male"]]}
+    *_, whole, srt, _vtt, lines, _speakers, _csv, _run = client.predict(
+        "Ada: Good morning everyone.\nBob: Is the coffee ready yet\n", voices, None, "en", 0.3, 0.8, 1.0, 0,
+        api_name="/read_script")
+    audio, sr = sf.read(whole, dtype="float32")
+    assert sr == 24000 and table(lines)["voice"].tolist() == ["kokoro:jf_alpha", "espeak:male"]
+    cues = parse_srt(Path(srt).read_text())
+    spans = speech_spans(audio, sr)
+    assert [c.speaker for c in cues] == ["Ada", "Bob"] and len(spans) == 2
+    for cue, (start, end) in zip(cues, spans):
+        assert abs(cue.start - start) <= 0.05 and abs(cue.end - end) <= 0.05
