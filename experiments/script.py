@@ -3,7 +3,7 @@
 Each line is synthesised with its speaker's voice (lines of one voice go to the engine together,
 so engines that batch can), saved as its own WAV and logged as its own row. The stitched file is
 then built from those WAVs alone: each line's leading and trailing silence trimmed, resampled to
-the highest engine rate among them, loudness-matched to ``loudness_lufs`` (EBU R128, per line, so
+the highest engine rate among them (soxr), loudness-matched to ``loudness_lufs`` (EBU R128, per line, so
 re-rendering one line never changes another), joined with ``pause`` seconds of silence between
 lines and ``paragraph_pause`` at blank lines. Subtitle cues are the lines' spans in that file.
 
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from components import dsp
 from components.engines import Engines
 from components.engines.base import (
     CapabilityError, Engine, LabError, Progress, SynthRequest, SynthResult, no_progress,
@@ -61,26 +62,16 @@ def trim_edges(audio: np.ndarray, sr: int, top_db: float = EDGE_TOP_DB) -> np.nd
     return audio[loud[0] * frame: min(len(audio), (loud[-1] + 1) * frame)]
 
 
-def resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
-    """``audio`` at ``target`` Hz (soxr: what librosa calls, without librosa's import cost)."""
-    if sr == target or not len(audio):
-        return audio
-    import soxr
-
-    return soxr.resample(audio, sr, target, quality="HQ").astype(np.float32)
-
-
 def match_loudness(audio: np.ndarray, sr: int, lufs: float) -> np.ndarray:
-    """Scale to ``lufs`` integrated loudness (EBU R128, pyloudnorm), then down if the peak would
-    pass PEAK_CEILING. A line under 400 ms is measured looped (R128 needs whole 400 ms blocks)."""
+    """Scale to ``lufs`` integrated loudness (EBU R128 / BS.1770, ``components.dsp``), then down if
+    the peak would pass PEAK_CEILING. A line under 400 ms is measured looped (R128 needs whole
+    400 ms blocks)."""
     if not len(audio) or not np.abs(audio).max():
         return audio
-    import pyloudnorm
-
     measured = audio.astype(np.float64)
     if len(measured) < MIN_LOUDNESS_S * sr:
         measured = np.tile(measured, int(np.ceil(MIN_LOUDNESS_S * sr / len(measured))) + 1)
-    loudness = pyloudnorm.Meter(sr).integrated_loudness(measured)
+    loudness = dsp.integrated_loudness(measured, sr)
     gain = 10.0 ** ((lufs - loudness) / 20.0) if np.isfinite(loudness) else 1.0
     peak = float(np.abs(audio).max()) * gain
     if peak > PEAK_CEILING:
@@ -92,7 +83,8 @@ def segment(wav_path: str | Path, sr: int, lufs: float) -> np.ndarray:
     """One line's saved WAV as it goes into the stitched file: trimmed, at ``sr``, loudness-matched."""
     audio, rate = sf.read(str(wav_path), dtype="float32", always_2d=True)
     audio = audio.mean(axis=1)
-    return match_loudness(resample(trim_edges(audio, rate), rate, sr), sr, lufs)
+    trimmed = trim_edges(audio, rate)
+    return match_loudness(dsp.resample(trimmed, rate, sr) if len(trimmed) else trimmed, sr, lufs)
 
 
 # -- stitching -------------------------------------------------------------------------------------
