@@ -233,8 +233,7 @@ class ScriptSpec:
 
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (0 <= self.seed < 2**32):
             raise LabError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
-        if not isinstance(self.lang, str) or not self.lang:
-            raise LabError(f"lang must be a language code, got {self.lang!r}")
+        _check_lang("lang", self.lang)
         for name in ("pause", "paragraph_pause"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 10):

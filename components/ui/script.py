@@ -21,7 +21,8 @@ import gradio as gr
 import pandas as pd
 
 from components.context import LabContext
-from components.engines.base import XTTS_LANGUAGES, LabError
+from components.engines import lab_languages
+from components.engines.base import LabError
 from components.results import rows_to_frame
 from experiments import script as script_exp
 from experiments.script_format import Voice, parse_script
@@ -102,7 +103,7 @@ def render(lab: LabContext) -> None:
             references = gr.File(file_count="multiple", file_types=["audio"], label="Reference recordings (for ref=FILE)",
                                  height=140, elem_id="script-references")
     with gr.Row():
-        lang = gr.Dropdown(list(XTTS_LANGUAGES), value="en", label="Language", info="of lines without [xx]", scale=1)
+        lang = gr.Dropdown(list(lab_languages()), value="en", label="Language", info="of lines without [xx]", scale=1)
         pause = gr.Number(0.3, minimum=0, maximum=10, label="Pause between lines (s)", scale=1)
         paragraph = gr.Number(0.8, minimum=0, maximum=10, label="Pause at a blank line (s)", scale=1)
         speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed", scale=2)
