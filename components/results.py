@@ -44,6 +44,8 @@ COLUMNS: tuple[str, ...] = (
     # what was asked
     "speaker", "reference", "reference_seconds", "language", "text", "text_chars", "speed",
     "repeat", "cold", "text_length",
+    # evaluate: the engine's named settings, and where the row was synthesised
+    "variant", "executor", "worker",
     # timings, seconds
     "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
     "t_reference", "t_conditioning", "t_gpt", "t_vocoder", "latent_cache", "gpt_tokens",
@@ -179,6 +181,19 @@ class ResultsStore:
         run = Run(self.root, run_id, experiment)
         if spec is not None:
             run.save_spec(spec)
+        return run
+
+    def reopen(self, run_dir: str | os.PathLike) -> Run:
+        """An existing run folder, to append more rows to (``--resume``): row numbers continue after
+        the highest one written, so later rows never reuse a number. LabError if it is not a run."""
+        path = Path(run_dir)
+        if not (path / "spec.yaml").is_file():
+            raise LabError(f"{str(run_dir)!r} is not a run folder (it has no spec.yaml)")
+        doc = yaml.safe_load((path / "spec.yaml").read_text()) or {}
+        run = Run(path.parent, path.name, str(doc.get("experiment") or ""))
+        if run.csv_path.exists():
+            rows = pd.to_numeric(read_csv(run.csv_path).get("row", pd.Series(dtype=float)), errors="coerce")
+            run._rows = int(rows.max()) if rows.notna().any() else 0
         return run
 
     @contextmanager
