@@ -21,15 +21,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import ray
-from ray.util.actor_pool import ActorPool
+# Under `uv run`, Ray by default rebuilds the driver's environment for every job in a fresh venv deep
+# inside /tmp/ray/session_*/runtime_resources/..., a path so long that libespeak-ng no longer finds
+# its data there (its workers died at start); it would also rebuild a multi-GB torch environment per
+# job. Workers use the Python the node was started with instead (README: `uv run ray start ...`).
+# Must be set before Ray is imported; RAY_ENABLE_UV_RUN_RUNTIME_ENV=1 restores Ray's default.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
-from components.engines import EngineConfig, engine_class
-from components.engines.base import EngineUnavailable, LabError, Progress, no_progress
+import ray  # noqa: E402
+from ray.util.actor_pool import ActorPool  # noqa: E402
 
-from .evaluate import EngineFacts, Job, Outcome, by_variant, run_jobs
-from .specs import EvaluateSpec
+from components.engines import EngineConfig, engine_class  # noqa: E402
+from components.engines.base import EngineUnavailable, LabError, Progress, no_progress  # noqa: E402
 
+from .evaluate import EngineFacts, Job, Outcome, by_variant, run_jobs  # noqa: E402
+from .specs import EvaluateSpec  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "xtts-lab"      # actors are named <run id>/<engine>/<i> here, so an operator can find them
 BATCHING_CHUNK = 8          # rows per task for engines that batch (when the spec sets no batch size)
 POLL_S = 0.05               # how long to wait on one engine's pool before looking at the next
@@ -76,6 +84,8 @@ def connect(address: str | None) -> bool:
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False}
     try:
         if address:
+            # Ship this checkout's code to the cluster's nodes (their Python has the dependencies).
+            kwargs["runtime_env"] = {"working_dir": str(REPO_ROOT), "excludes": ["results/", "*.wav", "*.pth"]}
             ray.init(address=address, **kwargs)
         else:
             ray.init(include_dashboard=False, **kwargs)
