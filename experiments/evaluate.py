@@ -408,12 +408,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """The summary as a text table with ``mean ± std`` cells (empty cells stay empty: see notes)."""
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the paper's kind of table: ``mean ± std`` strings, CER>0 as a percentage, and
+    the reasons for empty cells in ``notes`` (what the CLI prints and the Evaluate tab shows)."""
     if summary is None or summary.empty:
-        return "(no rows)"
+        return pd.DataFrame()
 
-    def pm(mean: Any, std: Any) -> str:
+    def pm(mean: Any, std: Any = None) -> str:
         if mean is None or pd.isna(mean):
             return ""
         return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None and pd.notna(std) else "")
@@ -421,14 +422,22 @@ def format_summary(summary: pd.DataFrame) -> str:
     def pct(v: Any) -> str:
         return "" if v is None or pd.isna(v) else f"{100 * v:.0f}%"
 
-    view = pd.DataFrame({
+    return pd.DataFrame({
         "engine": summary["engine"], "variant": summary["variant"], "lang": summary["language"],
-        "rows": summary["rows"], "CER": [pm(m, None) for m in summary["cer_mean"]],
+        "rows": summary["rows"], "CER": [pm(m) for m in summary["cer_mean"]],
         "CER>0": [pct(v) for v in summary["cer_nonzero"]],
-        "spk_sim": [pm(m, s) for m, s in zip(summary["spk_sim_mean"], summary["spk_sim_std"])],
-        "DNSMOS OVRL": [pm(m, s) for m, s in zip(summary["dnsmos_ovrl_mean"], summary["dnsmos_ovrl_std"])],
-        "RTF": [pm(m, None) for m in summary["rtf_mean"]],
+        "spk_sim": [pm(m, sd) for m, sd in zip(summary["spk_sim_mean"], summary["spk_sim_std"])],
+        "DNSMOS OVRL": [pm(m, sd) for m, sd in zip(summary["dnsmos_ovrl_mean"], summary["dnsmos_ovrl_std"])],
+        "RTF": [pm(m) for m in summary["rtf_mean"]],
+        "notes": summary["notes"].fillna(""),
     })
-    table = view.to_string(index=False)
-    notes = [f"  {r.engine}:{r.variant} {r.language}: {r.notes}" for r in summary.itertuples() if r.notes]
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The summary as a text table (``summary_view``), the reasons for empty cells listed below it."""
+    view = summary_view(summary)
+    if view.empty:
+        return "(no rows)"
+    table = view.drop(columns="notes").to_string(index=False)
+    notes = [f"  {r.engine}:{r.variant} {r.lang}: {r.notes}" for r in view.itertuples() if r.notes]
     return table + ("\nEmpty cells:\n" + "\n".join(notes) if notes else "")
