@@ -135,6 +135,8 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     if args.reference and not Path(args.reference).is_file():
         raise LabError(f"--reference {args.reference!r} does not exist")
     kwargs = {k: v for k, v in given.items() if v is not None and k in names}
+    if args.experiment == "evaluate" and not args.engines:
+        kwargs["engines"] = (kwargs["engine"],)  # --engine, else the lab's default engine
     settings = {k: v for k, v in {
         "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
         "repetition_penalty": args.repetition_penalty, "length_penalty": args.length_penalty,

@@ -106,19 +106,22 @@ class RayExecutor:
         self.actors: dict[str, list[Any]] = {}
         self.ids: dict[str, dict[int, str]] = {}   # engine -> id(handle) -> actor id
         self.facts: dict[str, EngineFacts] = {}
-        self._cpus_claimed = 0.0
+        self._claimed = {"CPU": 0.0, "GPU": 0.0}   # what this run's actors hold so far
         gpus = spec.worker_gpus or (1.0 if str(config.device).startswith("cuda") else 0.0)
         self._resources = {"num_cpus": spec.worker_cpus, "num_gpus": gpus}
 
     def _check_room(self, name: str) -> None:
         # Actors hold their CPUs for life: asking for more than the cluster has would leave
         # some pending forever while rows wait on them.
-        total = ray.cluster_resources().get("CPU", 0.0)
-        want = self._cpus_claimed + self.spec.workers * self.spec.worker_cpus
-        if want > total:
-            raise LabError(f"{name}: {self.spec.workers} worker(s) x {self.spec.worker_cpus} CPU would need {want:g} "
-                           f"CPUs in all, and the Ray cluster has {total:g}: lower --workers, or add nodes")
-        self._cpus_claimed = want
+        have = ray.cluster_resources()
+        want = {"CPU": self._claimed["CPU"] + self.spec.workers * self._resources["num_cpus"],
+                "GPU": self._claimed["GPU"] + self.spec.workers * self._resources["num_gpus"]}
+        for kind, n in want.items():
+            if n > have.get(kind, 0.0):
+                raise LabError(f"{name}: {self.spec.workers} worker(s) would bring the {kind}s asked for to {n:g}, "
+                               f"and the Ray cluster has {have.get(kind, 0.0):g}: lower --workers or "
+                               f"--worker-{kind.lower()}s, or add nodes")
+        self._claimed = want
 
     def open(self, name: str, progress: Progress = no_progress) -> EngineFacts:
         """Start this engine's actors (each loads the model once) and return what they report."""

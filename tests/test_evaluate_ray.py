@@ -98,3 +98,13 @@ def test_xtts_tiny_checkpoint_same_tokens_from_an_actor(ray_local, results_dir, 
     assert list(a.index) == list(b.index)
     assert list(a["gpt_tokens"]) == list(b["gpt_tokens"])
     assert np.allclose(a["audio_seconds"].astype(float), b["audio_seconds"].astype(float), atol=1e-6)
+
+
+def test_more_workers_than_the_cluster_has_is_refused(ray_local, results_dir):
+    from components.engines.base import LabError
+
+    spec = EvaluateSpec(engines=("espeak",), langs=("en",), sentences=1, executor="ray", workers=3)
+    with pytest.raises(LabError, match="CPUs asked for to 3.*has 2"):
+        run_eval(results_dir, spec)
+    assert not list(results_dir.glob("*/results.csv"))  # refused before any row: no run left behind
+    assert not ray_local.util.list_named_actors()  # and no actor left running
