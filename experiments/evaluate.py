@@ -405,7 +405,14 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                     notes.append(_why_empty(ok, col, label))
         rec["notes"] = "; ".join(notes) or None
         out.append(rec)
-    return pd.DataFrame(out)
+    # Engines in the order they ran, languages in the built-in set's order: the same table however
+    # the rows finished (a Ray run writes them in any order).
+    order = {lang: i for i, lang in enumerate(read_sentences())}
+    first = {k: i for i, k in enumerate(dict.fromkeys(zip(d["engine"], d["variant"])))}
+    table = pd.DataFrame(out)
+    table["_e"] = [first[(e, v)] for e, v in zip(table["engine"], table["variant"])]
+    table["_l"] = [order.get(lang, len(order)) for lang in table["language"]]
+    return table.sort_values(["_e", "_l", "language"], kind="stable").drop(columns=["_e", "_l"]).reset_index(drop=True)
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
