@@ -9,8 +9,8 @@ its cell empty and the summary says why: an empty cell is never a 0.
 Engines are named ``engine`` or ``engine:variant``. A variant is a named set of generation settings
 that the engine accepts: ``engine.variants`` (a class attribute, e.g. XTTS's ``int8``), or spelled
 out as ``setting=value+setting=value`` (``xtts:temperature=0.3+top_k=10``). Which settings an engine
-accepts comes from the engine: its ``accepted_settings`` attribute if it has one, else every
-``GenerationSettings`` field when it samples (``capabilities.seeded``), else none.
+accepts comes from its capabilities (``accepted_settings`` below): none for an engine that neither
+samples nor offers precisions.
 
 Resume: every row is keyed by (engine, variant, language, text, speaker, reference, seed); keys
 already in the run's CSV with status ok or unsupported are skipped, so running the same spec into
@@ -61,11 +61,19 @@ def parse_entry(entry: str) -> tuple[str, str]:
 
 
 def accepted_settings(cls: Any) -> tuple[str, ...]:
-    """The ``GenerationSettings`` fields engine class ``cls`` accepts (see the module docstring)."""
+    """The ``GenerationSettings`` fields engine class ``cls`` accepts, from its capabilities: the
+    sampling settings when it samples (``sampling_settings``; engines declaring only ``seeded``
+    sample too), ``precision`` when it lists precisions (or, lacking that field, when it samples)."""
     explicit = getattr(cls, "accepted_settings", None)
     if explicit is not None:
         return tuple(explicit)
-    return tuple(f.name for f in fields(GenerationSettings)) if cls.capabilities.seeded else ()
+    caps = cls.capabilities
+    sampling = bool(getattr(caps, "sampling_settings", caps.seeded))
+    precisions = getattr(caps, "precisions", None)
+    out = [f.name for f in fields(GenerationSettings) if f.name != "precision"] if sampling else []
+    if precisions or (precisions is None and sampling):
+        out.append("precision")
+    return tuple(out)
 
 
 def _convert(name: str, text: str) -> Any:

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from components.engines import EngineConfig, Engines
-from components.engines.base import XTTS_LANGUAGES, GenerationSettings, LabError
+from components.engines.base import GenerationSettings, LabError
 from components.engines.espeak import EspeakEngine
 from components.engines.xtts import XttsEngine
 from components.results import ResultsStore
@@ -29,6 +29,8 @@ from experiments.sentences import BUILTIN, read_sentences, select
 from experiments.specs import EvaluateSpec
 
 ROOT = Path(__file__).resolve().parents[1]
+# The 17 languages of XTTS v2 (issue 12 asks the built-in set to cover each).
+XTTS_LANGUAGES = ("en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "hu", "ko", "ja", "hi")
 
 
 def keys(df: pd.DataFrame) -> list[tuple[str, ...]]:

@@ -10,9 +10,10 @@ import gradio as gr
 
 from components.context import LabContext
 from components.engines import engine_class
-from components.engines.base import XTTS_LANGUAGES, LabError
+from components.engines.base import LabError
 from experiments import runner
 from experiments.evaluate import summarize, summary_view
+from experiments.sentences import read_sentences
 from experiments.specs import EvaluateSpec
 
 from .common import outputs_panel, panel_values, results_table, ui_errors
@@ -50,12 +51,13 @@ def render(lab: LabContext) -> None:
                               info="engine or engine:variant, e.g. xtts:int8 or xtts:temperature=0.3+top_k=10")
         sentences = gr.Slider(1, 20, 3, step=1, label="Sentences per language", scale=1,
                               info="the first N of the set")
-    langs = gr.CheckboxGroup(list(XTTS_LANGUAGES), value=DEFAULT_LANGS, label="Languages")
+    set_langs = list(read_sentences())  # the built-in set's languages (the 17 of XTTS v2)
+    langs = gr.CheckboxGroup(set_langs, value=DEFAULT_LANGS, label="Languages")
     with gr.Accordion("Sentences, voices and seeds", open=False):
         with gr.Row():
             sentence_file = gr.File(label="Your sentence set (optional)", file_types=[".csv", ".txt"],
                                     type="filepath", height=80)
-            sentence_lang = gr.Dropdown([""] + list(XTTS_LANGUAGES), value="", label="Language of a .txt set",
+            sentence_lang = gr.Dropdown([""] + set_langs, value="", label="Language of a .txt set",
                                         info="a .csv has a lang,text header instead")
         with gr.Row():
             speakers = gr.Textbox("", label="Built-in voices", placeholder="e.g. female,male",
