@@ -120,6 +120,10 @@ def variant_settings(cls: Any, name: str, variant: str, base: GenerationSettings
     if refused:
         raise LabError(f"{name} does not accept the setting(s) {', '.join(refused)} (variant {variant!r}): "
                        + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no generation settings"))
+    precisions = getattr(cls.capabilities, "precisions", None)
+    if overrides.get("precision") is not None and precisions and overrides["precision"] not in precisions:
+        raise LabError(f"{name} has no precision {overrides['precision']!r} (variant {variant!r}); "
+                       f"it offers {', '.join(precisions)}")
     return replace(base, **overrides)  # GenerationSettings checks the values and names the field
 
 
