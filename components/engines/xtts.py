@@ -59,6 +59,7 @@ class XttsEngine:
 
     name = "xtts"
     capabilities = Capabilities(cloning=True, streaming=True, seeded=True)
+
     # Named settings for evaluations (``lab.py run evaluate --engines xtts:int8,xtts:fp32``).
     variants = {
         "fp32": {"precision": "fp32"},   # exact: the same tokens as stock coqui
