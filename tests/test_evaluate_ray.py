@@ -53,6 +53,26 @@ def test_ray_gives_the_same_rows_as_local(ray_local, results_dir):
     assert not list(run.dir.glob("*.tmp"))
 
 
+def test_kokoro_and_espeak_side_by_side_same_as_local(ray_local, results_dir):
+    """Two engines at once, one actor each (the instance's 2 CPUs): kokoro is deterministic, so its
+    rows from an actor match this process's; the summary has a line per engine and language."""
+    from components.engines import REGISTRY
+
+    if "kokoro" not in REGISTRY:
+        pytest.skip("the kokoro engine is not in this checkout yet")
+    spec = EvaluateSpec(engines=("espeak", "kokoro"), langs=("en", "ja"), sentences=1)
+    local, _ = run_eval(results_dir, spec)
+    remote, _ = run_eval(results_dir, EvaluateSpec(**{**spec.__dict__, "executor": "ray"}))
+    assert len(remote) == len(local) == 4 and (remote["status"] == "ok").all()
+    a, b = keyed(local), keyed(remote)
+    assert list(a.index) == list(b.index)
+    k = a["engine"] == "kokoro"
+    assert np.allclose(a[k]["audio_seconds"].astype(float), b[k]["audio_seconds"].astype(float), atol=1e-3)
+    assert np.allclose(a[k]["f0_median_hz"].astype(float), b[k]["f0_median_hz"].astype(float), atol=1.0)
+    s = summarize(remote)
+    assert list(zip(s["engine"], s["language"])) == [("espeak", "en"), ("espeak", "ja"), ("kokoro", "en"), ("kokoro", "ja")]
+
+
 def test_killed_actor_loses_no_row_and_its_rows_go_to_another(ray_local, results_dir):
     spec = EvaluateSpec(engines=("espeak",), langs=("en", "de"), sentences=10, executor="ray", workers=2)
     killed: list[str] = []
