@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -181,13 +182,14 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         engines = Engines(engine_config(args))
         if getattr(args, "resume", None):
-            name, spec, run = resume(args, engines)
-            df = runner(name)(spec, engines, run, stderr_progress)
+            name, spec, resumed = resume(args, engines)
+            running = nullcontext(resumed)  # an interrupted run's folder: its rows stay whatever happens
         else:
             name, spec = spec_from_args(args, engines)
             store = ResultsStore(args.out)
-            with store.running(name, spec) as run:
-                df = runner(name)(spec, engines, run, stderr_progress)
+            running = store.running(name, spec)
+        with running as run:
+            df = runner(name)(spec, engines, run, stderr_progress)
         save_outputs(name, df, run)
         if name == "benchmark":
             from .benchmark import summarize
