@@ -128,3 +128,33 @@ def test_more_workers_than_the_cluster_has_is_refused(ray_local, results_dir):
         run_eval(results_dir, spec)
     assert not list(results_dir.glob("*/results.csv"))  # refused before any row: no run left behind
     assert not ray_local.util.list_named_actors()  # and no actor left running
+
+
+def test_evaluate_tab_runs_on_ray(ray_local, tmp_path):
+    """The Evaluate tab through gradio_client with the ray executor: its summary is the run's."""
+    import socket
+
+    from gradio_client import Client
+
+    from components.context import LabContext
+    from components.results import read_csv
+    from components.ui.app import build_app
+    from experiments.evaluate import summary_view
+
+    lab = LabContext.create(results=str(tmp_path / "results"))
+    demo = build_app(lab)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        summary, *_, rows, csv = client.predict(["espeak"], ["en", "ja"], 1, None, "", "", "0", None, "ray", "", 1,
+                                                api_name="/evaluate")
+    finally:
+        demo.close()
+    df = read_csv(csv)
+    assert len(df) == 2 and set(df["executor"]) == {"ray"} and df["worker"].str.contains("/actor-").all()
+    shown = pd.DataFrame(summary["data"], columns=summary["headers"])
+    assert shown.astype(str).values.tolist() == summary_view(summarize(df)).astype(str).values.tolist()
+    assert ray_local.is_initialized()  # the tab used the running instance and left it running
