@@ -110,7 +110,7 @@ class RayExecutor:
         gpus = spec.worker_gpus or (1.0 if str(config.device).startswith("cuda") else 0.0)
         self._resources = {"num_cpus": spec.worker_cpus, "num_gpus": gpus}
 
-    def _check_room(self, name: str) -> None:
+    def _room(self, name: str) -> dict[str, float]:
         # Actors hold their CPUs for life: asking for more than the cluster has would leave
         # some pending forever while rows wait on them.
         have = ray.cluster_resources()
@@ -121,7 +121,7 @@ class RayExecutor:
                 raise LabError(f"{name}: {self.spec.workers} worker(s) would bring the {kind}s asked for to {n:g}, "
                                f"and the Ray cluster has {have.get(kind, 0.0):g}: lower --workers or "
                                f"--worker-{kind.lower()}s, or add nodes")
-        self._claimed = want
+        return want
 
     def open(self, name: str, progress: Progress = no_progress) -> EngineFacts:
         """Start this engine's actors (each loads the model once) and return what they report."""
@@ -130,7 +130,7 @@ class RayExecutor:
         reason = check(self.config) if check else None
         if reason:
             raise EngineUnavailable(f"{name} is unavailable: {reason}")
-        self._check_room(name)
+        claimed = self._room(name)
         refs = {p: Path(p).read_bytes() for p in self.spec.reference_list} if cls.capabilities.cloning else {}
         remote = ray.remote(EngineWorker)
         actors = [remote.options(name=f"{self.run_id}/{name}/{i}", **self._resources).remote(name, self.config, refs)
@@ -138,10 +138,11 @@ class RayExecutor:
         progress(0.0, desc=f"starting {len(actors)} Ray worker(s) for {name}")
         try:
             described = ray.get([a.describe.remote() for a in actors])
-        except ray.exceptions.RayActorError as e:
+        except ray.exceptions.RayError as e:  # died loading, or could not describe itself
             for a in actors:
                 ray.kill(a)
             raise EngineUnavailable(f"{name} could not start on a Ray worker: {e}") from None
+        self._claimed = claimed
         self.actors[name] = actors
         self.ids[name] = {id(a): actor_id for a, (actor_id, _, _) in zip(actors, described)}
         self.facts[name] = described[0][2]
