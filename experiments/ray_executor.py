@@ -76,11 +76,28 @@ class EngineWorker:
         return chunk_id, self.actor_id, out
 
 
+def _check_listening(address: str, timeout_s: float = 5.0) -> None:
+    """LabError unless something accepts connections at HOST:PORT: Ray itself would retry for
+    minutes before saying the cluster is not there."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise LabError(f"--ray-address must be auto or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise LabError(f"no Ray cluster answers at {address} ({e}); start one with "
+                       "`uv run ray start --head --port=PORT`, or omit --ray-address for a local one") from None
+
+
 def connect(address: str | None) -> bool:
     """Connect to Ray (``address``: ``auto`` or ``HOST:PORT``) or, with no address, start a local
     instance. Returns True when this call started Ray (and so must shut it down)."""
     if ray.is_initialized():
         return False  # a caller (a test, a notebook) already connected: use that instance
+    if address and address != "auto" and "://" not in address:
+        _check_listening(address)
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False}
     try:
         if address:

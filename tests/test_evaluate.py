@@ -200,10 +200,15 @@ def test_local_run_does_not_import_ray(results_dir):
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
-def test_cli_bad_variant_exits_2_and_leaves_no_run(results_dir):
-    proc = subprocess.run([sys.executable, "lab.py", "run", "evaluate", "--engines", "espeak:temperature=0.5",
-                           "--out", str(results_dir)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "espeak does not accept" in proc.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--engines", "espeak:temperature=0.5"], "espeak does not accept"),
+    (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
+    (["--resume", "/nonexistent-run"], "is not a run folder"),
+])
+def test_cli_bad_input_exits_2_and_leaves_no_run(results_dir, args, message):
+    proc = subprocess.run([sys.executable, "lab.py", "run", "evaluate", *args, "--out", str(results_dir)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not list(results_dir.glob("*/results.csv"))
 
