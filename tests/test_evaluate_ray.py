@@ -22,9 +22,21 @@ from experiments.specs import EvaluateSpec
 pytestmark = pytest.mark.slow
 
 
-def run_eval(results_dir, spec: EvaluateSpec, config: EngineConfig | None = None, progress=None):
+def attach_judges(run, choice: str) -> bool:
+    """Judge the run's rows as the CLI does (components.judges), where this checkout has judges."""
+    try:
+        from components.judges import JudgeConfig, Judges
+        from components.judges.session import attach
+    except ImportError:
+        return False
+    return attach(run, Judges(JudgeConfig()), choice) is not None
+
+
+def run_eval(results_dir, spec: EvaluateSpec, config: EngineConfig | None = None, progress=None, judges=None):
     store = ResultsStore(results_dir)
     with store.running("evaluate", spec) as run:
+        if judges:
+            attach_judges(run, judges)
         kwargs = {"progress": progress} if progress else {}
         df = evaluate(spec, Engines(config or EngineConfig()), run, **kwargs)
     return df, run
@@ -61,14 +73,17 @@ def test_kokoro_and_espeak_side_by_side_same_as_local(ray_local, results_dir):
     if "kokoro" not in REGISTRY:
         pytest.skip("the kokoro engine is not in this checkout yet")
     spec = EvaluateSpec(engines=("espeak", "kokoro"), langs=("en", "ja"), sentences=1)
-    local, _ = run_eval(results_dir, spec)
-    remote, _ = run_eval(results_dir, EvaluateSpec(**{**spec.__dict__, "executor": "ray"}))
+    local, _ = run_eval(results_dir, spec, judges="dnsmos")
+    remote, _ = run_eval(results_dir, EvaluateSpec(**{**spec.__dict__, "executor": "ray"}), judges="dnsmos")
     assert len(remote) == len(local) == 4 and (remote["status"] == "ok").all()
     a, b = keyed(local), keyed(remote)
     assert list(a.index) == list(b.index)
     k = a["engine"] == "kokoro"
     assert np.allclose(a[k]["audio_seconds"].astype(float), b[k]["audio_seconds"].astype(float), atol=1e-3)
     assert np.allclose(a[k]["f0_median_hz"].astype(float), b[k]["f0_median_hz"].astype(float), atol=1.0)
+    if "dnsmos_ovrl" in a:  # judged (components.judges): the same judge values for the same speech
+        assert a[k]["dnsmos_ovrl"].notna().all()
+        assert np.allclose(a[k]["dnsmos_ovrl"].astype(float), b[k]["dnsmos_ovrl"].astype(float), atol=0.02)
     s = summarize(remote)
     assert list(zip(s["engine"], s["language"])) == [("espeak", "en"), ("espeak", "ja"), ("kokoro", "en"), ("kokoro", "ja")]
 
