@@ -214,7 +214,7 @@ def parse_floats(name: str, text: str) -> tuple[float, ...]:
 
 # Columns shown first in tables (when present); the rest follow, the noisy ones are left to the CSV.
 FIRST_COLUMNS = ("row", "engine", "precision", "speaker", "language", "speed", "text_length", "repeat", "cold",
-                 "reference_seconds", "text", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
+                 "reference_seconds", "reference_speech_seconds", "text", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
                  "latent_cache", "similarity", "status", "note")
 HIDDEN_COLUMNS = ("run_id", "timestamp", "versions", "extra", "wav_path", "reference")
 PLACEHOLDER_HEADERS = ("row", "engine", "speaker", "language", "text", "audio_seconds", "synth_seconds", "rtf", "status")
