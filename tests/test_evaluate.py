@@ -224,3 +224,18 @@ def test_spec_round_trips_through_yaml(results_dir):
     doc = yaml.safe_load((run.dir / "spec.yaml").read_text())
     assert spec_from_dict(EvaluateSpec, doc["spec"]) == spec
     assert json.loads(json.dumps(doc["spec"]))["engines"] == ["espeak", "xtts:int8"]
+
+
+def test_one_failing_row_does_not_stop_the_others():
+    from components.engines.base import SynthRequest
+    from experiments.evaluate import Job, run_jobs
+
+    engine = EspeakEngine()
+    engine.load()
+    jobs = [Job(0, "espeak", "default", SynthRequest("One.", speaker="female"), 1),
+            Job(1, "espeak", "default", SynthRequest("Two.", speaker="nobody"), 2),  # espeak refuses this voice
+            Job(2, "espeak", "default", SynthRequest("Three.", speaker="male"), 3)]
+    out = {job.index: (result, error) for job, result, _, error in run_jobs(engine, jobs)}
+    assert sorted(out) == [0, 1, 2]
+    assert out[0][0].seconds > 0 and out[2][0].seconds > 0 and out[0][1] is None
+    assert out[1][0] is None and "nobody" in out[1][1]
