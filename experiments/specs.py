@@ -204,7 +204,7 @@ class EvaluateSpec(Common):
     """Engines (each with variants) x languages x sentences x speakers x seeds, one row per synthesis,
     judged; summarised per engine x variant x language (``experiments.evaluate``)."""
 
-    engines: tuple[str, ...] = ("espeak",)   # "engine" or "engine:variant" (see experiments.evaluate)
+    engines: tuple[str, ...] = (FIRST_ENGINE,)   # "engine" or "engine:variant" (see experiments.evaluate)
     langs: tuple[str, ...] = ("en",)
     sentence_file: str | None = None          # CSV (lang,text) or TXT; None = the built-in set
     sentence_lang: str | None = None          # language of a TXT file's lines
