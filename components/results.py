@@ -42,7 +42,8 @@ COLUMNS: tuple[str, ...] = (
     # identity
     "run_id", "row", "timestamp", "experiment", "engine", "device", "precision", "seed", "versions",
     # what was asked
-    "speaker", "reference", "reference_seconds", "reference_speech_seconds", "language", "text", "text_chars", "speed",
+    "speaker", "reference", "voice", "reference_sha256", "reference_seconds", "reference_speech_seconds",
+    "language", "text", "text_chars", "speed",
     "repeat", "cold", "text_length",
     # evaluate: the engine's named settings, and where the row was synthesised
     "variant", "executor", "worker",

@@ -18,6 +18,7 @@ import yaml
 from components.engines import REGISTRY, EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
 from components.results import ResultsStore
+from components.voices import VOICE_PREFIX, VoiceLibrary, default_directory, resolve_speaker, saved_name
 
 from . import EXPERIMENTS, runner, save_outputs, spec_from_dict
 
@@ -53,6 +54,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", help="text to speak")
     p.add_argument("--lang", help="language code, e.g. en, ko, ja, zh-cn")
     p.add_argument("--reference", metavar="WAV", help="reference recording to clone")
+    p.add_argument("--voice", help="a saved voice to clone (lab.py voices add NAME WAV); also --speaker voice:NAME")
+    p.add_argument("--voices-dir", default=argparse.SUPPRESS,
+                   help="saved voices folder (default: voices/ beside the results folder)")
     p.add_argument("--speed", type=float, help="speed factor (synth, languages)")
     p.add_argument("--speeds", type=_floats("--speeds"), help="speeds for speed-sweep, e.g. 0.5,1,1.5")
     p.add_argument("--lengths", type=_floats("--lengths"), help="reference lengths in seconds, e.g. 3,6,10,15,30")
@@ -138,6 +142,16 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     }
     if args.reference and not Path(args.reference).is_file():
         raise LabError(f"--reference {args.reference!r} does not exist")
+    voice = getattr(args, "voice", None) or saved_name(args.speaker)
+    if voice:
+        if args.reference:
+            raise LabError("give --voice (a saved voice) or --reference (a recording), not both")
+        from components.engines import engine_class
+
+        library = VoiceLibrary(getattr(args, "voices_dir", None) or default_directory(args.out))
+        _, saved = resolve_speaker(library, given["engine"], engine_class(given["engine"]).capabilities,
+                                   VOICE_PREFIX + voice)
+        given["reference"], given["speaker"] = saved.path, None
     kwargs = {k: v for k, v in given.items() if v is not None and k in names}
     if args.experiment == "evaluate" and not args.engines:
         kwargs["engines"] = (kwargs["engine"],)  # --engine, else the lab's default engine
