@@ -45,6 +45,8 @@ COLUMNS: tuple[str, ...] = (
     "speaker", "reference", "voice", "reference_sha256", "reference_seconds", "reference_speech_seconds",
     "language", "text", "text_chars", "speed",
     "repeat", "cold", "text_length",
+    # evaluate: the engine's named settings, and where the row was synthesised
+    "variant", "executor", "worker",
     # timings, seconds
     "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
     "t_reference", "t_conditioning", "t_gpt", "t_vocoder", "latent_cache", "gpt_tokens",
@@ -195,13 +197,15 @@ class ResultsStore:
             raise
 
     def reopen(self, run_id: str) -> Run:
-        """Saved run ``run_id`` opened to append more rows (numbered after its last row);
+        """Saved run ``run_id`` opened to append more rows (a re-rendered script line, ``--resume``):
+        row numbers continue after the highest one written, so later rows never reuse a number.
         LabError if there is no such run."""
         run_dir = _store_run_dir(self, run_id)
         spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
         run = Run(self.root, run_id, (spec or {}).get("experiment") or "")
-        rows = pd.to_numeric(read_csv(run.csv_path).get("row", pd.Series(dtype=float)), errors="coerce")
-        run._rows = int(rows.max()) if rows.notna().any() else 0
+        if run.csv_path.exists():  # a run killed before its first row has none yet
+            rows = pd.to_numeric(read_csv(run.csv_path).get("row", pd.Series(dtype=float)), errors="coerce")
+            run._rows = int(rows.max()) if rows.notna().any() else 0
         return run
 
     def runs(self) -> list[str]:
