@@ -244,11 +244,50 @@ def synth_vs_text_length(df: pd.DataFrame) -> Figure:
     return fig
 
 
+EVALUATE_METRICS: tuple[tuple[str, str | None, str], ...] = (
+    ("cer_mean", None, "CER (mean)"),
+    ("spk_sim_mean", "spk_sim_std", "speaker similarity"),
+    ("dnsmos_ovrl_mean", "dnsmos_ovrl_std", "DNSMOS OVRL"),
+    ("rtf_mean", None, "real-time factor"),
+)
+
+
+def evaluate(df: pd.DataFrame) -> Figure:
+    """The evaluation summary as bars: one panel per metric that has values (CER, speaker similarity,
+    DNSMOS OVRL with std error bars, RTF), a group per language, a bar per engine:variant. A cell
+    the judges could not score has no bar (never a bar at 0)."""
+    from experiments.evaluate import summarize  # the same numbers the summary table shows
+
+    s = summarize(df)
+    metrics = [m for m in EVALUATE_METRICS if not s.empty and m[0] in s and pd.to_numeric(s[m[0]], errors="coerce").notna().any()]
+    fig, axes = _figure(len(metrics) or 1, 1, size=(9, 2.4 * max(len(metrics), 1)))
+    if not metrics:
+        return fig
+    s = s.assign(system=s["engine"].astype(str) + ":" + s["variant"].astype(str))
+    langs = list(dict.fromkeys(s["language"].astype(str)))
+    systems = list(dict.fromkeys(s["system"]))
+    width = 0.8 / len(systems)
+    x = np.arange(len(langs))
+    for ax, (mean, std, label) in zip(axes[:, 0], metrics):
+        for i, system in enumerate(systems):
+            e = s[s["system"] == system].set_index("language").reindex(langs)
+            values = pd.to_numeric(e[mean], errors="coerce").to_numpy(dtype=float)
+            errors = pd.to_numeric(e[std], errors="coerce").fillna(0.0).to_numpy(dtype=float) if std else None
+            ax.bar(x + i * width - 0.4 + width / 2, values, width, yerr=errors, capsize=3, label=system)
+        ax.set_xticks(x, langs)
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_title(f"{label} per language", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 _SUMMARIES = {
     "speed-sweep": (speed_sweep, ("speed", "audio_seconds")),
     "ref-length": (ref_length, ("reference_seconds", "audio_seconds")),
     "languages": (languages, ("language", "audio_seconds")),
     "benchmark": (benchmark, ("text_length", "synth_seconds")),
+    "evaluate": (evaluate, ("language", "audio_seconds")),
 }
 
 

@@ -45,6 +45,8 @@ COLUMNS: tuple[str, ...] = (
     "speaker", "reference", "voice", "reference_sha256", "reference_seconds", "reference_speech_seconds",
     "language", "text", "text_chars", "speed",
     "repeat", "cold", "text_length",
+    # evaluate: the engine's named settings, and where the row was synthesised
+    "variant", "executor", "worker",
     # timings, seconds
     "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
     "t_reference", "t_conditioning", "t_gpt", "t_vocoder", "latent_cache", "gpt_tokens",
@@ -194,6 +196,18 @@ class ResultsStore:
                 shutil.rmtree(run.dir, ignore_errors=True)
             raise
 
+    def reopen(self, run_id: str) -> Run:
+        """Saved run ``run_id`` opened to append more rows (a re-rendered script line, ``--resume``):
+        row numbers continue after the highest one written, so later rows never reuse a number.
+        LabError if there is no such run."""
+        run_dir = _store_run_dir(self, run_id)
+        spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
+        run = Run(self.root, run_id, (spec or {}).get("experiment") or "")
+        if run.csv_path.exists():  # a run killed before its first row has none yet
+            rows = pd.to_numeric(read_csv(run.csv_path).get("row", pd.Series(dtype=float)), errors="coerce")
+            run._rows = int(rows.max()) if rows.notna().any() else 0
+        return run
+
     def runs(self) -> list[str]:
         """Run ids, newest first."""
         if not self.root.exists():
@@ -279,8 +293,8 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
     """Copy run ``run_id`` of ``store`` to ``dest/<run_id>/`` as a self-contained folder (or ``.zip`` of it).
 
     The folder holds results.csv (``wav_path`` made relative to the folder), spec.yaml, wav/,
-    plots/, any other tables the run wrote (summary.csv), and the reference recording the spec
-    names, copied into reference/ with spec.yaml pointing there (relative), so that
+    plots/, any other files the run wrote beside its CSV (summary.csv; script.wav, .srt, .vtt), and
+    the reference recording the spec names, copied into reference/ with spec.yaml pointing there (relative), so that
     ``lab.py run --spec <folder>/spec.yaml`` reproduces the run on another machine.
     Returns the folder, or the zip file when ``as_zip``.
     """
@@ -292,9 +306,10 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
     for sub in ("wav", "plots"):
         if (src / sub).is_dir():
             shutil.copytree(src / sub, out / sub)
-    for extra_file in src.glob("*.csv"):
-        if extra_file.name != "results.csv":
-            shutil.copy2(extra_file, out / extra_file.name)
+    for pattern in ("*.csv", "*.wav", "*.srt", "*.vtt"):  # summary.csv; the script's stitched WAV and subtitles
+        for extra_file in src.glob(pattern):
+            if extra_file.name != "results.csv":
+                shutil.copy2(extra_file, out / extra_file.name)
     df = read_csv(src / "results.csv")
 
     def relative(value: Any) -> Any:

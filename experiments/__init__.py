@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .specs import (
-    BenchmarkSpec, LanguagesSpec, RefLengthSpec, SpeedSweepSpec, SynthSpec, spec_from_dict,
+    BenchmarkSpec, EvaluateSpec, LanguagesSpec, RefLengthSpec, ScriptSpec, SpeedSweepSpec, SynthSpec,
+    spec_from_dict,
 )
 
 EXPERIMENTS: dict[str, tuple[type, str]] = {
@@ -21,12 +22,14 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
     "ref-length": (RefLengthSpec, "experiments.ref_length:run"),
     "languages": (LanguagesSpec, "experiments.languages:run"),
     "benchmark": (BenchmarkSpec, "experiments.benchmark:run"),
+    "script": (ScriptSpec, "experiments.script:run"),
+    "evaluate": (EvaluateSpec, "experiments.evaluate:run"),
 }
 
 
 def save_outputs(name: str, df: Any, run: Any) -> list[Path]:
     """What a finished run keeps beside its CSV, for the CLI and the UI alike: the experiment's
-    summary figures in ``plots/`` and, for the benchmark, its summary table ``summary.csv``.
+    summary figures in ``plots/`` and, for the benchmark and evaluate, their summary table ``summary.csv``.
     Returns the figures' paths."""
     from components import plots
 
@@ -38,6 +41,10 @@ def save_outputs(name: str, df: Any, run: Any) -> list[Path]:
         from .benchmark import summarize
 
         summarize(df).to_csv(run.dir / "summary.csv", index=False)
+    if name == "evaluate":
+        from .evaluate import summarize as summarize_evaluation
+
+        summarize_evaluation(df).to_csv(run.dir / "summary.csv", index=False)
     return paths
 
 
@@ -48,4 +55,4 @@ def runner(name: str) -> Callable[..., Any]:
 
 
 __all__ = ["EXPERIMENTS", "runner", "save_outputs", "spec_from_dict", "SynthSpec", "SpeedSweepSpec",
-           "RefLengthSpec", "LanguagesSpec", "BenchmarkSpec"]
+           "RefLengthSpec", "LanguagesSpec", "BenchmarkSpec", "ScriptSpec", "EvaluateSpec"]

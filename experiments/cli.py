@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,15 @@ def _floats(name: str):
             return tuple(float(v) for v in value.split(",") if v.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be comma-separated numbers, got {value!r}") from None
+    return parse
+
+
+def _ints(name: str):
+    def parse(value: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be comma-separated integers, got {value!r}") from None
     return parse
 
 
@@ -61,7 +71,25 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--length-penalty", type=float)
     p.add_argument("--no-text-splitting", action="store_true", default=None)
+    p.add_argument("--script", metavar="FILE", help="script to read aloud (script): 'Name: text' per line")
+    p.add_argument("--voices", help="script voices: 'Name=engine:speaker,Me=xtts:ref=me.wav' or a YAML file")
+    p.add_argument("--pause", type=float, help="script: seconds between lines (default 0.3)")
+    p.add_argument("--paragraph-pause", type=float, help="script: seconds at a blank line (default 0.8)")
     p.add_argument("--out", default="results", help="results folder (default results/)")
+    # evaluate
+    p.add_argument("--sentences", type=int, help="evaluate: the first N sentences per language")
+    p.add_argument("--sentence-file", metavar="CSV_OR_TXT",
+                   help="evaluate: sentences as CSV (lang,text) or TXT (one per line, language from --lang)")
+    p.add_argument("--speakers", type=_names, help="evaluate: built-in voices, e.g. female,male (each engine uses those it has)")
+    p.add_argument("--references", type=_names, metavar="WAV,...", help="evaluate: recordings to clone (engines that clone)")
+    p.add_argument("--seeds", type=_ints("--seeds"), help="evaluate: seeds, e.g. 0,1,2 (engines that sample)")
+    p.add_argument("--executor", choices=["local", "ray"], help="evaluate: synthesise here (local, default) or on Ray")
+    p.add_argument("--ray-address", help="evaluate: Ray cluster, auto or HOST:PORT (default: start a local instance)")
+    p.add_argument("--workers", type=int, help="evaluate, Ray: actors per engine (default 1)")
+    p.add_argument("--worker-cpus", type=float, help="evaluate, Ray: CPUs per actor (default 1)")
+    p.add_argument("--worker-gpus", type=float, help="evaluate, Ray: GPUs per actor (default 0; 1 with --device cuda)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="evaluate: finish an interrupted run in its folder "
+                   "(rows already written are skipped)")
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,7 +140,12 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
         "lang": args.lang, "reference": args.reference, "speed": args.speed, "speeds": args.speeds,
         "lengths": args.lengths, "langs": args.langs, "engines": args.engines, "repeats": args.repeats,
         "seed": args.seed, "stream": args.stream,
+        "sentences": args.sentences, "sentence_file": args.sentence_file,
+        "sentence_lang": args.lang if args.sentence_file else None, "speakers": args.speakers,
+        "references": args.references, "seeds": args.seeds, **_executor_options(args),
     }
+    if args.experiment == "script":
+        given.update(_script_arguments(args))
     if args.reference and not Path(args.reference).is_file():
         raise LabError(f"--reference {args.reference!r} does not exist")
     voice = getattr(args, "voice", None) or saved_name(args.speaker)
@@ -126,6 +159,8 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
                                    VOICE_PREFIX + voice)
         given["reference"], given["speaker"] = saved.path, None
     kwargs = {k: v for k, v in given.items() if v is not None and k in names}
+    if args.experiment == "evaluate" and not args.engines:
+        kwargs["engines"] = (kwargs["engine"],)  # --engine, else the lab's default engine
     settings = {k: v for k, v in {
         "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
         "repetition_penalty": args.repetition_penalty, "length_penalty": args.length_penalty,
@@ -136,6 +171,54 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     return args.experiment, cls(**kwargs)
 
 
+def _script_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The script experiment's fields from --script FILE and --voices (inline or a YAML file)."""
+    from .script_format import MAX_SCRIPT_CHARS, parse_voices
+
+    if not args.script:
+        raise LabError("script needs --script FILE ('Name: text' per line)")
+    path = Path(args.script)
+    if not path.is_file():
+        raise LabError(f"--script {args.script!r} does not exist")
+    if path.stat().st_size > 4 * MAX_SCRIPT_CHARS:
+        raise LabError(f"--script {args.script!r} is too large; the limit is {MAX_SCRIPT_CHARS} characters")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LabError(f"--script {args.script!r} cannot be read as UTF-8 text: {e}") from None
+    if not args.voices:
+        raise LabError("script needs --voices, e.g. 'Narrator=espeak:male,Me=espeak:female'")
+    voices = parse_voices(args.voices)
+    for name, voice in voices.items():  # the spec keeps absolute paths: --spec works from anywhere
+        engine, _, rest = voice.partition(":")
+        if rest.startswith("ref="):
+            voices[name] = f"{engine}:ref={Path(rest[4:]).resolve()}"
+    return {"script": text, "voices": voices, "pause": args.pause, "paragraph_pause": args.paragraph_pause}
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Where an evaluation runs: options that may differ between a run and its resumption."""
+    return {k: v for k, v in {"executor": args.executor, "ray_address": args.ray_address, "workers": args.workers,
+                              "worker_cpus": args.worker_cpus, "worker_gpus": args.worker_gpus}.items()
+            if v is not None}
+
+
+def resume(args: argparse.Namespace, engines: Engines) -> tuple[str, Any, Any]:
+    """``--resume RUN_DIR``: the run's saved spec (with this call's executor options) and the run
+    itself, reopened so that its rows continue."""
+    from dataclasses import replace
+
+    from .specs import EvaluateSpec
+
+    run_dir = Path(args.resume)
+    if not (run_dir / "spec.yaml").is_file():
+        raise LabError(f"--resume {args.resume!r} is not a run folder (it has no spec.yaml)")
+    args.spec = str(run_dir / "spec.yaml")
+    name, spec = spec_from_args(args, engines)
+    if not isinstance(spec, EvaluateSpec):
+        raise LabError(f"--resume works for evaluate runs; {args.resume!r} is a {name} run")
+    spec = replace(spec, **_executor_options(args))
+    return name, spec, ResultsStore(run_dir.parent).reopen(run_dir.name)
+
+
 def stderr_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
     print(f"[{fraction:4.0%}] {desc}", file=sys.stderr, flush=True)
 
@@ -144,15 +227,29 @@ def run_command(args: argparse.Namespace) -> int:
     """Run one experiment headless; prints the CSV path last. Returns the exit status."""
     try:
         engines = Engines(engine_config(args))
-        name, spec = spec_from_args(args, engines)
-        store = ResultsStore(args.out)
-        with store.running(name, spec) as run:
+        if getattr(args, "resume", None):
+            name, spec, resumed = resume(args, engines)
+            running = nullcontext(resumed)  # an interrupted run's folder: its rows stay whatever happens
+        else:
+            name, spec = spec_from_args(args, engines)
+            store = ResultsStore(args.out)
+            running = store.running(name, spec)
+        with running as run:
             df = runner(name)(spec, engines, run, stderr_progress)
         save_outputs(name, df, run)
         if name == "benchmark":
             from .benchmark import summarize
 
             print(summarize(df).to_string(index=False), file=sys.stderr)
+        if name == "script":
+            from .script import SPEAKERS_CSV, STITCHED_WAV
+
+            print(f"{run.dir / STITCHED_WAV} (+ script.srt, script.vtt)", file=sys.stderr)
+            print((run.dir / SPEAKERS_CSV).read_text(), file=sys.stderr)
+        if name == "evaluate":
+            from .evaluate import format_summary, summarize as summarize_evaluation
+
+            print(format_summary(summarize_evaluation(df)), flush=True)
     except LabError as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import platform
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
-from typing import Any, Generator
+from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -65,6 +65,20 @@ def run_request(engine: Engine, request: SynthRequest, *, stream: bool = False,
     t0 = time.perf_counter()
     result = engine.synthesize(request, progress)
     return result, time.perf_counter() - t0
+
+
+def synthesize_many(engine: Engine, requests: Sequence[SynthRequest], *, batch_size: int | None = None,
+                    progress: Progress = no_progress) -> Iterator[tuple[int, SynthResult, float]]:
+    """Yield ``(index, result, seconds)`` for each of ``requests`` as it finishes.
+
+    One at a time here (each row's ``seconds`` is its own wall time); engines that batch can
+    be served several rows per pass by a batching implementation of this same function.
+    ``batch_size`` is accepted for that interface and unused by this fallback.
+    """
+    for i, request in enumerate(requests):
+        progress(i / max(len(requests), 1), desc=f"row {i + 1}/{len(requests)}")
+        result, seconds = run_request(engine, request)
+        yield i, result, seconds
 
 
 def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds: float,
@@ -137,4 +151,3 @@ def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str
            "text_chars": len(request.text), "speed": request.speed, "status": "unsupported",
            "note": reason, **fields}
     return run.append(row)
-

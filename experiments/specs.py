@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 from components.engines import REGISTRY, lab_languages
@@ -195,6 +196,83 @@ class BenchmarkSpec(Common):
             raise LabError(f"repeats must be an integer from 1 to 100, got {self.repeats!r}")
 
 
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class EvaluateSpec(Common):
+    """Engines (each with variants) x languages x sentences x speakers x seeds, one row per synthesis,
+    judged; summarised per engine x variant x language (``experiments.evaluate``)."""
+
+    engines: tuple[str, ...] = (FIRST_ENGINE,)   # "engine" or "engine:variant" (see experiments.evaluate)
+    langs: tuple[str, ...] = ("en",)
+    sentence_file: str | None = None          # CSV (lang,text) or TXT; None = the built-in set
+    sentence_lang: str | None = None          # language of a TXT file's lines
+    sentences: int | None = None              # the first N sentences per language; None = all
+    speakers: tuple[str, ...] = ()            # built-in voices; each engine uses those it has
+    references: tuple[str, ...] = ()          # recordings to clone, for engines that clone
+    seeds: tuple[int, ...] = ()               # one row per seed for engines that sample; () = (seed,)
+    speed: float = 1.0
+    executor: str = "local"                   # local | ray
+    ray_address: str | None = None            # None = start a local Ray instance; auto | HOST:PORT
+    workers: int = 1                          # Ray actors per engine (each loads the model once)
+    worker_cpus: float = 1.0                  # CPUs each Ray actor asks for
+    worker_gpus: float = 0.0                  # GPUs each Ray actor asks for (1 for a GPU engine)
+    batch_size: int | None = None             # rows per batch (and per Ray task); None = the engine's choice
+
+    def __post_init__(self) -> None:
+        self._check_common()
+        if not self.engines:
+            raise LabError("engines is empty: give at least one engine, e.g. espeak,xtts:int8")
+        for entry in self.engines:
+            name, _, variant = str(entry).partition(":")
+            if not name or (":" in str(entry) and not variant):
+                raise LabError(f"engines entry {entry!r} is not 'engine' or 'engine:variant'")
+        if len(set(self.engines)) != len(self.engines):
+            raise LabError(f"engines lists an entry twice: {', '.join(self.engines)}")
+        if not self.langs:
+            raise LabError("langs is empty: give at least one language, e.g. en,ja")
+        for lang in self.langs:
+            _check_lang("langs", lang)
+        if self.sentence_file is not None and not Path(self.sentence_file).is_file():
+            raise LabError(f"sentence_file {self.sentence_file!r} does not exist")
+        if self.sentence_lang is not None:
+            _check_lang("sentence_lang", self.sentence_lang)
+        if self.sentences is not None and (isinstance(self.sentences, bool) or not isinstance(self.sentences, int)
+                                           or self.sentences < 1):
+            raise LabError(f"sentences must be a positive integer (the first N per language), got {self.sentences!r}")
+        for ref in self.references:
+            if not Path(ref).is_file():
+                raise LabError(f"references: {ref!r} does not exist")
+        for seed in self.seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not (0 <= seed < 2**32):
+                raise LabError(f"seeds must be integers in [0, 2**32), got {seed!r}")
+        _check_speed("speed", self.speed)
+        if self.executor not in EXECUTORS:
+            raise LabError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not (1 <= self.workers <= 1024):
+            raise LabError(f"workers must be an integer from 1 to 1024, got {self.workers!r}")
+        for name in ("worker_cpus", "worker_gpus"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 1024):
+                raise LabError(f"{name} must be a number from 0 to 1024, got {value!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or not (1 <= self.batch_size <= 256)):
+            raise LabError(f"batch_size must be an integer from 1 to 256, got {self.batch_size!r}")
+
+    @property
+    def seed_list(self) -> tuple[int, ...]:
+        return tuple(self.seeds) or (self.seed,)
+
+    @property
+    def speaker_list(self) -> tuple[str, ...]:
+        return tuple(self.speakers) or ((self.speaker,) if self.speaker else ())
+
+    @property
+    def reference_list(self) -> tuple[str, ...]:
+        return tuple(self.references) or ((self.reference,) if self.reference else ())
+
+
 def spec_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     """Build spec ``cls`` from plain data (YAML/JSON), naming any unknown field."""
     names = {f.name for f in fields(cls)}
@@ -204,7 +282,45 @@ def spec_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     kwargs = dict(data)
     if isinstance(kwargs.get("settings"), Mapping):
         kwargs["settings"] = GenerationSettings(**kwargs["settings"])
-    for name in ("speeds", "lengths", "langs", "engines"):
+    for name in ("speeds", "lengths", "langs", "engines", "speakers", "references", "seeds"):
         if name in kwargs and isinstance(kwargs[name], list):
             kwargs[name] = tuple(kwargs[name])
     return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """A multi-speaker script read aloud: one row per line, one stitched WAV, SRT and WebVTT.
+
+    The script format and voices are described in ``experiments.script_format``.
+    """
+
+    script: str = ""                   # the script text: "Name: text" per line
+    voices: Mapping[str, str] = field(default_factory=dict)  # speaker -> "engine:speaker" | "engine:ref=wav"
+    lang: str = "en"                   # language of lines without a [xx] tag
+    pause: float = 0.3                 # seconds of silence between lines
+    paragraph_pause: float = 0.8       # seconds of silence at a blank line (instead of pause)
+    speed: float = 1.0                 # 1.0 = natural rate, for every voice
+    loudness_lufs: float = -23.0       # EBU R128 loudness every line is matched to in the stitched WAV
+    seed: int = 0                      # seeds sampling engines; logged with every row
+    batch_size: int | None = None      # lines per batch for engines that batch; None = the engine's choice
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def __post_init__(self) -> None:
+        from .script_format import parse_script, parse_voices, voices_for
+
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (0 <= self.seed < 2**32):
+            raise LabError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        _check_lang("lang", self.lang)
+        for name in ("pause", "paragraph_pause"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 10):
+                raise LabError(f"{name} must be seconds between 0 and 10, got {value!r}")
+        _check_speed("speed", self.speed)
+        if isinstance(self.loudness_lufs, bool) or not isinstance(self.loudness_lufs, (int, float)) \
+                or not (-50 <= self.loudness_lufs <= -5):
+            raise LabError(f"loudness_lufs must be between -50 and -5 LUFS, got {self.loudness_lufs!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise LabError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        voices_for(parse_script(self.script), parse_voices(dict(self.voices)))

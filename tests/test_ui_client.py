@@ -294,3 +294,21 @@ def test_servable_copies_files_gradio_would_refuse(tmp_path, monkeypatch):
     inside.write_bytes(b"png")
     assert servable(inside) == str(inside.resolve())
     assert servable(None) is None
+
+
+def test_evaluate_summary_matches_the_run(client, lab):
+    from experiments.evaluate import summarize, summary_view
+    from components.results import read_csv
+
+    summary, plot, picker, audio, _, _, rows, csv = client.predict(
+        ["espeak"], ["en", "ja"], 2, None, "", "female", "0", None, "local", "", 1, api_name="/evaluate")
+    s = table(summary)
+    assert list(s["lang"]) == ["en", "ja"] and list(s["rows"].astype(int)) == [2, 2]
+    df = csv_rows(csv)
+    assert len(df) == 4 and set(df["speaker"]) == {"female"} and set(df["executor"]) == {"local"}
+    # The tab shows what the CLI prints and saves: the same summary of the same CSV.
+    expected = summary_view(summarize(read_csv(csv)))
+    assert s.astype(str).values.tolist() == expected.astype(str).values.tolist()
+    assert Path(plot).name == "evaluate.png" and seconds(audio) > 0
+    with pytest.raises(Exception, match="espeak does not accept"):
+        client.predict(["espeak:top_k=3"], ["en"], 1, None, "", "", "0", None, "local", "", 1, api_name="/evaluate")

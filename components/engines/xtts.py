@@ -73,6 +73,14 @@ class XttsEngine:
     license = License("Coqui Public Model License (CPML)", CPML_URL, acceptance_required=True,
                       config_field="agree_cpml", note="non-commercial use only")
 
+    # Named settings for evaluations (``lab.py run evaluate --engines xtts:int8,xtts:fp32``).
+    variants = {
+        "fp32": {"precision": "fp32"},   # exact: the same tokens as stock coqui
+        "bf16": {"precision": "bf16"},
+        "int8": {"precision": "int8"},
+        "greedy": {"top_k": 1},          # always the most likely token: no sampling noise across seeds
+    }
+
     def __init__(self, config=None):
         from . import EngineConfig
 
@@ -180,6 +188,13 @@ class XttsEngine:
         if self.model is None:
             self.load(progress)
         return self.model
+
+    def max_chars(self, lang: str) -> int:
+        """Characters per chunk XTTS handles well in ``lang`` (coqui's per-language limits); callers
+        that split long text themselves (the script experiment) split to this."""
+        from components.xtts import text as xtext
+
+        return xtext.char_limit(lang)
 
     # -- voices --------------------------------------------------------------------------------
     def speakers(self) -> list[str]:

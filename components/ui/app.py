@@ -14,6 +14,10 @@ length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - la
 - ``/ref_length``  (text, lengths "3,6,10", repeats, <controls>; reference required) -> panel
 - ``/languages``   (langs [codes], sentence overrides "lang: text" lines, speed, <controls - lang>) -> panel
 - ``/benchmark``   (engines [names], short, medium, long texts, repeats, <controls>) -> (summary table, *panel)
+- ``/read_script``, ``/play_line``, ``/rerender_line``: the Script tab (see ``components.ui.script``)
+- ``/evaluate``    (engines ["engine" or "engine:variant"], langs [codes], sentences per language, sentence
+  file (csv/txt) or None, its language for .txt or "", voices "a,b", seeds "0,1", reference or None,
+  executor "local"|"ray", Ray address or "", Ray workers per engine) -> (summary table, *panel)
 - ``/results``     (experiment, engine, language filters, "all" = any) -> (rows table, synth-time-vs-text
   png, row count, filter/run dropdown updates)
 - ``/open_run``    (run_id) -> panel of a saved run
@@ -33,7 +37,7 @@ import gradio as gr
 
 from components.context import LabContext
 
-from . import benchmark, languages, ref_length, results, speed_sweep, status, synthesize, voices
+from . import benchmark, evaluate, languages, ref_length, results, script, speed_sweep, status, synthesize, voices
 from .common import engine_choices, saved_voice_choices, speaker_update, speakers_for
 
 TITLE = "XTTS Lab"
@@ -56,6 +60,10 @@ def build_app(lab: LabContext) -> gr.Blocks:
                 languages.render(lab)
             with gr.Tab("Benchmark", id="benchmark"):
                 benchmark.render(lab)
+            with gr.Tab("Script", id="script"):
+                script.render(lab)
+            with gr.Tab("Evaluate", id="evaluate"):
+                evaluate.render(lab)
             with gr.Tab("Results", id="results") as results_tab:
                 results.render(lab, tab=results_tab)
             with gr.Tab("Voices", id="voices"):

@@ -1,0 +1,462 @@
+"""evaluate: the XTTS paper's kind of table, for any engine the lab has, here or on a Ray cluster.
+
+Engines (each with variants) x languages x sentences x speakers x seeds, one row per synthesis,
+logged through the common path (so every row gets the judges' columns), then a summary per
+engine x variant x language: CER (mean, and the share of sentences with any error), speaker
+similarity and DNSMOS OVRL (mean and std), and RTF. A judge that cannot score a language leaves
+its cell empty and the summary says why: an empty cell is never a 0.
+
+Engines are named ``engine`` or ``engine:variant``. A variant is a named set of generation settings
+that the engine accepts: ``engine.variants`` (a class attribute, e.g. XTTS's ``int8``), or spelled
+out as ``setting=value+setting=value`` (``xtts:temperature=0.3+top_k=10``). Which settings an engine
+accepts comes from its capabilities (``accepted_settings`` below): none for an engine that neither
+samples nor offers precisions.
+
+Resume: every row is keyed by (engine, variant, language, text, speaker, reference, seed); keys
+already in the run's CSV with status ok or unsupported are skipped, so running the same spec into
+the same run folder (``lab.py run --resume RUN_DIR``) finishes an interrupted evaluation and loses
+nothing. Rows that failed (status error) or whose engine was unavailable are tried again.
+
+Executors: ``local`` synthesises in this process; ``ray`` hands the rows to Ray actors (one per
+engine instance, see ``experiments.ray_executor``) and streams their results back. Either way
+this process alone writes the CSV, in the order rows finish, and every row records ``executor``
+and ``worker``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from components.engines import Engines, engine_class
+from components.engines.base import (
+    Capabilities, Engine, EngineUnavailable, GenerationSettings, LabError, Progress, SynthRequest, SynthResult,
+    no_progress,
+)
+from components.results import Run
+
+from .common import log_result, run_request, synthesize_many, versions
+from .sentences import read_sentences, select
+from .specs import EvaluateSpec
+
+DEFAULT_VARIANT = "default"
+KEY_COLUMNS = ("engine", "variant", "language", "text", "speaker", "reference", "seed")
+DONE_STATUSES = ("ok", "unsupported")  # rows a resume keeps; others (error, unavailable) are retried
+# (summary column, row column, what it is) for the judge columns the summary reads.
+JUDGED = (("cer", "cer", "character error rate"), ("spk_sim", "spk_sim", "speaker similarity"),
+          ("dnsmos_ovrl", "dnsmos_ovrl", "DNSMOS OVRL"))
+
+
+# -- variants ------------------------------------------------------------------------------------
+
+def parse_entry(entry: str) -> tuple[str, str]:
+    """``"xtts:int8"`` -> ``("xtts", "int8")``; ``"espeak"`` -> ``("espeak", "default")``."""
+    name, _, variant = entry.partition(":")
+    return name.strip(), variant.strip() or DEFAULT_VARIANT
+
+
+def accepted_settings(cls: Any) -> tuple[str, ...]:
+    """The ``GenerationSettings`` fields engine class ``cls`` accepts, from its capabilities: the
+    sampling settings when it samples (``sampling_settings``; engines declaring only ``seeded``
+    sample too), ``precision`` when it lists precisions (or, lacking that field, when it samples)."""
+    explicit = getattr(cls, "accepted_settings", None)
+    if explicit is not None:
+        return tuple(explicit)
+    caps = cls.capabilities
+    sampling = bool(getattr(caps, "sampling_settings", caps.seeded))
+    precisions = getattr(caps, "precisions", None)
+    out = [f.name for f in fields(GenerationSettings) if f.name != "precision"] if sampling else []
+    if precisions or (precisions is None and sampling):
+        out.append("precision")
+    return tuple(out)
+
+
+def _convert(name: str, text: str) -> Any:
+    default = next(f.default for f in fields(GenerationSettings) if f.name == name)
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        raise LabError(f"setting {name} needs a {type(default).__name__}, got {text!r}") from None
+    return None if text.lower() in ("none", "") else text
+
+
+def variant_settings(cls: Any, name: str, variant: str, base: GenerationSettings) -> GenerationSettings:
+    """``base`` with variant ``variant`` of engine ``name`` (class ``cls``) applied. LabError naming
+    the engine's variants, or the setting it does not accept, when the variant does not fit it."""
+    if variant == DEFAULT_VARIANT:
+        return base
+    named = dict(getattr(cls, "variants", None) or {})
+    accepted = accepted_settings(cls)
+    if variant in named:
+        overrides = dict(named[variant])
+    elif "=" in variant:
+        overrides = {}
+        for part in variant.split("+"):
+            key, sep, value = part.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or not key:
+                raise LabError(f"variant {variant!r} of {name}: {part!r} is not setting=value")
+            if key not in {f.name for f in fields(GenerationSettings)}:
+                raise LabError(f"variant {variant!r} of {name}: there is no setting {key!r}; settings: "
+                               f"{', '.join(f.name for f in fields(GenerationSettings))}")
+            overrides[key] = _convert(key, value.strip())
+    else:
+        known = ", ".join([DEFAULT_VARIANT, *named]) if named else DEFAULT_VARIANT
+        how = f", or setting=value+... with settings from: {', '.join(accepted)}" if accepted else ""
+        raise LabError(f"{name} has no variant {variant!r}; its variants: {known}{how}")
+    refused = [k for k in overrides if k not in accepted]
+    if refused:
+        raise LabError(f"{name} does not accept the setting(s) {', '.join(refused)} (variant {variant!r}): "
+                       + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no generation settings"))
+    precisions = getattr(cls.capabilities, "precisions", None)
+    if overrides.get("precision") is not None and precisions and overrides["precision"] not in precisions:
+        raise LabError(f"{name} has no precision {overrides['precision']!r} (variant {variant!r}); "
+                       f"it offers {', '.join(precisions)}")
+    return replace(base, **overrides)  # GenerationSettings checks the values and names the field
+
+
+# -- what the driver knows about an engine --------------------------------------------------------
+
+@dataclass
+class EngineFacts:
+    """An engine as the driver sees it when the model lives in another process (a Ray actor): what
+    ``experiments.common.row_for`` reads from an engine, reported once by the worker that loaded it."""
+
+    name: str
+    capabilities: Capabilities
+    languages: tuple[str, ...]
+    device: str
+    sample_rate: int
+    voices: list[str] = field(default_factory=list)
+    lib_versions: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, engine: Engine) -> "EngineFacts":
+        try:
+            lib = dict(engine.versions())
+        except Exception:  # noqa: BLE001 - a version lookup must never fail an evaluation
+            lib = {}
+        return cls(name=engine.name, capabilities=engine.capabilities, languages=tuple(engine.languages),
+                   device=str(engine.device), sample_rate=int(engine.sample_rate), voices=list(engine.speakers()),
+                   lib_versions=lib)
+
+    def speakers(self) -> list[str]:
+        return list(self.voices)
+
+    def versions(self) -> dict[str, str]:
+        return dict(self.lib_versions)
+
+
+# -- the plan ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Job:
+    """One synthesis of the evaluation."""
+
+    index: int
+    engine: str                  # registry name
+    variant: str
+    request: SynthRequest
+    sentence: int                # 1-based position of the sentence in its language's set
+    attempt: int = 1             # > 1 when a worker died with it and it was sent to another
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        r = self.request
+        return row_key(self.engine, self.variant, r.lang, r.text, r.speaker, r.reference, r.seed)
+
+
+@dataclass
+class Outcome:
+    """A finished job, as an executor hands it back: the result, or the error that stopped it."""
+
+    job: Job
+    result: SynthResult | None
+    seconds: float
+    worker: str
+    error: str | None = None
+
+
+def row_key(engine: Any, variant: Any, language: Any, text: Any, speaker: Any, reference: Any,
+            seed: Any) -> tuple[str, ...]:
+    """The identity of one row, as strings the way the CSV holds them (empty for none)."""
+    def s(v: Any) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return ""
+        return str(v)
+    return tuple(s(v) for v in (engine, variant, language, text, speaker, reference, seed))
+
+
+def done_keys(run: Run) -> set[tuple[str, ...]]:
+    """Keys of the rows already in ``run``'s CSV that a resume keeps."""
+    if not run.csv_path.exists() or run.csv_path.stat().st_size == 0:
+        return set()
+    df = pd.read_csv(run.csv_path, dtype=str, keep_default_na=False, on_bad_lines="skip")
+    if df.empty or not set(KEY_COLUMNS) <= set(df.columns):
+        return set()
+    df = df[df["status"].isin(DONE_STATUSES)]
+    return {tuple(rec) for rec in df[list(KEY_COLUMNS)].itertuples(index=False, name=None)}
+
+
+def voices_for(spec: EvaluateSpec, facts: Any) -> list[tuple[str | None, str | None]]:
+    """(speaker, reference) pairs this engine runs: the named built-in voices it has, and the
+    references when it can clone; its default voice when that leaves nothing."""
+    own = facts.speakers()
+    pairs: list[tuple[str | None, str | None]] = [(s, None) for s in spec.speaker_list if s in own]
+    if facts.capabilities.cloning:
+        pairs += [(None, ref) for ref in spec.reference_list]
+    return pairs or [(own[0] if own else None, None)]
+
+
+def plan(spec: EvaluateSpec, entries: Sequence[tuple[str, str, GenerationSettings]], facts: dict[str, Any],
+         sentences: dict[str, list[str]]) -> tuple[list[Job], list[dict[str, Any]]]:
+    """Every job of the evaluation, and one 'unsupported' row per engine entry and language it
+    does not speak (instead of failing or faking it)."""
+    jobs, unsupported = [], []
+    for name, variant, settings in entries:
+        if name not in facts:
+            continue
+        f = facts[name]
+        seeds = spec.seed_list if f.capabilities.seeded else (None,)
+        for lang in spec.langs:
+            if lang not in f.languages:
+                unsupported.append({"engine": name, "variant": variant, "language": lang, "status": "unsupported",
+                                    "note": f"{name} does not speak {lang}; it speaks {', '.join(f.languages)}"})
+                continue
+            for n, text in enumerate(sentences[lang], 1):
+                for speaker, reference in voices_for(spec, f):
+                    for seed in seeds:
+                        request = SynthRequest(text=text, lang=lang, speaker=speaker, reference=reference,
+                                               speed=spec.speed, seed=seed, settings=settings)
+                        jobs.append(Job(len(jobs), name, variant, request, n))
+    return jobs, unsupported
+
+
+# -- running jobs on a loaded engine (here, or inside a Ray actor) ---------------------------------
+
+def run_jobs(engine: Engine, jobs: Sequence[Job], batch_size: int | None = None,
+             progress: Progress = no_progress) -> Iterator[tuple[Job, SynthResult | None, float, str | None]]:
+    """Synthesise ``jobs`` (one variant's) on ``engine``: yields (job, result, seconds, error) as each
+    finishes. One failing row does not stop the rest: if the batch fails, the rows it had not
+    finished run one by one, and a row that still fails comes back with its error message."""
+    finished: set[int] = set()
+    try:
+        for i, result, seconds in synthesize_many(engine, [j.request for j in jobs], batch_size=batch_size,
+                                                  progress=progress):
+            finished.add(i)
+            yield jobs[i], result, seconds, None
+    except Exception:  # noqa: BLE001 - isolated below, row by row, and reported per row
+        for i, job in enumerate(jobs):
+            if i in finished:
+                continue
+            try:
+                result, seconds = run_request(engine, job.request)
+            except Exception as e:  # noqa: BLE001 - one bad row must not end a long evaluation
+                yield job, None, 0.0, str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
+            else:
+                yield job, result, seconds, None
+
+
+def by_variant(jobs: Sequence[Job]) -> list[list[Job]]:
+    """Jobs grouped by (engine, variant), in plan order: a batch shares its settings."""
+    groups: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault((job.engine, job.variant), []).append(job)
+    return list(groups.values())
+
+
+class LocalExecutor:
+    """Synthesis in this process, through the lab's engine cache (one engine at a time)."""
+
+    name = "local"
+
+    def __init__(self, engines: Engines):
+        self.engines = engines
+        self.worker = f"{socket.gethostname()}/pid-{os.getpid()}"
+
+    def open(self, name: str, progress: Progress = no_progress) -> Engine:
+        return self.engines.get(name, progress)
+
+    def run(self, jobs: Sequence[Job], batch_size: int | None, progress: Progress = no_progress) -> Iterator[Outcome]:
+        for group in by_variant(jobs):
+            with self.engines.use(group[0].engine, progress) as engine:
+                for job, result, seconds, error in run_jobs(engine, group, batch_size):
+                    yield Outcome(job, result, seconds, self.worker, error)
+
+    def close(self) -> None:
+        """Nothing to release: the engines stay cached for the next run."""
+
+
+def make_executor(spec: EvaluateSpec, engines: Engines, run: Run) -> Any:
+    if spec.executor == "ray":
+        from .ray_executor import RayExecutor  # Ray is imported only when asked for
+
+        return RayExecutor(spec, engines.config, run.run_id)
+    return LocalExecutor(engines)
+
+
+# -- the experiment -------------------------------------------------------------------------------
+
+def run(spec: EvaluateSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
+    """Synthesise every row of ``spec`` not already in ``run`` (see the module docstring); returns the
+    run's whole table (earlier rows of a resumed run included), once the judges are done with it."""
+    sentences = select(read_sentences(spec.sentence_file, spec.sentence_lang), spec.langs, spec.sentences)
+    # Every variant is checked before any model loads: a typo costs nothing.
+    entries = []
+    for entry in spec.engines:
+        name, variant = parse_entry(entry)
+        entries.append((name, variant, variant_settings(engine_class(name), name, variant, spec.settings)))
+    done = done_keys(run)
+    executor = make_executor(spec, engines, run)
+    try:
+        facts: dict[str, Any] = {}
+        for name in dict.fromkeys(name for name, _, _ in entries):
+            progress(0.0, desc=f"loading {name} ({executor.name})")
+            try:
+                facts[name] = executor.open(name, progress)
+            except EngineUnavailable as e:
+                for n, variant, _ in entries:
+                    if n == name:
+                        run.append({"engine": name, "variant": variant, "status": "unavailable", "note": str(e),
+                                    "executor": executor.name})
+        jobs, unsupported = plan(spec, entries, facts, sentences)
+        for row in unsupported:
+            if row_key(row["engine"], row["variant"], row["language"], "", "", "", "") not in done:
+                run.append({**row, "executor": executor.name})
+        todo = [job for job in jobs if job.key not in done]
+        skipped = len(jobs) - len(todo)
+        progress(0.0, desc=f"{len(todo)} rows to synthesise" + (f" ({skipped} already done)" if skipped else ""))
+        for i, outcome in enumerate(executor.run(todo, spec.batch_size, progress), 1):
+            log_outcome(outcome, facts[outcome.job.engine], run, executor.name)
+            progress(i / max(len(todo), 1), desc=f"{i}/{len(todo)} rows · {outcome.job.engine}:{outcome.job.variant} "
+                                                 f"{outcome.job.request.lang} · {outcome.worker}")
+    finally:
+        executor.close()
+    wait = getattr(run, "wait_for_judges", None)
+    if wait is not None:
+        progress(1.0, desc="waiting for the judges")
+        wait()
+    progress(1.0, desc="done")
+    return run.frame()
+
+
+def log_outcome(outcome: Outcome, engine: Any, run: Run, executor: str) -> dict[str, Any]:
+    """Write one finished job's row (and WAV) through the common logging path."""
+    job, request = outcome.job, outcome.job.request
+    fields: dict[str, Any] = {"variant": job.variant, "executor": executor, "worker": outcome.worker,
+                              "sentence": job.sentence}
+    if job.attempt > 1:
+        fields["attempt"] = job.attempt
+    if outcome.error is not None or outcome.result is None:
+        return run.append({"engine": job.engine, "device": engine.device, "versions": versions(engine),
+                           "speaker": request.speaker, "reference": request.reference, "language": request.lang,
+                           "text": request.text, "text_chars": len(request.text), "speed": request.speed,
+                           "seed": request.seed, "status": "error", "note": outcome.error, **fields})
+    return log_result(engine, request, outcome.result, outcome.seconds, run,
+                      stem=f"{job.engine}-{job.variant}-{request.lang}-{job.sentence}", **fields)
+
+
+# -- the summary ----------------------------------------------------------------------------------
+
+def _num(df: pd.DataFrame, col: str) -> pd.Series:
+    return pd.to_numeric(df[col], errors="coerce") if col in df else pd.Series(np.nan, index=df.index)
+
+
+def _why_empty(group: pd.DataFrame, col: str, label: str) -> str:
+    if col not in group:
+        return f"{label}: no judge wrote it (judges off or not installed)"
+    notes = [n for n in dict.fromkeys(group.get("judge_notes", pd.Series(dtype=str)).dropna().astype(str)) if n]
+    return f"{label}: " + ("; ".join(notes[:2]) if notes else "no judge scored these rows")
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per engine x variant x language: rows, errors, CER mean and the share of sentences with
+    CER > 0, speaker similarity and DNSMOS OVRL mean and std, RTF mean, and ``notes`` saying why
+    any cell is empty (a judge that cannot score the language, an engine that does not speak it)."""
+    if df is None or df.empty or "engine" not in df:
+        return pd.DataFrame()
+    d = df.copy()
+    d["variant"] = d["variant"].fillna(DEFAULT_VARIANT) if "variant" in d else DEFAULT_VARIANT
+    d["language"] = d["language"].fillna("") if "language" in d else ""
+    d["status"] = d["status"].fillna("ok") if "status" in d else "ok"
+    out = []
+    for (engine, variant, lang), g in d.groupby(["engine", "variant", "language"], sort=False):
+        ok = g[g["status"] == "ok"]
+        rec: dict[str, Any] = {"engine": engine, "variant": variant, "language": lang, "rows": len(ok),
+                               "errors": int((g["status"] == "error").sum())}
+        notes = []
+        if ok.empty:
+            notes += [str(n) for n in dict.fromkeys(g.get("note", pd.Series(dtype=str)).dropna()) if str(n)][:1]
+        cer = _num(ok, "cer")
+        rec["cer_mean"] = cer.mean() if cer.notna().any() else np.nan
+        rec["cer_nonzero"] = (cer[cer.notna()] > 0).mean() if cer.notna().any() else np.nan
+        for name, col, label in JUDGED[1:]:
+            v = _num(ok, col)
+            rec[f"{name}_mean"] = v.mean() if v.notna().any() else np.nan
+            rec[f"{name}_std"] = v.std() if v.notna().sum() > 1 else np.nan
+        rtf = _num(ok, "rtf")
+        rec["rtf_mean"] = rtf.mean() if rtf.notna().any() else np.nan
+        if "asr_judge" in ok:
+            judges = [str(j) for j in dict.fromkeys(ok["asr_judge"].dropna()) if str(j)]
+            rec["asr_judge"] = ", ".join(judges) or None
+        if not ok.empty:
+            for name, col, label in JUDGED:
+                if not _num(ok, col).notna().any():
+                    notes.append(_why_empty(ok, col, label))
+        rec["notes"] = "; ".join(notes) or None
+        out.append(rec)
+    # Engines in the order they ran, languages in the built-in set's order: the same table however
+    # the rows finished (a Ray run writes them in any order).
+    order = {lang: i for i, lang in enumerate(read_sentences())}
+    first = {k: i for i, k in enumerate(dict.fromkeys(zip(d["engine"], d["variant"])))}
+    table = pd.DataFrame(out)
+    table["_e"] = [first[(e, v)] for e, v in zip(table["engine"], table["variant"])]
+    table["_l"] = [order.get(lang, len(order)) for lang in table["language"]]
+    return table.sort_values(["_e", "_l", "language"], kind="stable").drop(columns=["_e", "_l"]).reset_index(drop=True)
+
+
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the paper's kind of table: ``mean ± std`` strings, CER>0 as a percentage, and
+    the reasons for empty cells in ``notes`` (what the CLI prints and the Evaluate tab shows)."""
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+
+    def pm(mean: Any, std: Any = None) -> str:
+        if mean is None or pd.isna(mean):
+            return ""
+        return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None and pd.notna(std) else "")
+
+    def pct(v: Any) -> str:
+        return "" if v is None or pd.isna(v) else f"{100 * v:.0f}%"
+
+    return pd.DataFrame({
+        "engine": summary["engine"], "variant": summary["variant"], "lang": summary["language"],
+        "rows": summary["rows"], "CER": [pm(m) for m in summary["cer_mean"]],
+        "CER>0": [pct(v) for v in summary["cer_nonzero"]],
+        "spk_sim": [pm(m, sd) for m, sd in zip(summary["spk_sim_mean"], summary["spk_sim_std"])],
+        "DNSMOS OVRL": [pm(m, sd) for m, sd in zip(summary["dnsmos_ovrl_mean"], summary["dnsmos_ovrl_std"])],
+        "RTF": [pm(m) for m in summary["rtf_mean"]],
+        "notes": summary["notes"].fillna(""),
+    })
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The summary as a text table (``summary_view``), the reasons for empty cells listed below it."""
+    view = summary_view(summary)
+    if view.empty:
+        return "(no rows)"
+    table = view.drop(columns="notes").to_string(index=False)
+    notes = [f"  {r.engine}:{r.variant} {r.lang}: {r.notes}" for r in view.itertuples() if r.notes]
+    return table + ("\nEmpty cells:\n" + "\n".join(notes) if notes else "")
