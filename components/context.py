@@ -1,11 +1,12 @@
-"""The lab's explicit state: one engine cache and one results store, shared by the UI, the
-REST API and the CLI. Nothing here is a module-level global."""
+"""The lab's explicit state: one engine cache, one judges cache and one results store, shared by
+the UI, the REST API and the CLI. Nothing here is a module-level global."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from .engines import EngineConfig, Engines
+from .judges import JudgeConfig, Judges
 from .results import ResultsStore
 
 
@@ -14,7 +15,11 @@ class LabContext:
     engines: Engines
     store: ResultsStore
     warnings: list[str] = field(default_factory=list)  # shown in the UI banner (exposure, missing weights)
+    judges: Judges = field(default_factory=Judges)      # loaded on first use, off the engine locks
+    judge_choice: str = "all"                           # the lab's default --judges (all | fast | none)
 
     @classmethod
-    def create(cls, config: EngineConfig | None = None, results: str = "results") -> "LabContext":
-        return cls(engines=Engines(config or EngineConfig()), store=ResultsStore(results))
+    def create(cls, config: EngineConfig | None = None, results: str = "results",
+               judges: JudgeConfig | None = None, judge_choice: str = "all") -> "LabContext":
+        return cls(engines=Engines(config or EngineConfig()), store=ResultsStore(results),
+                   judges=Judges(judges), judge_choice=judge_choice)

@@ -2,7 +2,7 @@
 
 Two measures, side by side:
 
-* ``similarity``: cosine of speaker embeddings from XTTS's own speaker encoder (the H/ASP
+* ``xtts_spk_sim``: cosine of speaker embeddings from XTTS's own speaker encoder (the H/ASP
   ResNet inside XTTS's HiFiGAN decoder, the one ``get_conditioning_latents`` runs). It is the
   encoder XTTS conditions on, so it favours XTTS: a clone can score high by matching what this
   encoder hears without sounding right to people. It needs XTTS weights; without them the column
@@ -135,10 +135,10 @@ class SpeakerComparison:
         self.embedding = speaker_embedding(model, reference_audio, reference_sr) if model is not None else None
 
     def compare(self, audio: np.ndarray, sr: int) -> dict[str, Any]:
-        """Row fields for one output: similarity (or empty), envelope_distance, pitch differences."""
+        """Row fields for one output: xtts_spk_sim (or empty), envelope_distance, pitch differences."""
         out: dict[str, Any] = compare_profiles(self.profile, voice_profile(audio, sr))
         if self.embedding is not None:
-            out["similarity"] = round(cosine(self.embedding, speaker_embedding(self.model, audio, sr)), 6)
+            out["xtts_spk_sim"] = round(cosine(self.embedding, speaker_embedding(self.model, audio, sr)), 6)
         else:
-            out["similarity"] = None
+            out["xtts_spk_sim"] = None
         return out

@@ -16,7 +16,9 @@ import yaml
 
 from components.engines import EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
-from components.results import ResultsStore
+from components.judges import JudgeConfig, Judges
+from components.judges.session import attach
+from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
 
 from . import EXPERIMENTS, runner, save_outputs, spec_from_dict
 
@@ -57,6 +59,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--length-penalty", type=float)
     p.add_argument("--no-text-splitting", action="store_true", default=None)
+    p.add_argument("--audio", metavar="FILE_OR_DIR", help="judge: an audio file or a folder of them")
+    p.add_argument("--manifest", metavar="CSV", help="judge: a CSV with columns audio,text,lang,reference")
+    p.add_argument("--judges", default="all",
+                   help="judges scoring every row: all (every installed judge, default) | fast (dnsmos) | "
+                        "none | names, e.g. dnsmos,asr")
+    p.add_argument("--judge-reference", metavar="WAV",
+                   help="voice recording the speaker judge compares built-in voices with (rows without a reference)")
     p.add_argument("--out", default="results", help="results folder (default results/)")
 
 
@@ -104,7 +113,7 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
         "engine": args.engine or engines.default(), "speaker": args.speaker, "text": args.text,
         "lang": args.lang, "reference": args.reference, "speed": args.speed, "speeds": args.speeds,
         "lengths": args.lengths, "langs": args.langs, "engines": args.engines, "repeats": args.repeats,
-        "seed": args.seed, "stream": args.stream,
+        "seed": args.seed, "stream": args.stream, "audio": args.audio, "manifest": args.manifest,
     }
     if args.reference and not Path(args.reference).is_file():
         raise LabError(f"--reference {args.reference!r} does not exist")
@@ -128,9 +137,20 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         engines = Engines(engine_config(args))
         name, spec = spec_from_args(args, engines)
+        judges = Judges(JudgeConfig())
+        choice = getattr(args, "judges", "all")
+        judges.select(choice)  # an unknown judge name fails before any synthesis
+        reference = getattr(args, "judge_reference", None)
+        if reference and not Path(reference).is_file():
+            raise LabError(f"--judge-reference {reference!r} does not exist")
         store = ResultsStore(args.out)
         with store.running(name, spec) as run:
+            judging = attach(run, judges, choice, reference=reference)
             df = runner(name)(spec, engines, run, stderr_progress)
+        if judging is not None and judging.pending:
+            print(f"[judging] {judging.pending} row(s) left", file=sys.stderr, flush=True)
+        run.wait_for_judges()  # the CSV path printed last is a complete run, judge columns included
+        df = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
         save_outputs(name, df, run)
         if name == "benchmark":
             from .benchmark import summarize
