@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .engines import EngineConfig, Engines
-from .judges import JudgeConfig, Judges
+from .judges import JudgeConfig, Judges, default_choice
 from .results import ResultsStore
 
 
@@ -16,10 +16,10 @@ class LabContext:
     store: ResultsStore
     warnings: list[str] = field(default_factory=list)  # shown in the UI banner (exposure, missing weights)
     judges: Judges = field(default_factory=Judges)      # loaded on first use, off the engine locks
-    judge_choice: str = "all"                           # the lab's default --judges (all | fast | none)
+    judge_choice: str = field(default_factory=default_choice)  # the lab's --judges (all | fast | none | names)
 
     @classmethod
     def create(cls, config: EngineConfig | None = None, results: str = "results",
-               judges: JudgeConfig | None = None, judge_choice: str = "all") -> "LabContext":
+               judges: JudgeConfig | None = None, judge_choice: str | None = None) -> "LabContext":
         return cls(engines=Engines(config or EngineConfig()), store=ResultsStore(results),
-                   judges=Judges(judges), judge_choice=judge_choice)
+                   judges=Judges(judges), judge_choice=judge_choice or default_choice())

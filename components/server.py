@@ -265,7 +265,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         options = ServerOptions(host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
                                 max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB)
-        lab = LabContext.create(engine_config(args), results=args.out)
+        lab = LabContext.create(engine_config(args), results=args.out, judge_choice=getattr(args, "judges", None))
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ import yaml
 
 from components.engines import EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
-from components.judges import JudgeConfig, Judges
+from components.judges import JudgeConfig, Judges, default_choice
 from components.judges.session import attach
 from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
 
@@ -61,9 +61,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-text-splitting", action="store_true", default=None)
     p.add_argument("--audio", metavar="FILE_OR_DIR", help="judge: an audio file or a folder of them")
     p.add_argument("--manifest", metavar="CSV", help="judge: a CSV with columns audio,text,lang,reference")
-    p.add_argument("--judges", default="all",
-                   help="judges scoring every row: all (every installed judge, default) | fast (dnsmos) | "
-                        "none | names, e.g. dnsmos,asr")
+    p.add_argument("--judges",
+                   help="judges scoring every row: all (every installed judge; the default, or $LAB_JUDGES) | "
+                        "fast (dnsmos) | none | names, e.g. dnsmos,asr")
     p.add_argument("--judge-reference", metavar="WAV",
                    help="voice recording the speaker judge compares built-in voices with (rows without a reference)")
     p.add_argument("--out", default="results", help="results folder (default results/)")
@@ -138,7 +138,7 @@ def run_command(args: argparse.Namespace) -> int:
         engines = Engines(engine_config(args))
         name, spec = spec_from_args(args, engines)
         judges = Judges(JudgeConfig())
-        choice = getattr(args, "judges", "all")
+        choice = getattr(args, "judges", None) or default_choice()
         judges.select(choice)  # an unknown judge name fails before any synthesis
         reference = getattr(args, "judge_reference", None)
         if reference and not Path(reference).is_file():

@@ -11,6 +11,7 @@ module implementing ``components.judges.base.Judge`` + one line in ``REGISTRY``.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from typing import Any
 
@@ -25,6 +26,12 @@ REGISTRY: dict[str, str] = {
 # The cheap subset for ``--judges fast``: one ONNX model, no recogniser, no speaker encoder.
 FAST: tuple[str, ...] = ("dnsmos",)
 CHOICES = ("all", "fast", "none")
+JUDGES_ENV = "LAB_JUDGES"  # the default selection when --judges is not given (the test suite sets none)
+
+
+def default_choice() -> str:
+    """``$LAB_JUDGES`` or ``all``: which judges score rows unless the user picks."""
+    return os.environ.get(JUDGES_ENV, "").strip() or "all"
 
 # Columns the judging writes besides each judge's own (see components.judges.session).
 BOOKKEEPING_COLUMNS: tuple[str, ...] = ("judges", "judge_notes", "judge_seconds", "judge_seconds_per_audio_s")
@@ -133,4 +140,4 @@ class Judges:
 
 
 __all__ = ["REGISTRY", "FAST", "CHOICES", "BOOKKEEPING_COLUMNS", "Judges", "JudgeConfig", "JudgeInput",
-           "Judge", "CannotJudge", "JudgeUnavailable", "judge_class", "judge_columns"]
+           "Judge", "CannotJudge", "JudgeUnavailable", "judge_class", "judge_columns", "default_choice"]

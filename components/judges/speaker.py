@@ -52,13 +52,11 @@ class SpeakerJudge:
     def load(self) -> None:
         import warnings
 
-        import torch
-
+        # torch's thread count is process-wide (XTTS shares it): left as the lab set it.
         with warnings.catch_warnings():  # webrtcvad's pkg_resources import warns on every start
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore")  # and resemblyzer's scipy.ndimage.morphology import
             from resemblyzer import VoiceEncoder
 
-        torch.set_num_threads(max(1, self.config.threads))
         self._encoder = VoiceEncoder("cpu", verbose=False)
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
