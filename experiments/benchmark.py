@@ -23,6 +23,8 @@ from components.results import Run, rows_to_frame
 from .common import log_result, run_request
 from .specs import BenchmarkSpec
 
+# Judge columns the summary averages beside the timings (when the judges scored the rows).
+QUALITY_COLUMNS = ("dnsmos_ovrl", "dnsmos_sig", "cer", "wer", "spk_sim")
 MEMORY_SAMPLE_S = 0.02  # seconds between resident-memory samples while a synthesis runs
 
 
@@ -135,12 +137,17 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] == "ok"].copy()
     ok["cold"] = ok["cold"].astype(str).str.lower().isin(["true", "1"])
     warm = ok[~ok["cold"]].copy()
-    for col in ("ttfa_seconds", "peak_rss_mb", "peak_vram_mb"):
+    for col in ("ttfa_seconds", "peak_rss_mb", "peak_vram_mb", *QUALITY_COLUMNS):
         if col in warm:
             warm[col] = pd.to_numeric(warm[col], errors="coerce")
     optional = {"ttfa_mean": ("ttfa_seconds", "mean"), "ttfa_std": ("ttfa_seconds", "std"),
                 "ttfa_min": ("ttfa_seconds", "min"), "ttfa_max": ("ttfa_seconds", "max"),
                 "peak_rss_mb": ("peak_rss_mb", "max"), "peak_vram_mb": ("peak_vram_mb", "max")}
+    # Speed and quality side by side: the judges' means (and spread) over the same warm runs.
+    for col in QUALITY_COLUMNS:
+        if col in warm and warm[col].notna().any():
+            optional[f"{col}_mean"] = (col, "mean")
+            optional[f"{col}_std"] = (col, "std")
     stats = (warm.groupby(["engine", "text_length"])
              .agg(runs=("synth_seconds", "size"),
                   text_chars=("text_chars", "first"),

@@ -102,18 +102,20 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
 
 
 def log_result(engine: Engine, request: SynthRequest, result: SynthResult, seconds: float, run: Run, *,
-               stem: str | None = None, **fields: Any) -> dict[str, Any]:
+               stem: str | None = None, judge_reference: str | None = None, **fields: Any) -> dict[str, Any]:
     """Save the WAV of a finished synthesis and append its row now; returns the row as written.
     The row is then submitted to the run's judges (if any), whose columns arrive later.
 
     ``stem`` names the WAV (default: engine, language and text); ``fields`` are extra columns.
+    ``judge_reference`` is the voice the speaker judge compares with (default: the request's
+    reference; ref-length gives the full recording, not the cut that was cloned).
     """
     row = row_for(engine, request, result, seconds, **fields)
     stem = stem or f"{engine.name}-{request.lang}-{request.text}"
     row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, stem))
     written = run.append(row)
     submit_for_judging(run, written["row"], result.audio, result.sample_rate, request.text, request.lang,
-                       request.reference)
+                       judge_reference or request.reference)
     return written
 
 

@@ -74,7 +74,7 @@ def test_without_xtts_similarity_is_empty_with_the_reason(voices):
         assert model is None and "xtts" in why
     comparison = SpeakerComparison(male, sr, None, "no xtts here")
     row = comparison.compare(female, sr)
-    assert row["similarity"] is None and comparison.why_no_similarity == "no xtts here"
+    assert row["xtts_spk_sim"] is None and comparison.why_no_similarity == "no xtts here"
     assert row["envelope_distance"] > 0
 
 
@@ -95,6 +95,6 @@ def test_xtts_speaker_encoder_plumbing(xtts_model, voices):
     assert model is xtts_model and why is None
     comparison = SpeakerComparison(male, sr, model)
     row = comparison.compare(male, sr)
-    assert row["similarity"] == pytest.approx(1.0, abs=1e-5) and row["envelope_distance"] == 0.0
+    assert row["xtts_spk_sim"] == pytest.approx(1.0, abs=1e-5) and row["envelope_distance"] == 0.0
     row = comparison.compare(female, sr)
-    assert -1.0 <= row["similarity"] < 1.0 - 1e-4
+    assert -1.0 <= row["xtts_spk_sim"] < 1.0 - 1e-4

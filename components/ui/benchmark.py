@@ -12,7 +12,7 @@ from experiments import runner
 from experiments.benchmark import summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, results_table, table_view, ui_errors
+from .common import judges_switch, run_judged, common_kwargs, engine_controls, outputs_panel, panel_values, results_table, table_view, ui_errors
 
 
 def render(lab: LabContext) -> None:
@@ -27,6 +27,7 @@ def render(lab: LabContext) -> None:
     gr.Markdown("The engine below sets the speaker list; the speaker and reference are used by every "
                 "engine that has that voice or can clone.")
     controls = engine_controls(lab)
+    judges = judges_switch(lab)
     run_btn = gr.Button("Run benchmark", variant="primary")
     summary = results_table("Summary (warm runs; cold first run apart)", "benchmark-summary",
                             ("engine", "text_length", "runs", "synth_mean", "synth_std", "rtf_mean", "rtf_std",
@@ -36,14 +37,13 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def benchmark(engines, short, medium, long, repeats, engine, speaker, lang, reference, seed, temperature,
-                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
+                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         texts = {label: t for label, t in (("short", short), ("medium", medium), ("long", long)) if t and t.strip()}
         spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
-        with lab.store.running("benchmark", spec) as run:
-            df = runner("benchmark")(spec, lab.engines, run, progress)
-        return [table_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
+        for df, run in run_judged(lab, "benchmark", spec, progress, judges):  # table first, judge columns next
+            yield [table_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
 
-    run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
+    run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs, judges],
                   [summary, *panel.outputs, last_run], api_name="benchmark")

@@ -11,7 +11,7 @@ from components.context import LabContext
 from experiments import runner
 from experiments.specs import DEFAULT_TEXT, RefLengthSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, ui_errors
+from .common import judges_switch, run_judged, common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, ui_errors
 
 
 def render(lab: LabContext) -> None:
@@ -19,25 +19,26 @@ def render(lab: LabContext) -> None:
     gr.Markdown("How long must a reference clip be? The recording below is cut to each length "
                 "and the same text is cloned from every cut. Engines that cannot clone log one "
                 "`unsupported` row per length.\n\n"
-                "*Note: speaker similarity uses XTTS's own speaker encoder, which favours XTTS.*")
+                "Speaker similarity: `spk_sim` from an independent encoder (Resemblyzer, the speaker judge) "
+                "against the full recording; `xtts_spk_sim` from XTTS's own speaker encoder, which favours XTTS.")
     text = gr.Textbox(DEFAULT_TEXT, lines=2, label="Text")
     with gr.Row():
         lengths = gr.Textbox("3, 6, 10, 15, 30", label="Reference lengths (s)", info="comma-separated seconds")
         repeats = gr.Slider(1, 10, 1, step=1, label="Repeats", info="seeds seed, seed+1, ...: error bars")
     controls = engine_controls(lab, reference_label="Reference recording to cut (required)")
+    judges = judges_switch(lab)
     run_btn = gr.Button("Run reference-length sweep", variant="primary")
     panel = outputs_panel(lab, "ref")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
     def ref_length(text, lengths, repeats, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
+                   repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         spec = RefLengthSpec(text=text, lang=lang, lengths=parse_floats("lengths", lengths), repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
-        with lab.store.running("ref-length", spec) as run:
-            df = runner("ref-length")(spec, lab.engines, run, progress)
-        return [*panel_values("ref-length", df, run), run.run_id]
+        for df, run in run_judged(lab, "ref-length", spec, progress, judges):  # table first, judge columns next
+            yield [*panel_values("ref-length", df, run), run.run_id]
 
-    run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs], [*panel.outputs, last_run],
+    run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs, judges], [*panel.outputs, last_run],
                   api_name="ref_length")

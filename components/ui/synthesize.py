@@ -14,13 +14,14 @@ from gradio import processing_utils
 from components.context import LabContext
 from components.engines import Engines
 from components.engines.base import Progress, no_progress
-from components.results import Run, rows_to_frame
+from components.judges.session import attach
+from components.results import JUDGES_CSV, Run, merge_judges, read_csv, rows_to_frame
 from experiments import runner
 from experiments.common import log_result, stream_request
 from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import request_for
 
-from .common import common_kwargs, engine_controls, results_table, servable, signal_images, table_view, ui_errors
+from .common import judges_switch, common_kwargs, engine_controls, results_table, servable, signal_images, table_view, ui_errors
 
 
 def can_stream_audio() -> bool:
@@ -52,6 +53,7 @@ def render(lab: LabContext) -> None:
             text = gr.Textbox(DEFAULT_TEXT, lines=3, label="Text")
             controls = engine_controls(lab)
             speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
+            judges = judges_switch(lab)
             run_btn = gr.Button("Synthesize", variant="primary")
         with gr.Column(scale=2):
             live = gr.Audio(label="Live (streamed as it is made)", streaming=True, autoplay=True,
@@ -69,11 +71,13 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def synthesize(text, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, precision, speed, progress=gr.Progress()):
+                   repetition_penalty, length_penalty, text_splitting, precision, speed, judges=None,
+                   progress=gr.Progress()):
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
                                          [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         with lab.store.running("synth", spec) as run:
+            judging = attach(run, lab.judges, judges or lab.judge_choice)
             caps = lab.engines.get(spec.engine, progress).capabilities
             if caps.streaming and streaming_ok:
                 row = None
@@ -88,6 +92,10 @@ def render(lab: LabContext) -> None:
         wav = df["wav_path"].iloc[0] if "wav_path" in df else None
         w, s = signal_images(wav)
         yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
+        if judging is not None:  # the audio is out; the judge columns follow when ready
+            run.wait_for_judges()
+            judged = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
+            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), table_view(judged), gr.skip(), gr.skip())
 
-    run_btn.click(synthesize, [text, *controls.inputs, speed], [live, audio, wave, spec_img, table, csv, last_run],
+    run_btn.click(synthesize, [text, *controls.inputs, speed, judges], [live, audio, wave, spec_img, table, csv, last_run],
                   api_name="synthesize")
