@@ -62,12 +62,12 @@ def with_noise(audio: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
 
 
 def main() -> int:
-    from tests.kokoro_audio import Kokoro
+    from tests.kokoro_audio import kokoro_voice
 
     print(f"cpu: {cpu_info()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     judges = Judges(JudgeConfig())
     espeak = EspeakEngine()
-    kokoro = Kokoro()
+    kokoro = kokoro_voice()
     kok = {(v, s): kokoro(s, v) for v in VOICES for s in SENTENCES}
     esp = {s: espeak.synthesize(SynthRequest(text=s)) for s in SENTENCES}
 

@@ -20,7 +20,7 @@ from components.engines import Engines
 from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import log_result, run_request
+from .common import judging_held, log_result, run_request
 from .specs import BenchmarkSpec
 
 # Judge columns the summary averages beside the timings (when the judges scored the rows).
@@ -97,6 +97,13 @@ def measured_row(engine: Engine, request: SynthRequest, run: Run, **fields: Any)
 
 def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
     """Per engine: load (timed), one cold synthesis, then ``repeats`` warm runs of every text."""
+    # Judges wait until every timing and memory peak is measured: judging alongside (its models'
+    # CPU and resident memory) would disturb exactly what this experiment measures.
+    with judging_held(run):
+        return _run(spec, engines, run, progress)
+
+
+def _run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress) -> pd.DataFrame:
     texts = dict(spec.texts)
     steps = len(spec.engines) * (1 + len(texts) * spec.repeats)
     done, rows = 0, []

