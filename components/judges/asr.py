@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -230,8 +231,13 @@ class AsrJudge:
         if not item.text or not normalize(item.text, item.lang):
             raise CannotJudge("asr: no text to compare the transcript with")
         lang = (item.lang or "en").lower()
+        t0 = time.perf_counter()
+        loaded = len(self._recognisers)
         rec = self.recogniser(lang)
+        # A recogniser loads on the first row of its language: that is not judging time.
+        load_seconds = time.perf_counter() - t0 if len(self._recognisers) > loaded else 0.0
         heard = rec(mono16k(item, SAMPLE_RATE), lang)
-        out: dict[str, Any] = {"asr_text": heard, "asr_judge": f"{rec.name} ({rec.version})"}
+        out: dict[str, Any] = {"asr_text": heard, "asr_judge": f"{rec.name} ({rec.version})",
+                               "_load_seconds": load_seconds}
         out.update({k: (None if v is None else round(v, 4)) for k, v in error_rates(item.text, heard, lang).items()})
         return out

@@ -75,7 +75,9 @@ class Judge(Protocol):
         ...
 
     def judge(self, item: JudgeInput) -> dict[str, Any]:
-        """Columns for one output (a subset of ``columns``); raise ``CannotJudge`` to leave them empty."""
+        """Columns for one output (a subset of ``columns``); raise ``CannotJudge`` to leave them empty.
+        Keys starting with ``_`` are bookkeeping, not columns (``_load_seconds``: time spent loading
+        a model on first use, which the session does not count as judging time)."""
         ...
 
 

@@ -161,8 +161,11 @@ class JudgingSession:
             except Exception as e:  # noqa: BLE001 - a failing judge must never lose the row
                 notes.append(f"{name} failed: {type(e).__name__}: {e}")
                 continue
-            out.update(scores)
-            used[name] = {"version": version, "seconds": round(time.perf_counter() - t0, 4)}
+            # Keys starting with "_" are the judge's own bookkeeping, not columns: "_load_seconds"
+            # is time spent loading a model on first use (asr loads a recogniser per language).
+            load = float(scores.pop("_load_seconds", 0.0) or 0.0)
+            out.update({k: v for k, v in scores.items() if not k.startswith("_")})
+            used[name] = {"version": version, "seconds": round(max(time.perf_counter() - t0 - load, 0.0), 4)}
         seconds = sum(u["seconds"] for u in used.values())
         out["judges"] = used
         out["judge_notes"] = "; ".join(notes) or None

@@ -86,7 +86,8 @@ class SpeakerJudge:
 
     def judge(self, item: JudgeInput) -> dict[str, Any]:
         if not item.reference:
-            raise CannotJudge("speaker: no reference recording to compare with (give one with --reference)")
+            raise CannotJudge("speaker: no reference recording to compare with (clone from one, or give "
+                              "--judge-reference for built-in voices)")
         if not Path(item.reference).is_file():
             raise CannotJudge(f"speaker: the reference {item.reference} is gone")
         ref = self.reference_embedding(item.reference)
