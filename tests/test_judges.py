@@ -92,6 +92,7 @@ def test_synthesis_rows_get_judge_columns_with_names_versions_and_notes(capsys, 
     used = json.loads(row["judges"])
     assert set(used) == {"dnsmos", "asr"} and all(u["version"] and u["seconds"] > 0 for u in used.values())
     assert row["judge_seconds_per_audio_s"] == pytest.approx(row["judge_seconds"] / row["audio_seconds"], rel=1e-3)
+    assert not [c for c in df if c.startswith("_")]  # a judge's bookkeeping never becomes a column
 
 
 def test_judge_reference_fills_speaker_similarity_for_built_in_voices(capsys, results_dir, reference_wav):
