@@ -230,3 +230,31 @@ def test_held_session_judges_nothing_until_released(tmp_path, monkeypatch):
             session.submit(row, JudgeInput(np.zeros(800, np.float32), 16000, text="ok"))
         assert not session.wait(timeout=0.5) and fake.calls == 0 and session.pending == 3
     assert session.wait(timeout=30) and fake.calls == 3
+
+
+def test_experiment_summaries_show_quality_beside_speed():
+    """Benchmark: the judges' means per engine and text length beside the timings (and a panel);
+    speed sweep: a quality-vs-speed panel; languages: CER per language."""
+    from experiments.benchmark import summarize
+
+    df = pd.DataFrame({"engine": ["espeak"] * 3 + ["kokoro"] * 3, "text_length": ["short"] * 6,
+                       "cold": [True, False, False] * 2, "status": ["ok"] * 6, "text_chars": [12] * 6,
+                       "synth_seconds": [0.1, 0.01, 0.01, 2.0, 1.0, 1.2], "rtf": [0.1, 0.01, 0.01, 1, 0.5, 0.6],
+                       "audio_seconds": [1.0] * 6, "dnsmos_ovrl": [2.7, 2.8, 2.9, 3.2, 3.3, 3.4],
+                       "cer": [0.7, 0.6, 0.8, 0.1, 0.2, 0.0]})
+    s = summarize(df).set_index("engine")
+    assert s.loc["kokoro", "dnsmos_ovrl_mean"] == pytest.approx(3.35) and s.loc["espeak", "cer_mean"] == pytest.approx(0.7)
+    fig = plots.benchmark(df)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["synthesis time (s)", "real-time factor", "DNSMOS overall (1-5)",
+                                                   "character error rate"]
+    plots.close(fig)
+    sweep = pd.DataFrame({"speed": [0.5, 1.0, 2.0], "audio_seconds": [4, 2, 1], "synth_seconds": [1, 1, 1],
+                          "dnsmos_ovrl": [2.5, 3.0, 2.0], "status": ["ok"] * 3})
+    fig = plots.speed_sweep(sweep)
+    assert fig.axes[2].get_ylabel() == "DNSMOS overall (1-5)" and len(fig.axes) == 3  # no cer values: no panel
+    plots.close(fig)
+    langs = pd.DataFrame({"language": ["en", "ko", "ja"], "rtf": [0.1] * 3, "audio_seconds": [2] * 3,
+                          "cer": [0.1, 0.8, np.nan], "status": ["ok"] * 3})
+    fig = plots.languages(langs)
+    assert "character error rate" in [ax.get_ylabel() for ax in fig.axes]
+    plots.close(fig)
