@@ -53,6 +53,8 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
                 progress((i * spec.repeats + r) / total, desc=f"reference {asked:g} s, repeat {r + 1}")
                 request = SynthRequest(text=spec.text, lang=spec.lang, reference=wav,
                                        seed=spec.seed + r, settings=spec.settings)
+                # reference_seconds is the cut; the engine's info adds reference_speech_seconds,
+                # the speech it kept after clean-up (the figure that says how long is enough).
                 fields = {"reference_seconds": actual, "repeat": r, "requested_seconds": asked}
                 if comparison is None:
                     if r == 0:
@@ -73,9 +75,9 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per reference length: mean and standard deviation over repeats (the error bars) of
-    speaker similarity (judge's ``spk_sim``, XTTS's ``xtts_spk_sim``), envelope distance and pitch
-    difference, plus how many outputs each rests on."""
+    """Per reference length (the cut): mean and standard deviation over repeats (the error bars)
+    of the speech kept after clean-up, speaker similarity (the judge's ``spk_sim``, XTTS's
+    ``xtts_spk_sim``), envelope distance and pitch difference, plus how many outputs each rests on."""
     if df.empty or "status" not in df:
         return pd.DataFrame()
     ok = df[df["status"] == "ok"].copy()
@@ -88,7 +90,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         for key in ("f0_median_diff_hz", "f0_range_diff_hz"):
             ok[key] = parsed.map(lambda d: d.get(key))
     agg = {"outputs": ("reference_seconds", "size")}
-    for col in ("spk_sim", "xtts_spk_sim", "envelope_distance", "f0_median_diff_hz"):
+    for col in ("reference_speech_seconds", "spk_sim", "xtts_spk_sim", "envelope_distance", "f0_median_diff_hz"):
         if col in ok:
             ok[col] = pd.to_numeric(ok[col], errors="coerce")
             agg[f"{col}_mean"] = (col, "mean")

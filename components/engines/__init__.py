@@ -23,6 +23,11 @@ REGISTRY: dict[str, str] = {
 }
 
 
+# The engine a client of the original XTTS API server expects when it names none: REST requests
+# without "engine" go to it when it can run, else to the default engine with a warning.
+LEGACY_CLIENT_ENGINE = "xtts"
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Machine-level settings handed to every engine constructor."""

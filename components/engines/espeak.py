@@ -143,7 +143,7 @@ def speed_to_wpm(speed: float) -> tuple[int, float]:
     """
     wanted = DEFAULT_WPM * speed
     if WPM_MIN <= wanted <= WPM_MAX:
-        # Rounding to whole wpm is < 0.4 % off: not worth a time-stretch (librosa, seconds cold).
+        # Rounding to whole wpm is < 0.4 % off: not worth a time-stretch.
         return int(round(wanted)), 1.0
     wpm = WPM_MIN if wanted < WPM_MIN else WPM_MAX
     return wpm, wanted / wpm
@@ -220,9 +220,9 @@ class EspeakEngine:
         samples = self._library().synth(text, voice, wpm)
         audio = samples.astype(np.float32) / 32768.0
         if abs(stretch - 1.0) > 1e-3 and len(audio):
-            import librosa
+            from components.dsp import time_stretch  # numpy phase vocoder: no librosa JIT per request
 
-            audio = librosa.effects.time_stretch(audio, rate=stretch).astype(np.float32)
+            audio = time_stretch(audio, stretch)
         timings["synth"] = time.perf_counter() - t0
         info = {"note": f"espeak voice {voice} at {wpm} wpm" + (f", time-stretched x{stretch:.2f}" if stretch != 1 else "")}
         return SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)

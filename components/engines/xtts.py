@@ -238,7 +238,9 @@ class XttsEngine:
 
         if request.reference:
             ref = self.prepare_reference(request.reference, progress)
-            info = {"latent_cache": ref.cache, "reference_seconds": round(ref.seconds, 3)}
+            # Speech left after clean-up (trimmed, capped): experiments log the cut they asked for as
+            # reference_seconds, so this has its own column.
+            info = {"latent_cache": ref.cache, "reference_speech_seconds": round(ref.seconds, 3)}
             if request.speaker:
                 ref.warnings.append(f"speaker {request.speaker!r} ignored: the reference recording was cloned")
             if ref.warnings:

@@ -246,9 +246,9 @@ def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judge
 # Columns shown first in tables (when present); the rest follow, the noisy ones are left to the CSV.
 # The judge columns come before the (wide) text so that quality shows beside the timings.
 FIRST_COLUMNS = ("row", "engine", "precision", "speaker", "language", "speed", "text_length", "repeat", "cold",
-                 "reference_seconds", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
-                 "latent_cache", "dnsmos_ovrl", "cer", "wer", "spk_sim", "xtts_spk_sim", "text", "asr_text", "status",
-                 "note", "judge_notes")
+                 "reference_seconds", "reference_speech_seconds", "audio_seconds", "synth_seconds", "rtf",
+                 "ttfa_seconds", "latent_cache", "dnsmos_ovrl", "cer", "wer", "spk_sim", "xtts_spk_sim", "text",
+                 "asr_text", "status", "note", "judge_notes")
 HIDDEN_COLUMNS = ("run_id", "timestamp", "versions", "extra", "wav_path", "reference", "judges")
 PLACEHOLDER_HEADERS = ("row", "engine", "speaker", "language", "text", "audio_seconds", "synth_seconds", "rtf", "status")
 

@@ -7,6 +7,7 @@ import gradio as gr
 
 from components.context import LabContext
 from components.judges.asr import asr_status
+from components.xtts.locate import CPML_URL  # one CPML link everywhere
 
 from .common import ui_errors
 
@@ -35,7 +36,7 @@ def render(lab: LabContext) -> tuple[gr.Markdown, gr.Row]:
     status = gr.Markdown(status_markdown(lab), elem_id="lab-status")
     with gr.Row(visible=needs_license(lab), elem_id="cpml-row") as license_row:
         agree = gr.Checkbox(False, label="I agree to the Coqui Public Model License (CPML)",
-                            info="non-commercial use only: https://coqui.ai/cpml", scale=3)
+                            info=f"non-commercial use only: {CPML_URL}", scale=3)
         download = gr.Button("Download XTTS v2 weights", scale=1)
 
     def refresh():
