@@ -30,9 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from experiments.specs import MAX_TEXT_CHARS  # one limit for REST, UI and CLI
 
 from .context import LabContext
-from .engines import LEGACY_CLIENT_ENGINE, REGISTRY
+from .engines import LEGACY_CLIENT_ENGINE, REGISTRY, lab_languages
 from .engines.base import (
-    SPEED_MAX, SPEED_MIN, XTTS_LANGUAGES, CapabilityError, EngineUnavailable, LabError, check_language,
+    SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError, check_language,
 )
 
 # REST requests waiting for (or using) one engine before new ones get 503. Each waits in a worker
@@ -55,7 +55,8 @@ class SynthesizeRequest(BaseModel):
     # The limits are checked by ``_text`` (with the lab's own messages) and documented here.
     text: str = Field(description=f"what to say; 1 to {MAX_TEXT_CHARS} characters, not only whitespace",
                       json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": r"\S"})
-    lang: Literal[XTTS_LANGUAGES] = Field("en", description="language code")  # type: ignore[valid-type]
+    lang: Literal[lab_languages()] = Field(  # type: ignore[valid-type]
+        "en", description="language code: any an engine speaks; the chosen engine refuses others (400)")
     speed: float = Field(1.0, ge=SPEED_MIN, le=SPEED_MAX, description="1.0 = natural rate; 2.0 = twice as fast")
     speaker_wav_b64: Optional[str] = Field(
         None, description="a reference recording to clone (WAV, FLAC, OGG or MP3 file), base64; "
@@ -68,7 +69,7 @@ class SynthesizeRequest(BaseModel):
     strict_engine: bool = Field(
         False, description=f"with no `engine`: answer 503 rather than with another engine when "
                            f"{LEGACY_CLIENT_ENGINE} cannot run (the server's --strict-engine does this for every request)")
-    seed: int = Field(0, ge=0, lt=2**32, description="seed for engines that sample (XTTS)")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed for engines that sample (capabilities.seeded)")
 
     @field_validator("text")
     @classmethod
@@ -327,7 +328,8 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
                 if not engine.capabilities.cloning:
                     raise CapabilityError(
                         f"{name} cannot clone a voice: leave out speaker_wav_b64 and pick one of its "
-                        f"speakers ({', '.join(engine.speakers()[:10])}), or use an engine that clones (xtts)")
+                        f"speakers ({', '.join(engine.speakers()[:10])}), or use an engine that clones "
+                        f"({', '.join(lab.engines.with_capability('cloning')) or 'none registered'})")
             with lab.store.running("synth") as run:  # nothing logged: no empty run left behind
                 if reference is not None:
                     kept = run.dir / f"reference{_audio_suffix(reference)}"

@@ -2,8 +2,8 @@
 
 Every output is compared with the *full* reference: ``spk_sim`` from the independent speaker
 judge (Resemblyzer, ``components.judges.speaker``, arriving with the judge columns),
-``xtts_spk_sim`` from XTTS's own speaker encoder (when XTTS is available; it favours XTTS) and a
-comparison that needs no weights (pitch differences, spectral-envelope distance), see
+``xtts_spk_sim`` from an engine's own speaker encoder (XTTS's when available; it favours XTTS)
+and a comparison that needs no weights (pitch differences, spectral-envelope distance), see
 ``components.similarity``. Repeats use seeds
 seed, seed+1, ... so :func:`summarize` can give error bars per length.
 """
@@ -17,7 +17,7 @@ from components.audio import load_audio
 from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
-from components.similarity import SpeakerComparison, xtts_model_for
+from components.similarity import SpeakerComparison, encoder_for
 
 from .common import log_result, run_request, unsupported_row
 from .specs import RefLengthSpec
@@ -44,8 +44,8 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
         comparison = None
         if engine.capabilities.cloning:
             progress(0.0, desc="analysing the full reference")
-            model, why = xtts_model_for(engine, engines)
-            comparison = SpeakerComparison(audio, sr, model, why)
+            encoder, why = encoder_for(engine, engines)
+            comparison = SpeakerComparison(audio, sr, encoder, why)
         total = len(cuts) * spec.repeats
         for i, (asked, actual, wav) in enumerate(cuts):
             note = f"reference is only {actual:.1f} s long" if actual < asked - 0.05 else None

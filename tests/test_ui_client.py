@@ -253,7 +253,7 @@ def test_status_banner_and_licence_offer(tmp_path):
     assert f"**xtts**: unavailable: {lab.engines.unavailable_reason('xtts')}" in text
     assert "warning**: the lab listens on 0.0.0.0" in text
     assert needs_license(lab)
-    lab.engines.accept_license()
+    lab.engines.accept_license("xtts")
     assert lab.engines.config.agree_cpml and not needs_license(lab)
     xtts_line = next(line for line in status_markdown(lab).splitlines() if "**xtts**" in line)
     assert xtts_line.endswith(": not loaded")  # may now load (and download)

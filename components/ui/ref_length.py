@@ -20,7 +20,8 @@ def render(lab: LabContext) -> None:
                 "and the same text is cloned from every cut. Engines that cannot clone log one "
                 "`unsupported` row per length.\n\n"
                 "Speaker similarity: `spk_sim` from an independent encoder (Resemblyzer, the speaker judge) "
-                "against the full recording; `xtts_spk_sim` from XTTS's own speaker encoder, which favours XTTS.")
+                "against the full recording; `xtts_spk_sim` from an engine's own speaker encoder (XTTS's), "
+                "which favours that engine.")
     text = gr.Textbox(DEFAULT_TEXT, lines=2, label="Text")
     with gr.Row():
         lengths = gr.Textbox("3, 6, 10, 15, 30", label="Reference lengths (s)", info="comma-separated seconds")
