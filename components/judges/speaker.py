@@ -58,6 +58,8 @@ class SpeakerJudge:
             from resemblyzer import VoiceEncoder
 
         self._encoder = VoiceEncoder("cpu", verbose=False)
+        # Warm-up (torch's first forward allocates and picks kernels): loading, not judging time.
+        self._encoder.embed_utterance(0.1 * np.random.default_rng(0).standard_normal(2 * SAMPLE_RATE).astype(np.float32))
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Resemblyzer's utterance embedding (unit length) of mono audio at any rate."""
