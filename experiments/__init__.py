@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .specs import (
-    BenchmarkSpec, JudgeSpec, LanguagesSpec, RefLengthSpec, SpeedSweepSpec, SynthSpec, spec_from_dict,
+    BenchmarkSpec, JudgeSpec, LanguagesSpec, RefLengthSpec, ScriptSpec, SpeedSweepSpec, SynthSpec, spec_from_dict,
 )
 
 EXPERIMENTS: dict[str, tuple[type, str]] = {
@@ -22,6 +22,7 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
     "languages": (LanguagesSpec, "experiments.languages:run"),
     "benchmark": (BenchmarkSpec, "experiments.benchmark:run"),
     "judge": (JudgeSpec, "experiments.judge:run"),
+    "script": (ScriptSpec, "experiments.script:run"),
 }
 
 
@@ -49,4 +50,4 @@ def runner(name: str) -> Callable[..., Any]:
 
 
 __all__ = ["EXPERIMENTS", "runner", "save_outputs", "spec_from_dict", "SynthSpec", "SpeedSweepSpec",
-           "RefLengthSpec", "LanguagesSpec", "BenchmarkSpec"]
+           "RefLengthSpec", "LanguagesSpec", "BenchmarkSpec", "ScriptSpec"]

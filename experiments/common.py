@@ -6,13 +6,14 @@ import json
 import platform
 import time
 from dataclasses import asdict
-from typing import Any, Generator
+from typing import Any, Generator, Iterator
 
 import numpy as np
 
 from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
 from components.metrics import signal_metrics
 from components.results import Run
+from components.voices import reference_identity
 
 
 def versions(engine: Engine) -> str:
@@ -79,6 +80,7 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
         "versions": versions(engine),
         "speaker": request.speaker or (voices[0] if voices else None),
         "reference": request.reference,
+        **reference_identity(request.reference),  # a saved voice: its name and fingerprint
         "language": request.lang,
         "text": request.text,
         "text_chars": len(request.text),
@@ -156,3 +158,17 @@ def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str
            "note": reason, **fields}
     return run.append(row)
 
+
+
+def synthesize_many(engine: Engine, requests: list[SynthRequest], *, batch_size: int | None = None,
+                    progress: Progress = no_progress) -> Iterator[tuple[int, SynthResult, float]]:
+    """Synthesise ``requests`` with one engine; yields ``(index, result, seconds)`` as each finishes.
+
+    Simple fallback: one request at a time (engines that batch plug in here; ``batch_size`` is
+    then the most requests per batch). ``seconds`` is each request's own wall time.
+    """
+    for i, request in enumerate(requests):
+        progress(i / max(1, len(requests)), desc=f"{engine.name}: {i + 1}/{len(requests)}")
+        t0 = time.perf_counter()
+        result = engine.synthesize(request, progress)
+        yield i, result, time.perf_counter() - t0

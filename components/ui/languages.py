@@ -49,7 +49,8 @@ def render(lab: LabContext) -> None:
                   repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         for df, run in run_judged(lab, "languages", spec, progress, judges):  # table first, judge columns next
             yield [*panel_values("languages", df, run), run.run_id]
 

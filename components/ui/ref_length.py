@@ -37,7 +37,8 @@ def render(lab: LabContext) -> None:
                    repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         spec = RefLengthSpec(text=text, lang=lang, lengths=parse_floats("lengths", lengths), repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         for df, run in run_judged(lab, "ref-length", spec, progress, judges):  # table first, judge columns next
             yield [*panel_values("ref-length", df, run), run.run_id]
 

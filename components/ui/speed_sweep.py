@@ -29,7 +29,8 @@ def render(lab: LabContext) -> None:
                     repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
                               **common_kwargs(engine, speaker, reference, seed,
-                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         for df, run in run_judged(lab, "speed-sweep", spec, progress, judges):  # table first, judge columns next
             yield [*panel_values("speed-sweep", df, run), run.run_id]
 
