@@ -27,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder (default results/)")
     p.add_argument("--strict-engine", action="store_true",
                    help="REST requests that name no engine get 503 when XTTS cannot answer, never another engine")
+    p.add_argument("--judges", help="judges scoring every row by default in the UI: all (default, or $LAB_JUDGES) | "
+                                    "fast (dnsmos) | none | names, e.g. dnsmos,asr")
     p.add_argument("--voices-dir", help="saved voices folder (default: voices/ beside the results folder)")
     p.add_argument("--api-key", help="a key, or a file of keys (one a line), that REST clients may send as "
                                      "'Authorization: Bearer KEY' (OpenAI clients' api_key)")

@@ -351,6 +351,11 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
                     shutil.move(str(reference), kept)  # kept so spec.yaml reproduces the run
                     spec = replace(spec, reference=str(kept))
                 run.save_spec(spec)
+                # Judged in the background like every run: the response never waits for a judge;
+                # the columns land in the run's judges.csv.
+                from .judges.session import attach
+
+                attach(run, lab.judges, lab.judge_choice)
                 frame = synth.run(spec, lab.engines, run)
     row = frame.iloc[0]
     wav = Path(row["wav_path"])

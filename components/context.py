@@ -1,4 +1,4 @@
-"""The lab's explicit state: one engine cache, one results store and one voice library, shared by
+"""The lab's explicit state: one engine cache, one judges cache, one results store and one voice library, shared by
 the UI, the REST API and the CLI. Nothing here is a module-level global."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from .engines import EngineConfig, Engines
+from .judges import JudgeConfig, Judges, default_choice
 from .results import ResultsStore
 from .voices import VoiceLibrary, default_directory
 
@@ -17,10 +18,14 @@ class LabContext:
     store: ResultsStore
     warnings: list[str] = field(default_factory=list)  # shown in the UI banner (exposure, missing weights)
     voices: VoiceLibrary | None = None                 # saved voices; create() puts one beside the results
+    judges: Judges = field(default_factory=Judges)      # loaded on first use, off the engine locks
+    judge_choice: str = field(default_factory=default_choice)  # the lab's --judges (all | fast | none | names)
 
     @classmethod
     def create(cls, config: EngineConfig | None = None, results: str = "results",
-               voices: str | os.PathLike | None = None) -> "LabContext":
+               voices: str | os.PathLike | None = None, judges: JudgeConfig | None = None,
+               judge_choice: str | None = None) -> "LabContext":
         """``voices`` is the voices folder; None = ``voices/`` beside ``results``."""
         return cls(engines=Engines(config or EngineConfig()), store=ResultsStore(results),
-                   voices=VoiceLibrary(voices if voices is not None else default_directory(results)))
+                   voices=VoiceLibrary(voices if voices is not None else default_directory(results)),
+                   judges=Judges(judges), judge_choice=judge_choice or default_choice())

@@ -6,20 +6,14 @@ plain numpy (``components.dsp``): no librosa, numba or scipy on this path, so th
 new process costs milliseconds, not a JIT compilation.
 All keys returned are columns of ``components.results.COLUMNS``.
 
-Character error rate (``cer``) needs a speech recogniser. None ships with the lab: the optional
-backend is faster-whisper reading a model folder on this machine (``LAB_ASR_MODEL=/path/to/folder``,
-a CTranslate2 conversion such as Systran's ``faster-whisper-small``). Without it ``cer`` stays empty
-and :func:`asr_status` says why, for the UI.
+Model-based scores (naturalness, intelligibility as CER/WER, speaker similarity) are not here:
+they come from the judges (``components.judges``), off the synthesis path.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import threading
-import unicodedata
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,17 +39,12 @@ SLOWEST_CHARS_PER_SECOND = {"alphabetic": 5.0, "cjk": 2.0}
 CJK_LANGS = ("zh-cn", "zh", "ja", "ko")
 RUNAWAY_SLACK_SECONDS = 2.0  # added to the bound: start-up silence, trailing breath, short texts
 
-ASR_ENV = "LAB_ASR_MODEL"  # folder of a local faster-whisper (CTranslate2) model enables ``cer``
-
 
 def signal_metrics(audio: np.ndarray, sample_rate: int, text: str | None = None,
-                   lang: str | None = None, *, speed: float = 1.0,
-                   asr: "Transcriber | None" = None) -> dict[str, Any]:
+                   lang: str | None = None, *, speed: float = 1.0) -> dict[str, Any]:
     """Cheap, model-free facts about one output (keys are CSV columns).
 
-    ``speed`` widens the runaway bound for slowed-down speech. ``asr`` is a transcriber
-    (``audio16k, lang -> text``); when None the configured faster-whisper model is used if there is
-    one, else ``cer`` is left empty (see :func:`asr_status`).
+    ``speed`` widens the runaway bound for slowed-down speech.
     """
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     seconds = len(audio) / sample_rate if sample_rate else 0.0
@@ -73,13 +62,6 @@ def signal_metrics(audio: np.ndarray, sample_rate: int, text: str | None = None,
     out["loudness_lufs"] = loudness_lufs(audio, sample_rate)
     if text is not None:
         out["runaway"] = bool(seconds > runaway_limit(text, lang, speed))
-    if text is not None:
-        transcriber = asr if asr is not None else configured_asr()
-        if transcriber is not None:
-            try:
-                out["cer"] = cer(text, transcriber(y16, lang or "en"), lang)
-            except Exception:  # noqa: BLE001 - a failing recogniser must never lose the row
-                out["cer"] = None
     return out
 
 
@@ -176,122 +158,3 @@ def runaway_limit(text: str, lang: str | None, speed: float = 1.0) -> float:
     chars = len(re.sub(r"\s+", "", text or ""))
     cps = SLOWEST_CHARS_PER_SECOND[script_family(lang)]
     return (RUNAWAY_SLACK_SECONDS + chars / cps) / max(speed, 1e-3)
-
-
-# -- character error rate --------------------------------------------------------------------------
-Transcriber = Callable[[np.ndarray, str], str]  # (mono float32 at 16 kHz, lab language) -> text
-
-
-def normalize_for_cer(text: str, lang: str | None = None) -> str:
-    """Lowercase, NFKC, punctuation removed, spaces collapsed (removed entirely for CJK)."""
-    text = unicodedata.normalize("NFKC", text or "").lower()
-    text = "".join(" " if unicodedata.category(c)[0] in "PSZ" else c for c in text)
-    text = " ".join(text.split())
-    return text.replace(" ", "") if script_family(lang) == "cjk" else text
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions each cost 1)."""
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def cer(reference: str, hypothesis: str, lang: str | None = None) -> float | None:
-    """Character error rate of ``hypothesis`` against ``reference`` after :func:`normalize_for_cer`.
-
-    0 is perfect; it can exceed 1 when the recogniser hears much more than was written (babble).
-    None when the reference has no characters left after normalisation.
-    """
-    ref, hyp = normalize_for_cer(reference, lang), normalize_for_cer(hypothesis, lang)
-    if not ref:
-        return None
-    return edit_distance(ref, hyp) / len(ref)
-
-
-# Lab language codes that Whisper spells differently.
-WHISPER_LANGS = {"zh-cn": "zh"}
-
-
-class FasterWhisper:
-    """faster-whisper on a local model folder: the optional recogniser behind ``cer``.
-
-    One instance per model folder per process (like espeak's library): loading takes seconds and
-    every row needs it, and the folder is machine configuration, not a user choice.
-    """
-
-    _instances: dict[str, "FasterWhisper"] = {}
-    _failures: dict[str, str] = {}  # model folder -> why it would not load (not retried every row)
-    _guard = threading.Lock()
-
-    def __init__(self, model_dir: str):
-        from faster_whisper import WhisperModel  # optional: only when LAB_ASR_MODEL is set
-
-        self.model_dir = model_dir
-        self.model = WhisperModel(model_dir, device="auto", compute_type="default")
-        self.lock = threading.Lock()  # one transcription at a time per model
-
-    @classmethod
-    def get(cls, model_dir: str) -> "FasterWhisper":
-        with cls._guard:
-            if model_dir in cls._failures:
-                raise RuntimeError(cls._failures[model_dir])
-            if model_dir not in cls._instances:
-                try:
-                    cls._instances[model_dir] = cls(model_dir)
-                except Exception as e:
-                    cls._failures[model_dir] = f"{type(e).__name__}: {e}"
-                    raise
-            return cls._instances[model_dir]
-
-    def __call__(self, audio16k: np.ndarray, lang: str) -> str:
-        with self.lock:
-            segments, _ = self.model.transcribe(
-                np.asarray(audio16k, dtype=np.float32), language=WHISPER_LANGS.get(lang, lang),
-                beam_size=1, vad_filter=False, condition_on_previous_text=False)
-            return " ".join(s.text.strip() for s in segments)
-
-
-def _asr_config() -> tuple[str | None, str]:
-    """(model folder or None, why not) from the environment; imports nothing heavy."""
-    import importlib.util
-
-    folder = os.environ.get(ASR_ENV, "").strip()
-    if importlib.util.find_spec("faster_whisper") is None:
-        return None, ("character error rate is off: no speech recogniser is installed "
-                      f"(install faster-whisper into the lab's environment and set {ASR_ENV} "
-                      "to a local model folder)")
-    if not folder:
-        return None, (f"character error rate is off: set {ASR_ENV} to a local faster-whisper "
-                      "model folder (for example a download of Systran/faster-whisper-small)")
-    if not (Path(folder) / "model.bin").is_file():
-        return None, f"character error rate is off: {ASR_ENV}={folder!r} is not a faster-whisper model folder (no model.bin)"
-    return folder, ""
-
-
-def asr_status() -> str:
-    """One line for the UI: whether ``cer`` is computed, and if not, why and how to turn it on."""
-    folder, why = _asr_config()
-    if folder is None:
-        return why
-    failure = FasterWhisper._failures.get(folder)
-    if failure:
-        return f"character error rate is off: the model in {folder} failed to load ({failure})"
-    return f"character error rate is on: faster-whisper with the model in {folder}"
-
-
-def configured_asr() -> Transcriber | None:
-    """The configured recogniser, loaded on first use; None when there is none (see asr_status)."""
-    folder, _ = _asr_config()
-    if folder is None:
-        return None
-    try:
-        return FasterWhisper.get(folder)
-    except Exception:  # noqa: BLE001 - a broken model folder disables cer, never the experiment
-        return None

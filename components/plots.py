@@ -24,7 +24,23 @@ LANGUAGE_METRICS: dict[str, str] = {
     "f0_median_hz": "median F0 (Hz)",
     "loudness_lufs": "loudness (LUFS)",
     "cer": "character error rate",
+    "dnsmos_ovrl": "DNSMOS overall (1-5)",
+    "spk_sim": "speaker similarity (Resemblyzer cosine)",
 }
+
+# Judge columns (components.judges) and how axes name them; the quality panels draw those with values.
+JUDGE_LABELS: dict[str, str] = {
+    "dnsmos_ovrl": "DNSMOS overall (1-5)",
+    "dnsmos_sig": "DNSMOS speech signal (1-5)",
+    "dnsmos_bak": "DNSMOS background (1-5)",
+    "dnsmos_p808": "DNSMOS P.808 (1-5)",
+    "cer": "character error rate",
+    "wer": "word error rate",
+    "spk_sim": "speaker similarity (Resemblyzer cosine)",
+    "xtts_spk_sim": "XTTS-encoder similarity (cosine, favours XTTS)",
+    "judge_seconds_per_audio_s": "judge seconds per audio second",
+}
+QUALITY = ("dnsmos_ovrl", "cer")  # the quality panels of speed sweep and benchmark, when present
 
 
 def _pyplot():
@@ -141,10 +157,17 @@ def spectrogram(audio: np.ndarray, sr: int) -> Figure:
 def speed_sweep(df: pd.DataFrame) -> Figure:
     """Audio length and synthesis time against speed; the audio panel also draws the ideal
     length L(1)/speed (from the speed closest to 1), which a working speed control follows."""
-    d = _numeric(_ok(df), "speed", "audio_seconds", "synth_seconds").dropna(subset=["speed", "audio_seconds"])
+    d = _numeric(_ok(df), "speed", "audio_seconds", "synth_seconds", *QUALITY).dropna(subset=["speed", "audio_seconds"])
     d = d.sort_values("speed")
-    fig, axes = _figure(1, 2, size=(10, 3.4))
-    ax_len, ax_time = axes[0]
+    quality = [q for q in QUALITY if _has(d, q)]  # quality against speed, where judges scored it
+    fig, axes = _figure(1, 2 + len(quality), size=(5 * (2 + len(quality)), 3.4))
+    ax_len, ax_time = axes[0][:2]
+    for ax, q in zip(axes[0][2:], quality):
+        g = d.dropna(subset=[q])
+        ax.plot(g["speed"], g[q], "o-", color="tab:green")
+        ax.set_xlabel("speed")
+        ax.set_ylabel(JUDGE_LABELS[q])
+        ax.set_title(f"{JUDGE_LABELS[q].split(' (')[0]} vs speed")
     ax_len.plot(d["speed"], d["audio_seconds"], "o-", label="measured")
     if len(d):
         base = d.iloc[(d["speed"] - 1.0).abs().argmin()]
@@ -164,14 +187,14 @@ def speed_sweep(df: pd.DataFrame) -> Figure:
 
 def ref_length(df: pd.DataFrame) -> Figure:
     """Speaker similarity against reference length, mean with standard-deviation error bars
-    over repeats, when a ``similarity`` column has values; otherwise audio length and RTF."""
-    d = _numeric(_ok(df), "reference_seconds", "similarity", "audio_seconds", "rtf")
+    over repeats: the independent judge's ``spk_sim`` and XTTS's own ``xtts_spk_sim``, whichever
+    have values; otherwise audio length and RTF."""
+    d = _numeric(_ok(df), "reference_seconds", "spk_sim", "xtts_spk_sim", "audio_seconds", "rtf")
     d = d.dropna(subset=["reference_seconds"])
     key = "requested_seconds" if "requested_seconds" in d and d["requested_seconds"].notna().any() else "reference_seconds"
     d = _numeric(d, key)
-    metrics = ["similarity"] if _has(d, "similarity") else ["audio_seconds", "rtf"]
-    labels = {"similarity": "speaker similarity (cosine)", "audio_seconds": "audio length (s)",
-              "rtf": "real-time factor"}
+    metrics = [m for m in ("spk_sim", "xtts_spk_sim") if _has(d, m)] or ["audio_seconds", "rtf"]
+    labels = {**JUDGE_LABELS, "audio_seconds": "audio length (s)", "rtf": "real-time factor"}
     fig, axes = _figure(1, len(metrics), size=(5 * len(metrics), 3.4))
     for ax, metric in zip(axes[0], metrics):
         g = d.dropna(subset=[metric]).groupby(key)[metric].agg(["mean", "std"]).reset_index()
@@ -205,15 +228,16 @@ def benchmark(df: pd.DataFrame) -> Figure:
     s = summarize(_numeric(df, "synth_seconds", "rtf", "audio_seconds", "text_chars"))
     if not s.empty:
         s = s[s["status"] == "ok"]  # an unavailable engine has no bars to draw
-    fig, axes = _figure(1, 2, size=(10, 3.4))
+    panels = [("synth_mean", "synth_std", "synthesis time (s)"), ("rtf_mean", "rtf_std", "real-time factor")]
+    panels += [(f"{q}_mean", f"{q}_std", JUDGE_LABELS[q]) for q in QUALITY if _has(s, f"{q}_mean")]
+    fig, axes = _figure(1, len(panels), size=(5 * len(panels), 3.4))
     if s.empty:
         return fig
     lengths = list(dict.fromkeys(s["text_length"]))
     engines = list(dict.fromkeys(s["engine"]))
     width = 0.8 / len(engines)
     x = np.arange(len(lengths))
-    for ax, (mean, std, label) in zip(axes[0], [("synth_mean", "synth_std", "synthesis time (s)"),
-                                                ("rtf_mean", "rtf_std", "real-time factor")]):
+    for ax, (mean, std, label) in zip(axes[0], panels):
         for i, engine in enumerate(engines):
             e = s[s["engine"] == engine].set_index("text_length").reindex(lengths)
             ax.bar(x + i * width - 0.4 + width / 2, e[mean], width, yerr=e[std].fillna(0.0),
@@ -221,7 +245,7 @@ def benchmark(df: pd.DataFrame) -> Figure:
         ax.set_xticks(x, lengths)
         ax.set_xlabel("text length")
         ax.set_ylabel(label)
-        ax.set_title(f"Mean {label.split(' (')[0]} (warm runs)")
+        ax.set_title(f"Mean {label.split(' (')[0]} (warm runs)", fontsize=10)
         ax.legend()
     fig.tight_layout()
     return fig
@@ -278,6 +302,48 @@ def evaluate(df: pd.DataFrame) -> Figure:
         ax.set_ylabel(label, fontsize=8)
         ax.set_title(f"{label} per language", fontsize=10)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def judge_plot(df: pd.DataFrame, y: str, x: str) -> Figure:
+    """Any judge (or numeric) column ``y`` against any parameter ``x``, one series per engine.
+
+    A numeric ``x`` (speed, reference length, text length) draws the mean with standard-deviation
+    error bars over the rows sharing each value; a categorical one (language, speaker, engine)
+    draws one bar per value (mean, std error bars). Rows without a ``y`` value are left out.
+    """
+    fig, axes = _figure(size=(8, 3.6))
+    ax = axes[0, 0]
+    d = _numeric(_ok(df), y)
+    if x not in d or y not in d:
+        ax.set_title(f"no {y if y not in d else x} column in these rows")
+        return fig
+    d = d.dropna(subset=[y, x])
+    xs = pd.to_numeric(d[x], errors="coerce")
+    numeric_x = len(d) > 0 and xs.notna().all() and x not in ("engine", "language", "speaker", "text_length")
+    engines = d["engine"].astype(str) if "engine" in d else pd.Series("rows", index=d.index)
+    label = JUDGE_LABELS.get(y, y)
+    if numeric_x:
+        d = d.assign(_x=xs)
+        for engine, g in d.groupby(engines):
+            stats = g.groupby("_x")[y].agg(["mean", "std"]).reset_index()
+            ax.errorbar(stats["_x"], stats["mean"], yerr=stats["std"].fillna(0.0), fmt="o-", capsize=4, label=engine)
+    else:
+        cats = list(dict.fromkeys(d[x].astype(str)))
+        names = list(dict.fromkeys(engines))
+        width = 0.8 / max(len(names), 1)
+        pos = np.arange(len(cats))
+        for i, engine in enumerate(names):
+            g = d[engines == engine].groupby(d[x].astype(str))[y].agg(["mean", "std"]).reindex(cats)
+            ax.bar(pos + i * width - 0.4 + width / 2, g["mean"], width, yerr=g["std"].fillna(0.0), capsize=3,
+                   label=engine)
+        ax.set_xticks(pos, cats, rotation=45 if len(cats) > 6 else 0)
+    ax.set_xlabel(x)
+    ax.set_ylabel(label)
+    ax.set_title(f"{label.split(' (')[0]} vs {x} ({len(d)} rows)")
+    if len(d):
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -36,6 +36,9 @@ import yaml
 from components.engines.base import LabError
 
 DEFAULT_ROOT = "results"
+JUDGES_CSV = "judges.csv"  # judge columns, appended beside results.csv as judging finishes (merged on read)
+# Columns renamed since: old runs read back under the new name.
+RENAMED = {"similarity": "xtts_spk_sim"}  # XTTS's own speaker encoder, not an independent judge
 
 # Every row has these columns, in this order; keys outside it go to ``extra`` as JSON.
 COLUMNS: tuple[str, ...] = (
@@ -54,7 +57,7 @@ COLUMNS: tuple[str, ...] = (
     "temperature", "top_k", "top_p", "repetition_penalty", "length_penalty", "text_splitting",
     # signal metrics of the output
     "f0_median_hz", "f0_range_hz", "loudness_lufs", "lead_silence_s", "trail_silence_s",
-    "clipping_fraction", "runaway", "cer", "similarity", "envelope_distance", "peak_rss_mb",
+    "clipping_fraction", "runaway", "xtts_spk_sim", "envelope_distance", "peak_rss_mb",
     "peak_vram_mb",
     # outcome
     "status", "note", "wav_path", "extra",
@@ -105,6 +108,9 @@ class Run:
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._rows = 0
+        # A components.judges.session.JudgingSession when rows are to be judged (set by the caller:
+        # the CLI, the UI); experiments.common.log_result submits every row to it.
+        self.judging: Any = None
 
     def save_spec(self, spec: Any, experiment: str | None = None) -> Path:
         path = self.dir / "spec.yaml"
@@ -161,7 +167,12 @@ class Run:
             return out
 
     def frame(self) -> pd.DataFrame:
-        return read_csv(self.csv_path)
+        """The run's rows so far, with the judge columns written so far."""
+        return read_run(self.dir)
+
+    def wait_for_judges(self, timeout: float | None = None) -> bool:
+        """Block until every row submitted for judging is judged (True; also when none is)."""
+        return True if self.judging is None else self.judging.wait(timeout)
 
 
 class ResultsStore:
@@ -230,7 +241,7 @@ class ResultsStore:
 
     def load_all(self) -> pd.DataFrame:
         """Every row ever logged under this root, newest run first."""
-        frames = [read_csv(self.root / r / "results.csv") for r in self.runs()]
+        frames = [read_run(self.root / r) for r in self.runs()]
         frames = [f for f in frames if not f.empty]
         if not frames:
             return pd.DataFrame(columns=list(COLUMNS))
@@ -242,7 +253,36 @@ def read_csv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(COLUMNS))
-    return pd.read_csv(path, on_bad_lines="skip", keep_default_na=True)
+    df = pd.read_csv(path, on_bad_lines="skip", keep_default_na=True)
+    return df.rename(columns={old: new for old, new in RENAMED.items() if old in df and new not in df})
+
+
+def merge_judges(df: pd.DataFrame, judges: pd.DataFrame) -> pd.DataFrame:
+    """``df`` (one run's rows) with the judge columns of ``judges`` (that run's judges.csv) joined on
+    ``row``. A judge value wins over an empty cell of the same name; a row judged twice (never
+    written so, but a copied file might be) takes its last judging."""
+    if judges is None or judges.empty or df.empty or "row" not in df or "row" not in judges:
+        return df
+    j = judges.copy()
+    j["row"] = pd.to_numeric(j["row"], errors="coerce")
+    j = j.dropna(subset=["row"]).drop_duplicates("row", keep="last").set_index("row")
+    j = j.drop(columns=[c for c in ("run_id",) if c in j])
+    out = df.copy()
+    rows = pd.to_numeric(out["row"], errors="coerce")
+    for col in j.columns:
+        mapped = rows.map(j[col])
+        out[col] = mapped.combine_first(out[col]) if col in out else mapped
+    return out
+
+
+def read_run(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """A run folder's rows (results.csv) with its judge columns (judges.csv) merged in."""
+    run_dir = Path(run_dir)
+    df = read_csv(run_dir / "results.csv")
+    judges = run_dir / JUDGES_CSV
+    if judges.exists() and judges.stat().st_size:
+        df = merge_judges(df, pd.read_csv(judges, on_bad_lines="skip", keep_default_na=True))
+    return df
 
 
 def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -259,8 +299,11 @@ def rows_to_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 METRIC_COLUMNS: tuple[str, ...] = (
     "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds", "f0_median_hz", "f0_range_hz",
-    "loudness_lufs", "lead_silence_s", "trail_silence_s", "clipping_fraction", "runaway", "cer",
-    "similarity", "envelope_distance", "peak_rss_mb", "peak_vram_mb",
+    "loudness_lufs", "lead_silence_s", "trail_silence_s", "clipping_fraction", "runaway",
+    "xtts_spk_sim", "envelope_distance", "peak_rss_mb", "peak_vram_mb",
+    # judge columns (components.judges), from judges.csv
+    "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808", "spk_sim", "cer", "wer",
+    "judge_seconds_per_audio_s",
 )
 # Columns that can say what a run varied; a comparison lines rows up on those that vary.
 KEY_COLUMNS: tuple[str, ...] = ("engine", "language", "speaker", "speed", "reference_seconds", "text_length", "cold")
@@ -273,7 +316,7 @@ class RunFiles:
         self.dir = run_dir
         self.run_id = run_dir.name
         self.csv_path = run_dir / "results.csv"
-        self.frame = read_csv(self.csv_path)
+        self.frame = read_run(run_dir)
         spec_path = run_dir / "spec.yaml"
         self.spec: dict[str, Any] = yaml.safe_load(spec_path.read_text()) if spec_path.exists() else {}
         self.experiment = (self.spec or {}).get("experiment") or (
@@ -310,7 +353,7 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
         for extra_file in src.glob(pattern):
             if extra_file.name != "results.csv":
                 shutil.copy2(extra_file, out / extra_file.name)
-    df = read_csv(src / "results.csv")
+    df = read_run(src)  # judge columns merged in: the export reads as one table
 
     def relative(value: Any) -> Any:
         if isinstance(value, str) and value:

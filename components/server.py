@@ -361,7 +361,8 @@ def serve(args: argparse.Namespace) -> int:
                                 api_keys=parse_api_keys(getattr(args, "api_key", None)),
                                 max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB,
                                 strict_engine=bool(getattr(args, "strict_engine", False)))
-        lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None))
+        lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None),
+                                judge_choice=getattr(args, "judges", None))
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

@@ -2,11 +2,12 @@
 
 Two measures, side by side:
 
-* ``similarity``: cosine of speaker embeddings from the speaker encoder of an engine that declares
-  one (``capabilities.speaker_encoder``: XTTS's H/ASP ResNet, the one its conditioning runs). An
-  engine's own encoder favours that engine: a clone can score high by matching what the encoder
-  hears without sounding right to people. Without such an engine available the column stays
-  empty and the row's note says why.
+* ``xtts_spk_sim``: cosine of speaker embeddings from the speaker encoder of an engine that declares
+  one (``capabilities.speaker_encoder``: XTTS's H/ASP ResNet, the one its conditioning runs; hence
+  the name). An engine's own encoder favours that engine: a clone can score high by matching what
+  the encoder hears without sounding right to people, which is why the independent speaker judge's
+  ``spk_sim`` (Resemblyzer, ``components.judges.speaker``) sits beside it. Without such an engine
+  available the column stays empty and the row's note says why.
 * A comparison that needs no model weights: the difference in median pitch and pitch range
   (``f0_median_diff_hz``, ``f0_range_diff_hz``) and ``envelope_distance``, the RMS difference in dB
   between the two recordings' average log-mel spectra once their levels are matched (timbre,
@@ -128,10 +129,10 @@ class SpeakerComparison:
         self.embedding = encoder(reference_audio, reference_sr) if encoder is not None else None
 
     def compare(self, audio: np.ndarray, sr: int) -> dict[str, Any]:
-        """Row fields for one output: similarity (or empty), envelope_distance, pitch differences."""
+        """Row fields for one output: xtts_spk_sim (or empty), envelope_distance, pitch differences."""
         out: dict[str, Any] = compare_profiles(self.profile, voice_profile(audio, sr))
         if self.embedding is not None:
-            out["similarity"] = round(cosine(self.embedding, self.encoder(audio, sr)), 6)
+            out["xtts_spk_sim"] = round(cosine(self.embedding, self.encoder(audio, sr)), 6)
         else:
-            out["similarity"] = None
+            out["xtts_spk_sim"] = None
         return out

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .specs import (
-    BenchmarkSpec, EvaluateSpec, LanguagesSpec, RefLengthSpec, ScriptSpec, SpeedSweepSpec, SynthSpec,
-    spec_from_dict,
+    BenchmarkSpec, EvaluateSpec, JudgeSpec, LanguagesSpec, RefLengthSpec, ScriptSpec, SpeedSweepSpec,
+    SynthSpec, spec_from_dict,
 )
 
 EXPERIMENTS: dict[str, tuple[type, str]] = {
@@ -22,6 +22,7 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
     "ref-length": (RefLengthSpec, "experiments.ref_length:run"),
     "languages": (LanguagesSpec, "experiments.languages:run"),
     "benchmark": (BenchmarkSpec, "experiments.benchmark:run"),
+    "judge": (JudgeSpec, "experiments.judge:run"),
     "script": (ScriptSpec, "experiments.script:run"),
     "evaluate": (EvaluateSpec, "experiments.evaluate:run"),
 }

@@ -20,9 +20,11 @@ from components.engines import Engines
 from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import log_result, run_request
+from .common import judging_held, log_result, run_request
 from .specs import BenchmarkSpec
 
+# Judge columns the summary averages beside the timings (when the judges scored the rows).
+QUALITY_COLUMNS = ("dnsmos_ovrl", "dnsmos_sig", "cer", "wer", "spk_sim")
 MEMORY_SAMPLE_S = 0.02  # seconds between resident-memory samples while a synthesis runs
 
 
@@ -96,6 +98,13 @@ def measured_row(engine: Engine, request: SynthRequest, run: Run, *, engines: En
 
 def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
     """Per engine: load (timed), one cold synthesis, then ``repeats`` warm runs of every text."""
+    # Judges wait until every timing and memory peak is measured: judging alongside (its models'
+    # CPU and resident memory) would disturb exactly what this experiment measures.
+    with judging_held(run):
+        return _run(spec, engines, run, progress)
+
+
+def _run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress) -> pd.DataFrame:
     texts = dict(spec.texts)
     steps = len(spec.engines) * (1 + len(texts) * spec.repeats)
     done, rows = 0, []
@@ -151,9 +160,17 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         if col in ok:
             ok[col] = pd.to_numeric(ok[col], errors="coerce")
     warm = ok[~ok["cold"]].copy()
+    for col in QUALITY_COLUMNS:
+        if col in warm:
+            warm[col] = pd.to_numeric(warm[col], errors="coerce")
     optional = {"ttfa_mean": ("ttfa_seconds", "mean"), "ttfa_std": ("ttfa_seconds", "std"),
                 "ttfa_min": ("ttfa_seconds", "min"), "ttfa_max": ("ttfa_seconds", "max"),
                 "peak_rss_mb": ("peak_rss_mb", "max"), "peak_vram_mb": ("peak_vram_mb", "max")}
+    # Speed and quality side by side: the judges' means (and spread) over the same warm runs.
+    for col in QUALITY_COLUMNS:
+        if col in warm and warm[col].notna().any():
+            optional[f"{col}_mean"] = (col, "mean")
+            optional[f"{col}_std"] = (col, "std")
     stats = (warm.groupby(["engine", "text_length"])
              .agg(runs=("synth_seconds", "size"),
                   text_chars=("text_chars", "first"),

@@ -17,7 +17,9 @@ import yaml
 
 from components.engines import REGISTRY, EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
-from components.results import ResultsStore
+from components.judges import JudgeConfig, Judges, default_choice
+from components.judges.session import attach
+from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
 from components.voices import VOICE_PREFIX, VoiceLibrary, default_directory, resolve_speaker, saved_name
 
 from . import EXPERIMENTS, runner, save_outputs, spec_from_dict
@@ -71,6 +73,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--length-penalty", type=float)
     p.add_argument("--no-text-splitting", action="store_true", default=None)
+    p.add_argument("--audio", metavar="FILE_OR_DIR", help="judge: an audio file or a folder of them")
+    p.add_argument("--manifest", metavar="CSV", help="judge: a CSV with columns audio,text,lang,reference")
+    p.add_argument("--judges",
+                   help="judges scoring every row: all (every installed judge; the default, or $LAB_JUDGES) | "
+                        "fast (dnsmos) | none | names, e.g. dnsmos,asr")
+    p.add_argument("--judge-reference", metavar="WAV",
+                   help="voice recording the speaker judge compares built-in voices with (rows without a reference)")
     p.add_argument("--script", metavar="FILE", help="script to read aloud (script): 'Name: text' per line")
     p.add_argument("--voices", help="script voices: 'Name=engine:speaker,Me=xtts:ref=me.wav' or a YAML file")
     p.add_argument("--pause", type=float, help="script: seconds between lines (default 0.3)")
@@ -139,7 +148,7 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
         "engine": args.engine or engines.default(), "speaker": args.speaker, "text": args.text,
         "lang": args.lang, "reference": args.reference, "speed": args.speed, "speeds": args.speeds,
         "lengths": args.lengths, "langs": args.langs, "engines": args.engines, "repeats": args.repeats,
-        "seed": args.seed, "stream": args.stream,
+        "seed": args.seed, "stream": args.stream, "audio": args.audio, "manifest": args.manifest,
         "sentences": args.sentences, "sentence_file": args.sentence_file,
         "sentence_lang": args.lang if args.sentence_file else None, "speakers": args.speakers,
         "references": args.references, "seeds": args.seeds, **_executor_options(args),
@@ -232,10 +241,20 @@ def run_command(args: argparse.Namespace) -> int:
             running = nullcontext(resumed)  # an interrupted run's folder: its rows stay whatever happens
         else:
             name, spec = spec_from_args(args, engines)
-            store = ResultsStore(args.out)
-            running = store.running(name, spec)
+            running = ResultsStore(args.out).running(name, spec)
+        judges = Judges(JudgeConfig())
+        choice = getattr(args, "judges", None) or default_choice()
+        judges.select(choice)  # an unknown judge name fails before any synthesis
+        reference = getattr(args, "judge_reference", None)
+        if reference and not Path(reference).is_file():
+            raise LabError(f"--judge-reference {reference!r} does not exist")
         with running as run:
+            judging = attach(run, judges, choice, reference=reference)
             df = runner(name)(spec, engines, run, stderr_progress)
+        if judging is not None and judging.pending:
+            print(f"[judging] {judging.pending} row(s) left", file=sys.stderr, flush=True)
+        run.wait_for_judges()  # the CSV path printed last is a complete run, judge columns included
+        df = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
         save_outputs(name, df, run)
         if name == "benchmark":
             from .benchmark import summarize

@@ -120,19 +120,47 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
 
 
 def log_result(engine: Engine, request: SynthRequest, result: SynthResult, seconds: float, run: Run, *,
-               stem: str | None = None, engines: Engines | None = None, **fields: Any) -> dict[str, Any]:
+               stem: str | None = None, engines: Engines | None = None, judge_reference: str | None = None,
+               **fields: Any) -> dict[str, Any]:
     """Save the WAV of a finished synthesis and append its row now; returns the row as written.
+    The row is then submitted to the run's judges (if any), whose columns arrive later.
 
     ``stem`` names the WAV (default: engine, language and text); ``fields`` are extra columns.
     ``engines``: the registry whose lock on ``engine`` the caller holds (inside ``engines.use``);
     the lock is let go while the row is measured and written, so the next request to the engine
     need not wait for signal metrics and disk writes.
+    ``judge_reference`` is the voice the speaker judge compares with (default: the request's
+    reference; ref-length gives the full recording, not the cut that was cloned).
     """
     with engines.released(engine.name) if engines is not None else nullcontext():
         row = row_for(engine, request, result, seconds, **fields)
         stem = stem or f"{engine.name}-{request.lang}-{request.text}"
         row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, stem))
-        return run.append(row)
+        written = run.append(row)
+        submit_for_judging(run, written["row"], result.audio, result.sample_rate, request.text, request.lang,
+                           judge_reference or request.reference)
+        return written
+
+
+def submit_for_judging(run: Run, row: int, audio: np.ndarray, sample_rate: int, text: str | None,
+                       lang: str | None, reference: str | None) -> None:
+    """Hand row ``row``'s audio to the run's judges, if it has any (``run.judging``). Returns at once:
+    the judges run on their own thread and append their columns to judges.csv when done, so the
+    row above is already on disk and synthesis never waits for a judge."""
+    judging = getattr(run, "judging", None)
+    if judging is not None:
+        from components.judges.base import JudgeInput
+
+        judging.submit(row, JudgeInput(audio=audio, sample_rate=sample_rate, text=text, lang=lang,
+                                       reference=reference))
+
+
+def judging_held(run: Run):
+    """A context in which the run's judges wait (rows queue up and are judged after it):
+    for measurements that concurrent judging would disturb. A no-op without judges."""
+
+    judging = getattr(run, "judging", None)
+    return judging.held() if judging is not None else nullcontext()
 
 
 def synthesize_and_log(engine: Engine, request: SynthRequest, run: Run, *, stream: bool = False,

@@ -1,8 +1,10 @@
 """ref-length: how long must a reference clip be? Cut one recording to each length and clone it.
 
-Every output is compared with the *full* reference: speaker similarity from an engine's own speaker
-encoder (XTTS's when available; it favours XTTS) and a comparison that needs no weights (pitch
-differences, spectral-envelope distance), see ``components.similarity``. Repeats use seeds
+Every output is compared with the *full* reference: ``spk_sim`` from the independent speaker
+judge (Resemblyzer, ``components.judges.speaker``, arriving with the judge columns),
+``xtts_spk_sim`` from an engine's own speaker encoder (XTTS's when available; it favours XTTS)
+and a comparison that needs no weights (pitch differences, spectral-envelope distance), see
+``components.similarity``. Repeats use seeds
 seed, seed+1, ... so :func:`summarize` can give error bars per length.
 """
 
@@ -71,7 +73,8 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
                 notes = [result.info.get("note"), note, comparison.why_no_similarity]
                 rows.append(log_result(
                     engine, request, result, seconds, run, stem=f"{engine.name}-ref-{asked:g}s-seed-{request.seed}",
-                    engines=engines, **fields, **comparison.compare(result.audio, result.sample_rate),
+                    engines=engines, judge_reference=spec.reference,  # judged against the full recording, like xtts_spk_sim
+                    **fields, **comparison.compare(result.audio, result.sample_rate),
                     note="; ".join(n for n in notes if n) or None))
     progress(1.0, desc="done")
     return rows_to_frame(rows)
@@ -79,8 +82,8 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Per reference length (the cut): mean and standard deviation over repeats (the error bars)
-    of the speech kept after clean-up, similarity, envelope distance and pitch difference, plus
-    how many outputs each rests on."""
+    of the speech kept after clean-up, speaker similarity (the judge's ``spk_sim``, XTTS's
+    ``xtts_spk_sim``), envelope distance and pitch difference, plus how many outputs each rests on."""
     if df.empty or "status" not in df:
         return pd.DataFrame()
     ok = df[df["status"] == "ok"].copy()
@@ -93,7 +96,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         for key in ("f0_median_diff_hz", "f0_range_diff_hz"):
             ok[key] = parsed.map(lambda d: d.get(key))
     agg = {"outputs": ("reference_seconds", "size")}
-    for col in ("reference_speech_seconds", "similarity", "envelope_distance", "f0_median_diff_hz"):
+    for col in ("reference_speech_seconds", "spk_sim", "xtts_spk_sim", "envelope_distance", "f0_median_diff_hz"):
         if col in ok:
             ok[col] = pd.to_numeric(ok[col], errors="coerce")
             agg[f"{col}_mean"] = (col, "mean")

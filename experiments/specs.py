@@ -324,3 +324,35 @@ class ScriptSpec:
                                             or self.batch_size < 1):
             raise LabError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         voices_for(parse_script(self.script), parse_voices(dict(self.voices)))
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")  # what ``judge`` picks up from a folder
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """Judge audio made elsewhere (any system): one file, every audio file in a folder, or the rows
+    of a manifest CSV with columns ``audio,text,lang,reference`` (the last three optional; paths
+    relative to the manifest's folder)."""
+
+    audio: str | None = None           # an audio file or a folder of them
+    manifest: str | None = None        # CSV: audio,text,lang,reference
+    text: str | None = None            # what the audio should say (asr judge: CER, WER)
+    lang: str | None = None            # its language code (picks the recogniser)
+    reference: str | None = None       # voice recording to compare with (speaker judge)
+
+    def __post_init__(self) -> None:
+        if bool(self.audio) == bool(self.manifest):
+            raise LabError("judge needs exactly one of audio (a file or folder: --audio) and manifest (--manifest CSV)")
+        from pathlib import Path
+
+        if self.audio and not Path(self.audio).exists():
+            raise LabError(f"audio={self.audio!r} does not exist")
+        if self.manifest and not Path(self.manifest).is_file():
+            raise LabError(f"manifest={self.manifest!r} is not a file")
+        if self.reference and not Path(self.reference).is_file():
+            raise LabError(f"reference={self.reference!r} is not a file")
+        if self.text is not None:
+            _check_text("text", self.text)
+        if self.lang is not None and (not isinstance(self.lang, str) or not 2 <= len(self.lang) <= 12):
+            raise LabError(f"lang must be a language code such as en, ko or zh-cn, got {self.lang!r}")

@@ -10,6 +10,9 @@ import pytest
 # Keep tests off the user's real caches and off the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# Judges (DNSMOS, Resemblyzer, recognisers) cost seconds per run: off unless a test asks for them
+# (--judges ..., or LabContext(judge_choice=...)); tests/test_judges*.py exercise them.
+os.environ.setdefault("LAB_JUDGES", "none")
 
 
 @pytest.fixture(scope="session")

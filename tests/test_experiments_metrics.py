@@ -51,7 +51,7 @@ def test_signal_metrics_on_every_row(capsys, results_dir, args, monkeypatch):
     assert (df["loudness_lufs"].between(-40, -5)).all()
     assert (df["clipping_fraction"] == 0).all()
     assert not df["runaway"].astype(bool).any()  # speed 0.5 is slow, not a runaway
-    assert df["cer"].isna().all()  # no recogniser installed here: empty, not invented
+    assert "cer" not in df  # CER comes from the asr judge (judges.csv), off the synthesis row
 
 
 def test_benchmark_memory_and_time_to_first_audio(capsys, results_dir, monkeypatch):
@@ -162,7 +162,7 @@ def test_ref_length_similarity_with_xtts(xtts_dir, reference_wav, results_dir):
     run = ResultsStore(results_dir).new_run("ref-length", spec)
     df = runner("ref-length")(spec, engines, run)
     assert len(df) == 4 and (df["status"] == "ok").all()
-    assert df["similarity"].between(-1, 1).all() and df["envelope_distance"].notna().all()
+    assert df["xtts_spk_sim"].between(-1, 1).all() and df["envelope_distance"].notna().all()
     summary = summarize(df)
     assert list(summary["reference_seconds"]) == pytest.approx([3.0, 6.0], abs=0.01)
-    assert (summary["outputs"] == 2).all() and summary["similarity_std"].notna().all()
+    assert (summary["outputs"] == 2).all() and summary["xtts_spk_sim_std"].notna().all()

@@ -88,7 +88,7 @@ def test_speed_sweep_plots_length_with_ideal_curve_and_time():
 def test_ref_length_uses_similarity_with_error_bars_when_present():
     df = pd.DataFrame({
         "reference_seconds": [3, 3, 6, 6], "requested_seconds": [3, 3, 6, 6],
-        "similarity": [0.5, 0.7, 0.8, 0.8], "audio_seconds": [2, 2, 2, 2], "rtf": [1, 1, 1, 1],
+        "xtts_spk_sim": [0.5, 0.7, 0.8, 0.8], "audio_seconds": [2, 2, 2, 2], "rtf": [1, 1, 1, 1],
         "status": ["ok"] * 4,
     })
     fig = plots.ref_length(df)

@@ -75,7 +75,7 @@ def test_without_xtts_similarity_is_empty_with_the_reason(voices):
         assert encoder is None and "xtts is unavailable" in why
     comparison = SpeakerComparison(male, sr, None, "no xtts here")
     row = comparison.compare(female, sr)
-    assert row["similarity"] is None and comparison.why_no_similarity == "no xtts here"
+    assert row["xtts_spk_sim"] is None and comparison.why_no_similarity == "no xtts here"
     assert row["envelope_distance"] > 0
 
 
@@ -96,6 +96,6 @@ def test_xtts_speaker_encoder_plumbing(xtts_model, voices):
     assert why is None and encoder.__self__ is engine
     comparison = SpeakerComparison(male, sr, encoder)
     row = comparison.compare(male, sr)
-    assert row["similarity"] == pytest.approx(1.0, abs=1e-5) and row["envelope_distance"] == 0.0
+    assert row["xtts_spk_sim"] == pytest.approx(1.0, abs=1e-5) and row["envelope_distance"] == 0.0
     row = comparison.compare(female, sr)
-    assert -1.0 <= row["similarity"] < 1.0 - 1e-4
+    assert -1.0 <= row["xtts_spk_sim"] < 1.0 - 1e-4

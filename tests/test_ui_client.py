@@ -312,3 +312,15 @@ def test_evaluate_summary_matches_the_run(client, lab):
     assert Path(plot).name == "evaluate.png" and seconds(audio) > 0
     with pytest.raises(Exception, match="espeak does not accept"):
         client.predict(["espeak:top_k=3"], ["en"], 1, None, "", "", "0", None, "local", "", 1, api_name="/evaluate")
+
+
+def test_speed_sweep_with_judges_shows_quality_columns_and_the_judge_plot(client):
+    """The judges switch (last, optional argument): the final table carries DNSMOS per speed, the
+    summary figure gains a quality panel, and the Results tab plots the column against speed."""
+    summary, picker, audio, wave, spec, rows, csv = client.predict(
+        "Judged at two speeds.", "0.8, 1.5", "espeak", None, "en", None, 0, *SETTINGS, "fast",
+        api_name="/speed_sweep")
+    df = table(rows)
+    assert list(df["speed"]) == [0.8, 1.5] and df["dnsmos_ovrl"].astype(float).between(1, 5).all()
+    png = client.predict("speed-sweep", "espeak", "all", "dnsmos_ovrl", "speed", api_name="/judge_plot")
+    assert Path(png).is_file() and Path(png).stat().st_size > 1000

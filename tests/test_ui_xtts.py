@@ -51,7 +51,7 @@ def test_ref_length_on_xtts_clones_and_scores_similarity(xtts_client, reference_
         api_name="/ref_length")
     df = table(rows)
     assert list(df["status"]) == ["ok", "ok"]
-    assert df["similarity"].notna().all() and df["envelope_distance"].notna().all()
+    assert df["xtts_spk_sim"].notna().all() and df["envelope_distance"].notna().all()
     assert summary is not None and seconds(audio) > 0
 
 

@@ -8,6 +8,10 @@ API endpoints (stable names for ``gradio_client``; engine controls come in this 
 ``engine, speaker, lang, reference, seed, temperature, top_k, top_p, repetition_penalty,
 length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - lang>`` without lang):
 
+Every experiment endpoint takes one more, optional, last argument: ``judges`` ("all" | "fast" |
+"none"; default the lab's ``--judges``). Generator endpoints yield the table twice: with the
+audio and timings, then with the judge columns.
+
 - ``/synthesize``  (text, <controls>, speed) -> (live stream, audio wav, waveform png,
   spectrogram png, row table, results.csv)
 - ``/speed_sweep`` (text, speeds "0.5,1,2", <controls>) -> panel
@@ -20,6 +24,7 @@ length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - la
   executor "local"|"ray", Ray address or "", Ray workers per engine) -> (summary table, *panel)
 - ``/results``     (experiment, engine, language filters, "all" = any) -> (rows table, synth-time-vs-text
   png, row count, filter/run dropdown updates)
+- ``/judge_plot``  (experiment, engine, language filters, judge column, parameter) -> png
 - ``/open_run``    (run_id) -> panel of a saved run
 - ``/compare_runs`` (run_a, run_b) -> side-by-side summary table
 - ``/download_run`` (run_id) -> the run folder as a .zip

@@ -13,7 +13,10 @@ from experiments import runner
 from experiments.benchmark import SUMMARY_COLUMNS, summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, results_table, reveal_filled, ui_errors
+from .common import (
+    common_kwargs, engine_controls, judges_switch, outputs_panel, panel_values, results_table,
+    reveal_filled, run_judged, ui_errors,
+)
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
@@ -42,6 +45,7 @@ def render(lab: LabContext) -> None:
     gr.Markdown("The engine below sets the speaker list; the speaker and reference are used by every "
                 "engine that has that voice or can clone.")
     controls = engine_controls(lab)
+    judges = judges_switch(lab)
     run_btn = gr.Button("Run benchmark", variant="primary")
     summary = results_table("Summary (warm runs; cold first run apart)", "benchmark-summary",
                             SUMMARY_COLUMNS[:8])
@@ -50,16 +54,15 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def benchmark(engines, short, medium, long, repeats, engine, speaker, lang, reference, seed, temperature,
-                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
+                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         texts = {label: t for label, t in (("short", short), ("medium", medium), ("long", long)) if t and t.strip()}
         spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
-        with lab.store.running("benchmark", spec) as run:
-            df = runner("benchmark")(spec, lab.engines, run, progress)
-        return [summary_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
+        for df, run in run_judged(lab, "benchmark", spec, progress, judges):  # table first, judge columns next
+            yield [summary_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
 
-    ran = run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
+    ran = run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs, judges],
                         [summary, *panel.outputs, last_run], api_name="benchmark", show_progress_on=[summary])
     reveal_filled(ran, panel.hidden)

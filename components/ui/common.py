@@ -294,13 +294,46 @@ def parse_floats(name: str, text: str) -> tuple[float, ...]:
     return values
 
 
+# -- judges -------------------------------------------------------------------------------------
+
+JUDGE_CHOICES = [("all installed judges", "all"), ("fast (DNSMOS only)", "fast"), ("none", "none")]
+
+
+def judges_switch(lab: LabContext) -> gr.Radio:
+    """Which judges score this run's rows (their columns arrive after the audio and timings)."""
+    value = lab.judge_choice if lab.judge_choice in ("all", "fast", "none") else "all"
+    return gr.Radio(JUDGE_CHOICES, value=value, label="Judges",
+                    info="quality columns (DNSMOS, CER/WER, speaker similarity) computed after synthesis",
+                    elem_classes=["judges-select"])
+
+
+def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judges: str | None):
+    """Run ``experiment`` with the chosen judges; yields ``(table, run)`` twice: at once when the
+    synthesis is done (audio and timings), then again with the judge columns when judging is
+    done (skipped when nothing was judged)."""
+    from components.judges.session import attach
+    from components.results import JUDGES_CSV, merge_judges, read_csv
+    from experiments import runner
+
+    with lab.store.running(experiment, spec) as run:
+        judging = attach(run, lab.judges, judges or lab.judge_choice)
+        df = runner(experiment)(spec, lab.engines, run, progress)
+    yield df, run
+    if judging is not None and (judging.pending or (run.dir / JUDGES_CSV).exists()):
+        progress(0.99, desc=f"judging {judging.pending} row(s)")
+        run.wait_for_judges()
+        yield merge_judges(df, read_csv(run.dir / JUDGES_CSV)), run
+
+
 # -- outputs ------------------------------------------------------------------------------------
 
 # Columns shown first in tables (when present); the rest follow, the noisy ones are left to the CSV.
+# The judge columns come before the (wide) text so that quality shows beside the timings.
 FIRST_COLUMNS = ("row", "engine", "precision", "speaker", "language", "speed", "text_length", "repeat", "cold",
-                 "reference_seconds", "reference_speech_seconds", "text", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
-                 "latent_cache", "similarity", "status", "note")
-HIDDEN_COLUMNS = ("run_id", "timestamp", "versions", "extra", "wav_path", "reference")
+                 "reference_seconds", "reference_speech_seconds", "audio_seconds", "synth_seconds", "rtf",
+                 "ttfa_seconds", "latent_cache", "dnsmos_ovrl", "cer", "wer", "spk_sim", "xtts_spk_sim", "text",
+                 "asr_text", "status", "note", "judge_notes")
+HIDDEN_COLUMNS = ("run_id", "timestamp", "versions", "extra", "wav_path", "reference", "judges")
 PLACEHOLDER_HEADERS = ("row", "engine", "speaker", "language", "text", "audio_seconds", "synth_seconds", "rtf", "status")
 
 

@@ -13,7 +13,10 @@ from components.engines.base import LabError
 from experiments import runner
 from experiments.specs import DEFAULT_SENTENCES, LanguagesSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, reveal_filled, ui_errors
+from .common import (
+    common_kwargs, engine_controls, judges_switch, outputs_panel, panel_values, reveal_filled,
+    run_judged, ui_errors,
+)
 
 DEFAULT_LANGS = ["en", "es", "de", "ja", "ko", "zh-cn"]
 
@@ -39,22 +42,22 @@ def render(lab: LabContext) -> None:
                        placeholder=f"one 'lang: sentence' per line, e.g. en: {DEFAULT_SENTENCES['en']}")
     speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
     controls = engine_controls(lab, lang=False)
+    judges = judges_switch(lab)
     run_btn = gr.Button("Run languages", variant="primary")
     panel = outputs_panel(lab, "languages")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
     def languages(langs, texts, speed, engine, speaker, reference, seed, temperature, top_k, top_p,
-                  repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
+                  repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
-        with lab.store.running("languages", spec) as run:
-            df = runner("languages")(spec, lab.engines, run, progress)
-        return [*panel_values("languages", df, run), run.run_id]
+        for df, run in run_judged(lab, "languages", spec, progress, judges):  # table first, judge columns next
+            yield [*panel_values("languages", df, run), run.run_id]
 
-    ran = run_btn.click(languages, [langs, texts, speed, *controls.inputs], [*panel.outputs, last_run],
+    ran = run_btn.click(languages, [langs, texts, speed, *controls.inputs, judges], [*panel.outputs, last_run],
                         api_name="languages", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
     controls.gate(run_btn)

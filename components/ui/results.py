@@ -15,6 +15,7 @@ import pandas as pd
 
 from components import plots
 from components.context import LabContext
+from components.engines.base import LabError
 from components.results import RunFiles
 
 from .common import (
@@ -22,6 +23,11 @@ from .common import (
 )
 
 ALL = "all"
+# What the judge plot offers: any judge column against any parameter a run varies.
+JUDGE_Y = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "cer", "wer", "spk_sim", "xtts_spk_sim",
+           "judge_seconds_per_audio_s")
+PARAMETERS = ("speed", "reference_seconds", "language", "engine", "speaker", "text_length", "text_chars",
+              "precision", "repeat")
 
 
 def filter_rows(df: pd.DataFrame, experiment: str, engine: str, language: str) -> pd.DataFrame:
@@ -44,7 +50,8 @@ def matching_runs(runs: list[str], rows: pd.DataFrame, *, filtered: bool) -> lis
 def run_summary(df: pd.DataFrame) -> dict[str, Any]:
     """A run's headline numbers (metric -> value), the same keys for every run so two compare."""
     num = {c: pd.to_numeric(df[c], errors="coerce") for c in
-           ("audio_seconds", "synth_seconds", "rtf", "ttfa_seconds", "similarity") if c in df}
+           ("audio_seconds", "synth_seconds", "rtf", "ttfa_seconds", "xtts_spk_sim", "spk_sim", "dnsmos_ovrl", "cer",
+            "wer") if c in df}
     ok = df["status"].astype(str).eq("ok") if "status" in df else pd.Series(True, index=df.index)
 
     def stat(col: str, how: str) -> float | None:
@@ -63,7 +70,10 @@ def run_summary(df: pd.DataFrame) -> dict[str, Any]:
         "synthesis seconds (std)": stat("synth_seconds", "std"),
         "RTF (mean)": stat("rtf", "mean"), "RTF (median)": stat("rtf", "median"),
         "time to first audio (median s)": stat("ttfa_seconds", "median"),
-        "similarity (mean)": stat("similarity", "mean"),
+        "XTTS-encoder similarity (mean)": stat("xtts_spk_sim", "mean"),
+        "speaker similarity, Resemblyzer (mean)": stat("spk_sim", "mean"),
+        "DNSMOS overall (mean)": stat("dnsmos_ovrl", "mean"),
+        "CER (mean)": stat("cer", "mean"), "WER (mean)": stat("wer", "mean"),
     }
 
 
@@ -90,6 +100,14 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     table = results_table("All rows", "results-table", ("run_id", "experiment", *PLACEHOLDER_HEADERS))
     plot = gr.Image(label="Synthesis time vs text length", type="filepath", interactive=False, elem_id="results-plot",
                     visible=False)
+
+    gr.Markdown("### Plot a judge column")
+    with gr.Row():
+        judge_y = gr.Dropdown(list(JUDGE_Y), value="dnsmos_ovrl", label="Judge column (y)")
+        judge_x = gr.Dropdown(list(PARAMETERS), value="engine", label="Parameter (x)")
+        judge_btn = gr.Button("Plot")
+    judge_img = gr.Image(label="Judge column vs parameter (rows matching the filters above)", type="filepath",
+                         interactive=False, elem_id="results-judge-plot")
 
     gr.Markdown("### Open a run")
     with gr.Row():
@@ -133,6 +151,17 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
                 gr.Dropdown(choices=runs, value=first), folder)
 
     @ui_errors
+    def judge_plot(experiment, engine, language, y, x):
+        if y not in JUDGE_Y or x not in PARAMETERS:  # names columns only from the fixed lists
+            raise LabError(f"plot a judge column ({', '.join(JUDGE_Y)}) against a parameter ({', '.join(PARAMETERS)})")
+        rows = filter_rows(store.load_all(), experiment, engine, language)
+        fig = plots.judge_plot(rows, y, x)
+        png = Path(tempfile.mkdtemp(prefix="xtts-lab-judge-plot-")) / f"{y}-vs-{x}.png"
+        fig.savefig(png, dpi=90, bbox_inches="tight")
+        plots.close(fig)
+        return str(png)
+
+    @ui_errors
     def open_run(run_id):
         run = load_run(run_id)
         df = run.frame
@@ -158,6 +187,8 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
                         api_visibility="private", show_progress_on=[table]), [plot])
     if tab is not None:
         reveal_filled(tab.select(results, filters, outs, api_visibility="private", show_progress_on=[table]), [plot])
+    judge_btn.click(judge_plot, [experiment, engine, language, judge_y, judge_x], [judge_img], api_name="judge_plot",
+                    show_progress_on=[judge_img])
     # Progress, and a failure's badge, on the one output each event is about (not on every output).
     opened = open_btn.click(open_run, [run_dd], panel.outputs, api_name="open_run", show_progress_on=[panel.table])
     reveal_filled(opened, panel.hidden)

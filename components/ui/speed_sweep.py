@@ -11,7 +11,10 @@ from components.context import LabContext
 from experiments import runner
 from experiments.specs import DEFAULT_TEXT, SpeedSweepSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, parse_floats, reveal_filled, ui_errors
+from .common import (
+    common_kwargs, engine_controls, judges_switch, outputs_panel, panel_values, parse_floats,
+    reveal_filled, run_judged, ui_errors,
+)
 
 
 def render(lab: LabContext) -> None:
@@ -19,22 +22,22 @@ def render(lab: LabContext) -> None:
     text = gr.Textbox(DEFAULT_TEXT, lines=2, label="Text")
     speeds = gr.Textbox("0.5, 0.75, 1, 1.5, 2", label="Speeds", info="comma-separated factors, 0.25 to 4")
     controls = engine_controls(lab)
+    judges = judges_switch(lab)
     run_btn = gr.Button("Run speed sweep", variant="primary")
     panel = outputs_panel(lab, "speed")
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
     def speed_sweep(text, speeds, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                    repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
+                    repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
         spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
                               **common_kwargs(engine, speaker, reference, seed,
                                               [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
-        with lab.store.running("speed-sweep", spec) as run:
-            df = runner("speed-sweep")(spec, lab.engines, run, progress)
-        return [*panel_values("speed-sweep", df, run), run.run_id]
+        for df, run in run_judged(lab, "speed-sweep", spec, progress, judges):  # table first, judge columns next
+            yield [*panel_values("speed-sweep", df, run), run.run_id]
 
-    ran = run_btn.click(speed_sweep, [text, speeds, *controls.inputs], [*panel.outputs, last_run],
+    ran = run_btn.click(speed_sweep, [text, speeds, *controls.inputs, judges], [*panel.outputs, last_run],
                         api_name="speed_sweep", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
     controls.gate(run_btn)

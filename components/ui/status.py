@@ -9,7 +9,7 @@ import gradio as gr
 from components.context import LabContext
 from components.engines import engine_license
 from components.engines.base import LabError
-from components.metrics import asr_status
+from components.judges.asr import asr_status
 
 from .common import ui_errors
 
@@ -20,8 +20,9 @@ def status_markdown(lab: LabContext) -> str:
         status = lab.engines.status(name)
         default = " (default)" if name == lab.engines.default() else ""
         lines.append(f"- **{name}**{default}: {status}")
-    # Why the cer column is empty (or which recogniser fills it): said once, here, for every tab.
-    lines.append(f"- **speech recognition**: {asr_status()}")
+    # Which judges fill the quality columns, and why a cer cell may be empty: said once, for every tab.
+    lines.append(f"- **judges** (default: {lab.judge_choice}): " + lab.judges.status().removeprefix("judges: "))
+    lines.append(f"- **speech recognition** (character error rate): {asr_status(lab.judges.config)}")
     for warning in lab.warnings:
         lines.append(f"- **warning**: {warning}")
     return "**Engines**\n\n" + "\n".join(lines)

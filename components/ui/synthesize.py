@@ -9,14 +9,15 @@ import gradio as gr
 from gradio import processing_utils
 
 from components.context import LabContext
-from components.results import rows_to_frame
+from components.judges.session import attach
+from components.results import JUDGES_CSV, merge_judges, read_csv, rows_to_frame
 from experiments import runner
 from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import stream as stream_synth
 
 from .common import (
-    capabilities, common_kwargs, engine_controls, results_table, reveal_filled, servable, signal_images, table_view,
-    ui_errors,
+    capabilities, common_kwargs, engine_controls, judges_switch, results_table, reveal_filled,
+    servable, signal_images, table_view, ui_errors,
 )
 
 
@@ -38,6 +39,7 @@ def render(lab: LabContext) -> None:
             text = gr.Textbox(DEFAULT_TEXT, lines=3, label="Text")
             controls = engine_controls(lab)
             speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
+            judges = judges_switch(lab)
             run_btn = gr.Button("Synthesize", variant="primary")
         with gr.Column(scale=2):
             # Only for an engine that streams: for the others it would stay empty.
@@ -60,12 +62,14 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def synthesize(text, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, precision, speed, progress=gr.Progress()):
+                   repetition_penalty, length_penalty, text_splitting, precision, speed, judges=None,
+                   progress=gr.Progress()):
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
                                          [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
         with lab.store.running("synth", spec) as run:
+            judging = attach(run, lab.judges, judges or lab.judge_choice)
             caps = lab.engines.get(spec.engine, progress).capabilities
             if caps.streaming and streaming_ok:
                 row = None
@@ -80,8 +84,12 @@ def render(lab: LabContext) -> None:
         wav = df["wav_path"].iloc[0] if "wav_path" in df else None
         w, s = signal_images(wav)
         yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
+        if judging is not None:  # the audio is out; the judge columns follow when ready
+            run.wait_for_judges()
+            judged = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
+            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), table_view(judged), gr.skip(), gr.skip())
 
-    ran = run_btn.click(synthesize, [text, *controls.inputs, speed], [live, audio, wave, spec_img, table, csv, last_run],
+    ran = run_btn.click(synthesize, [text, *controls.inputs, speed, judges], [live, audio, wave, spec_img, table, csv, last_run],
                         api_name="synthesize", show_progress_on=[audio])
     reveal_filled(ran, [wave, spec_img, csv])
     controls.gate(run_btn)

