@@ -70,11 +70,15 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                    help="accept the Coqui Public Model License so XTTS weights may be downloaded")
     p.add_argument("--melo-python", help="python of MeloTTS's own environment (or MELO_PYTHON)")
     p.add_argument("--cache-dir", help="speaker-latent cache folder (default ~/.cache/xtts-lab)")
+    p.add_argument("--batch", type=int, default=8, metavar="N",
+                   help="rows an experiment decodes together on engines that batch (XTTS); default 8, "
+                        "1 = one at a time (see bench/xtts_speed.py --batch)")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision or "fp32",
-                        agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir)
+                        agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir,
+                        batch=getattr(args, "batch", 8))
 
 
 def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any]:

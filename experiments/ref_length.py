@@ -17,7 +17,7 @@ from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 from components.similarity import SpeakerComparison, xtts_model_for
 
-from .common import log_result, run_request, unsupported_row
+from .common import log_result, synthesize_many, unsupported_row
 from .specs import RefLengthSpec
 
 
@@ -44,11 +44,11 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
             progress(0.0, desc="analysing the full reference")
             model, why = xtts_model_for(engine, engines)
             comparison = SpeakerComparison(audio, sr, model, why)
-        total = len(cuts) * spec.repeats
-        for i, (asked, actual, wav) in enumerate(cuts):
+        rows_by: dict[int, dict] = {}
+        plan = []  # (request, fields, note) per (length, repeat), in spec order
+        for asked, actual, wav in cuts:
             note = f"reference is only {actual:.1f} s long" if actual < asked - 0.05 else None
             for r in range(spec.repeats):
-                progress((i * spec.repeats + r) / total, desc=f"reference {asked:g} s, repeat {r + 1}")
                 request = SynthRequest(text=spec.text, lang=spec.lang, reference=wav,
                                        seed=spec.seed + r, settings=spec.settings)
                 fields = {"reference_seconds": actual, "repeat": r, "requested_seconds": asked}
@@ -58,13 +58,21 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
                             engine, request, run,
                             f"{engine.name} cannot clone a voice: the reference was not used", **fields))
                     continue
-                # Compared before the row is written: a row is appended once, complete.
-                result, seconds = run_request(engine, request, progress=progress)
-                notes = [result.info.get("note"), note, comparison.why_no_similarity]
-                rows.append(log_result(
-                    engine, request, result, seconds, run, stem=f"{engine.name}-ref-{asked:g}s-seed-{request.seed}",
-                    **fields, **comparison.compare(result.audio, result.sample_rate),
-                    note="; ".join(n for n in notes if n) or None))
+                plan.append((request, fields, note))
+        todo = [p[0] for p in plan]
+        # Engines that batch decode all lengths and repeats together; rows are logged as they finish.
+        for k, result, seconds in synthesize_many(engine, todo, progress=progress):
+            request, fields, note = plan[k]
+            progress(len(rows_by) / max(len(plan), 1), desc=f"reference {fields['requested_seconds']:g} s, "
+                                                           f"repeat {fields['repeat'] + 1} done")
+            # Compared before the row is written: a row is appended once, complete.
+            notes = [result.info.get("note"), note, comparison.why_no_similarity]
+            rows_by[k] = log_result(
+                engine, request, result, seconds, run,
+                stem=f"{engine.name}-ref-{fields['requested_seconds']:g}s-seed-{request.seed}",
+                **fields, **comparison.compare(result.audio, result.sample_rate),
+                note="; ".join(n for n in notes if n) or None)
+        rows += [rows_by[k] for k in sorted(rows_by)]
     progress(1.0, desc="done")
     return rows_to_frame(rows)
 

@@ -49,6 +49,7 @@ class Capabilities:
     cloning: bool = False     # can condition on a reference recording
     streaming: bool = False   # implements ``stream()``
     seeded: bool = False      # the seed changes / reproduces the output
+    batching: bool = False    # implements ``synthesize_batch()`` (many requests decoded together)
 
 
 @dataclass(frozen=True)

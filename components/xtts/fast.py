@@ -624,12 +624,14 @@ def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> I
     capacity += max(fast.max_new_tokens if i.max_new_tokens is None else int(i.max_new_tokens) for i in items)
     slots = min(batch_size, len(items))
     cache = fast.new_cache(slots, capacity)
+    touched = [0] * slots  # per slot: positions below this hold finite values (written or zeroed)
     waiting = list(range(len(items)))[::-1]
     active: list[_Row] = []  # active[s] decodes in cache slot s
     while waiting or active:
         while waiting and len(active) < slots:
             row = _Row(waiting[-1], items[waiting.pop()])
             _start_chunk(fast, row, cache, len(active))
+            touched[len(active)] = max(touched[len(active)], row.pos)
             active.append(row)
         n = len(active)
         for row in active:
@@ -637,6 +639,7 @@ def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> I
         t0 = time.perf_counter()
         x = torch.stack([row.next_x for row in active])
         pos = torch.tensor([row.pos for row in active], device=fast.device)
+        _clear_padding(cache, touched, n, max(row.pos for row in active) + 1, capacity)
         latent, logits = fast.latent_and_logits(fast.step(x, pos, cache))
         finished = []
         for s, row in enumerate(active):
@@ -665,12 +668,29 @@ def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> I
             row.chunk += 1
             if row.chunk < len(row.item.chunks):
                 _start_chunk(fast, row, cache, s)
+                touched[s] = max(touched[s], row.pos)
                 continue
             last = active.pop()
             if last is not row:
                 _move_slot(cache, len(active), s, last.pos)
+                touched[s] = max(touched[s], last.pos)
                 active[s] = last
             yield BatchDone(row.index, row.generations, time.perf_counter() - row.t_start, row.rows_seen)
+
+
+def _clear_padding(cache: tuple, touched: list[int], n: int, length: int, capacity: int) -> None:
+    """Zero never-written cache positions that rows 0..n-1 are about to read as masked padding.
+
+    Masking is not enough on its own: fresh memory may hold NaN bit patterns, and NaN stays NaN
+    under a -inf mask (NaN - inf, 0 * NaN). Zeroing ahead in blocks of 64 positions keeps this
+    rare without touching (making resident) the whole cache up front.
+    """
+    for s in range(n):
+        if touched[s] < length:
+            end = min(capacity, length + 64)
+            for layer in (*cache[0], *cache[1]):
+                layer[s, :, touched[s]:end] = 0.0
+            touched[s] = end
 
 
 def _move_slot(cache: tuple, src: int, dst: int, length: int) -> None:
