@@ -54,6 +54,7 @@ STREAM_CHUNK_TOKENS = 40       # later chunks: bigger, so the context overhead s
 STREAM_CROSSFADE = 256         # samples blended at each join (insurance: joins are already exact)
 
 _STATE_ATTR = "_xtts_lab_fast"  # where apply_precision keeps its packed weights on the model
+_MAPPED_ATTR = "_xtts_lab_mapped"  # the memory-mapped model.pth whose GPT pages packing may drop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,9 +146,11 @@ class _Block:
 class FastGPT:
     """The XTTS GPT rearranged for decoding one token at a time; built by ``apply_precision``.
 
-    Holds repacked copies of the transformer weights (the coqui modules keep theirs, so stock
-    inference still works on the same model: extra memory is ~1.5 GB in fp32, ~0.75 GB in bf16,
-    ~0.4 GB in int8 for the full model) and one KV cache, so a model runs one generation at a
+    Holds repacked copies of the transformer weights and one KV cache. The coqui modules keep
+    theirs, so stock inference still works on the same model; when they are memory-mapped from
+    ``model.pth`` (``load_fast``), ``apply_precision`` drops their pages after packing, so the
+    packed copy replaces them in memory instead of doubling it (they come back from the file
+    if the stock path reads them). A model runs one generation at a
     time: a new ``generate``/``stream`` on the same model overwrites an unfinished stream's
     cache (the lab's engine lock already serialises requests).
     """
@@ -296,8 +299,9 @@ def apply_precision(model: Any, precision: str = "fp32") -> FastGPT:
     """Prepare ``model`` (a loaded coqui ``Xtts``) for the fast path in ``precision``; idempotent.
 
     Builds repacked GPT weights on the model's device and keeps them on the model, replacing any
-    earlier precision. The coqui modules are left untouched, so stock ``Xtts.inference`` still
-    runs on the same model. Raises LabError for an unknown precision or int8 off the CPU.
+    earlier precision. The coqui modules keep their weights, so stock ``Xtts.inference`` still
+    runs on the same model; those memory-mapped from the checkpoint (``load_fast``) have their
+    pages released after packing (``release_mapped_pages``). Raises LabError for an unknown precision or int8 off the CPU.
     """
     import torch
 
@@ -311,7 +315,66 @@ def apply_precision(model: Any, precision: str = "fp32") -> FastGPT:
     with torch.inference_mode():
         fast = FastGPT(model.gpt, precision, device)
     setattr(model, _STATE_ATTR, fast)
+    mapped = getattr(model, _MAPPED_ATTR, None)
+    if mapped is not None:
+        release_mapped_pages(_packed_sources(model.gpt), mapped)
     return fast
+
+
+def _packed_sources(gpt: Any) -> list:
+    """The coqui GPT matrices FastGPT keeps its own (repacked) copies of."""
+    return [m.weight for b in gpt.gpt.h for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj)]
+
+
+def _file_mappings(path: Path) -> list[tuple[int, int]]:
+    """Address ranges at which this process has ``path`` memory-mapped (from /proc/self/maps)."""
+    target = str(Path(path).resolve())
+    ranges = []
+    try:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5] == target:
+                a, b = parts[0].split("-")
+                ranges.append((int(a, 16), int(b, 16)))
+    except OSError:
+        pass
+    return ranges
+
+
+def release_mapped_pages(tensors: Sequence[Any], path: Path) -> int:
+    """Drop the resident pages of ``tensors`` that lie in this process's mapping of ``path``.
+
+    ``load_fast`` memory-maps ``model.pth`` and the coqui modules use those pages directly;
+    packing the GPT reads all of them, after which they would stay resident beside the packed
+    copy (+1.7 GB in fp32). ``madvise(MADV_DONTNEED)`` on a private file mapping drops clean
+    pages from the process; the tensors stay valid and the next read (the stock coqui path, a
+    precision switch) faults them back in from the file. Only whole pages inside tensors that
+    lie in the file's mapping are touched, never memory the process wrote (copy-on-write pages of
+    tensors someone modified would lose the change), nor anything else. Returns the bytes
+    released (0 where madvise is unavailable).
+    """
+    import ctypes
+    import mmap
+
+    ranges = _file_mappings(path)
+    if not ranges:
+        return 0
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page, released = mmap.PAGESIZE, 0
+    for t in tensors:
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        if t.device.type != "cpu" or not any(a <= start and end <= b for a, b in ranges):
+            continue
+        a, b = -(-start // page) * page, end // page * page
+        if b > a and madvise(a, b - a, 4) == 0:  # 4 = MADV_DONTNEED
+            released += b - a
+    return released
 
 
 def precision_of(model: Any) -> str:
@@ -383,6 +446,7 @@ def load_fast(checkpoint_dir: str | Path, device: str = "cpu", precision: str = 
     model.gpt.eval()
     model.to(device)
     _fold_weight_norm(model)
+    setattr(model, _MAPPED_ATTR, folder / "model.pth")
     apply_precision(model, precision)
     return model
 
