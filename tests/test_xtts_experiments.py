@@ -51,6 +51,8 @@ def test_ref_length_clones_each_cut(xtts_dir, results_dir, tmp_path, reference_w
 def test_languages(xtts_dir, results_dir, tmp_path):
     df = run_xtts(xtts_dir, results_dir, tmp_path, "languages", "--langs", "en,ja,zh-cn,ko")
     assert list(df["language"]) == ["en", "ja", "zh-cn", "ko"] and (df["status"] == "ok").all()
+    # The CLI batches by default (--batch 8): the four languages decoded as one batch.
+    assert set(df["batch_size"]) == {8} and df["batch_rows"].max() == 4
 
 
 def test_benchmark_xtts_against_espeak(xtts_dir, results_dir, tmp_path):
@@ -58,3 +60,7 @@ def test_benchmark_xtts_against_espeak(xtts_dir, results_dir, tmp_path):
     ok = df[df["status"] == "ok"]
     assert set(ok["engine"]) == {"xtts", "espeak"}
     assert ok.groupby("engine")["cold"].sum().to_dict() == {"espeak": 1, "xtts": 1}
+    xtts = ok[ok["engine"] == "xtts"]
+    warm = xtts[~xtts["cold"].astype(bool)]
+    assert len(warm) == 3 and warm["batched"].astype(bool).all() and (warm["batch_rows"] == 3).all()
+    assert not bool(xtts[xtts["cold"].astype(bool)]["batched"].fillna(False).astype(bool).any())
