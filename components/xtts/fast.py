@@ -724,6 +724,7 @@ def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> I
         for row in active:
             row.timings["decode"] += step_seconds
         # Highest slot first: a row moved down from the end is never one still to remove.
+        leaving = []
         for s in reversed(finished):
             row = active[s]
             row.generations.append(Generation(
@@ -739,7 +740,8 @@ def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> I
                 _move_slot(cache, len(active), s, last.pos)
                 touched[s] = max(touched[s], last.pos)
                 active[s] = last
-            yield BatchDone(row.index, row.generations, time.perf_counter() - row.t_start, row.rows_seen)
+            leaving.append(BatchDone(row.index, row.generations, time.perf_counter() - row.t_start, row.rows_seen))
+        yield from sorted(leaving, key=lambda done: done.index)  # rows done at the same step: in order
 
 
 def _clear_padding(cache: tuple, touched: list[int], n: int, length: int, capacity: int) -> None:
