@@ -24,6 +24,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=float, default=50.0,
                    help="largest reference upload accepted by the UI and REST API (default 50 MB)")
     p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument("--strict-engine", action="store_true",
+                   help="REST requests that name no engine get 503 when XTTS cannot answer, never another engine")
     add_engine_arguments(p)
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
     run = sub.add_parser("run", help="run one experiment headless and write its CSV")

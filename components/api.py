@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Optional, Sequence
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -30,15 +30,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from experiments.specs import MAX_TEXT_CHARS  # one limit for REST, UI and CLI
 
 from .context import LabContext
-from .engines import REGISTRY
+from .engines import LEGACY_CLIENT_ENGINE, REGISTRY, lab_languages
 from .engines.base import (
-    SPEED_MAX, SPEED_MIN, XTTS_LANGUAGES, CapabilityError, EngineUnavailable, LabError, check_language,
+    SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError, check_language,
 )
 
 # REST requests waiting for (or using) one engine before new ones get 503. Each waits in a worker
 # thread, and the UI's jobs draw on the same pool of 40 threads: a flood must not starve them.
 MAX_QUEUED_PER_ENGINE = 12
 VALIDATION_SR = 16000       # Hz; the rate references are checked at (cheap, any rate would do)
+ENGINE_HEADER = "X-Lab-Engine"  # on every synthesis response: the engine that answered
 
 # Control characters other than tab/newline/carriage return: a NUL silently truncates the text
 # inside espeak (C strings) and the others are never meant to be spoken.
@@ -54,15 +55,21 @@ class SynthesizeRequest(BaseModel):
     # The limits are checked by ``_text`` (with the lab's own messages) and documented here.
     text: str = Field(description=f"what to say; 1 to {MAX_TEXT_CHARS} characters, not only whitespace",
                       json_schema_extra={"minLength": 1, "maxLength": MAX_TEXT_CHARS, "pattern": r"\S"})
-    lang: Literal[XTTS_LANGUAGES] = Field("en", description="language code")  # type: ignore[valid-type]
+    lang: Literal[lab_languages()] = Field(  # type: ignore[valid-type]
+        "en", description="language code: any an engine speaks; the chosen engine refuses others (400)")
     speed: float = Field(1.0, ge=SPEED_MIN, le=SPEED_MAX, description="1.0 = natural rate; 2.0 = twice as fast")
     speaker_wav_b64: Optional[str] = Field(
         None, description="a reference recording to clone (WAV, FLAC, OGG or MP3 file), base64; "
                           "a data: URL prefix is accepted. Engines that cannot clone refuse it (400).")
     speaker: Optional[str] = Field(None, max_length=100, description="a built-in voice of the engine")
     engine: Optional[Literal[tuple(REGISTRY)]] = Field(  # type: ignore[valid-type]
-        None, description="engine name; default: xtts when its weights are present, else espeak")
-    seed: int = Field(0, ge=0, lt=2**32, description="seed for engines that sample (XTTS)")
+        None, description=f"engine name; when left out, {LEGACY_CLIENT_ENGINE} answers (what clients of the "
+                          "XTTS API server expect) if it can run here, else the lab's default engine does, "
+                          f"and `warnings` says why; the {ENGINE_HEADER} response header names the engine")
+    strict_engine: bool = Field(
+        False, description=f"with no `engine`: answer 503 rather than with another engine when "
+                           f"{LEGACY_CLIENT_ENGINE} cannot run (the server's --strict-engine does this for every request)")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed for engines that sample (capabilities.seeded)")
 
     @field_validator("text")
     @classmethod
@@ -124,6 +131,19 @@ class TooLarge(LabError):
     """An upload is over the cap."""
 
 
+class InvalidField(LabError):
+    """A request field that fails the lab's own checks (422, shaped like pydantic's errors)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def megabytes(n: int) -> str:
+    """``76.8 MB`` (MiB, as the cap is given)."""
+    return f"{n / 2**20:.1f}".removesuffix(".0") + " MB"
+
+
 class Admission:
     """Counts REST requests per engine so a flood is refused (503) instead of piling up threads.
 
@@ -157,13 +177,14 @@ def decode_reference(data: str, max_bytes: int) -> bytes:
     text = _DATA_URL.sub("", data.strip(), count=1)
     text = re.sub(r"\s+", "", text)
     if len(text) * 3 // 4 > max_bytes:
-        raise TooLarge(f"speaker_wav_b64 is over the upload cap of {max_bytes / 2**20:g} MB")
+        raise TooLarge(f"speaker_wav_b64 decodes to {megabytes(len(text) * 3 // 4)}; "
+                       f"the upload cap is {megabytes(max_bytes)}")
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise LabError(f"speaker_wav_b64 is not valid base64 ({e})") from None
+        raise InvalidField("speaker_wav_b64", f"speaker_wav_b64 is not valid base64 ({e})") from None
     if not raw:
-        raise LabError("speaker_wav_b64 is empty: give the base64 of an audio file, or leave it out")
+        raise InvalidField("speaker_wav_b64", "speaker_wav_b64 is empty: give the base64 of an audio file, or leave it out")
     return raw
 
 
@@ -183,11 +204,16 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """LabError -> 4xx/503 and request validation -> 422, each as ``{"detail": "message"}``."""
+    """LabError -> 4xx/503 and request validation -> 422, each as ``{"detail": "message"}``;
+    every 422 also carries ``errors``: ``[{"loc", "msg", "type"}]``, whichever check refused it."""
 
     @app.exception_handler(LabError)
     async def lab_error(request: Request, exc: LabError) -> JSONResponse:
-        return _error(status_for(exc), str(exc))
+        status = status_for(exc)
+        if status != 422:
+            return _error(status, str(exc))
+        loc = [exc.field] if isinstance(exc, InvalidField) else []
+        return _error(422, str(exc), errors=[{"loc": loc, "msg": str(exc), "type": "value_error"}])
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -195,15 +221,22 @@ def install_error_handlers(app: FastAPI) -> None:
         for e in exc.errors():
             loc = [str(p) for p in e.get("loc", ()) if p != "body"]
             msg = str(e.get("msg", "")).removeprefix("Value error, ")  # our validators' own words
+            if e.get("type") == "json_invalid":  # loc is a character offset: say what it means
+                why = (e.get("ctx") or {}).get("error", "")
+                loc = []
+                msg = (f"the request body is not valid JSON ({why} at character {e['loc'][-1]}); send a JSON "
+                       'object such as {"text": "Hello.", "lang": "en"} with Content-Type: application/json')
             errors.append({"loc": loc, "msg": msg, "type": str(e.get("type", ""))})
-        message = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors)
+        message = "; ".join(e["msg"] if e["type"] == "json_invalid" else f"{'.'.join(e['loc']) or 'body'}: {e['msg']}"
+                            for e in errors)
         # The raw input is left out on purpose: it can be megabytes, or a secret.
         return _error(422, message or "invalid request", errors=errors)
 
 
 def router(lab: LabContext, *, max_upload_bytes: int, dependencies: Sequence[Callable] = (),
-           admission: Admission | None = None) -> APIRouter:
-    """The REST routes over ``lab``. ``dependencies`` (e.g. HTTP Basic auth) guard every route."""
+           admission: Admission | None = None, strict_engine: bool = False) -> APIRouter:
+    """The REST routes over ``lab``. ``dependencies`` (e.g. HTTP Basic auth) guard every route;
+    ``strict_engine`` makes every request without ``engine`` strict (see :func:`choose_engine`)."""
     admission = admission or Admission()
     api = APIRouter(dependencies=[Depends(d) for d in dependencies])
 
@@ -221,23 +254,58 @@ def router(lab: LabContext, *, max_upload_bytes: int, dependencies: Sequence[Cal
         )
 
     @api.post("/synthesize_base64", response_model=SynthesizeResponse, responses=ERRORS, tags=["lab"])
-    def synthesize_base64(request: SynthesizeRequest) -> SynthesizeResponse:
-        """Synthesise ``text``; the WAV comes back base64 and is logged as one results row."""
+    def synthesize_base64(request: SynthesizeRequest, response: Response) -> SynthesizeResponse:
+        """Synthesise ``text``; the WAV comes back base64 and is logged as one results row.
+        The ``X-Lab-Engine`` header names the engine that answered."""
         # A sync route: FastAPI runs it in its thread pool and the engine lock queues it.
-        return synthesize(lab, request, max_upload_bytes=max_upload_bytes, admission=admission)
+        result = synthesize(lab, request, max_upload_bytes=max_upload_bytes, admission=admission,
+                            strict_engine=strict_engine)
+        response.headers[ENGINE_HEADER] = result.engine
+        return result
 
     return api
 
 
+def choose_engine(lab: LabContext, request: SynthesizeRequest, strict: bool) -> tuple[str, list[str]]:
+    """The engine that answers ``request`` and the warnings that go with the choice.
+
+    A named engine answers (or fails) itself. With none named, the engine a client of the XTTS API
+    server expects answers when it can run here; otherwise the lab's default engine answers and a
+    warning says why, unless ``strict`` (the server's --strict-engine or the request's
+    ``strict_engine``): then the request is refused with 503, so such a client never gets
+    another voice without asking for it.
+    """
+    if request.engine:
+        return request.engine, []
+    expected = LEGACY_CLIENT_ENGINE
+    reason = lab.engines.unavailable_reason(expected)
+    if reason is None:
+        try:
+            lab.engines.get(expected)  # loads once; a load that fails here falls back like the rest
+            return expected, []
+        except EngineUnavailable as e:
+            reason = str(e)
+    fallback = lab.engines.default()
+    if fallback == expected or lab.engines.unavailable_reason(fallback):
+        raise EngineUnavailable(f"{expected} cannot answer ({reason}) and no other engine can run here")
+    if strict:
+        raise EngineUnavailable(
+            f"{expected} cannot answer: {reason}. The request named no engine and strict engine choice is on "
+            f"(--strict-engine or \"strict_engine\": true), so no other engine answered; "
+            f"name one with \"engine\" to use it")
+    return fallback, [f"{expected} did not answer: {reason}. {fallback} answered instead; send \"engine\" "
+                      f"to choose one, or \"strict_engine\": true to get a 503 instead"]
+
+
 def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes: int,
-               admission: Admission) -> SynthesizeResponse:
+               admission: Admission, strict_engine: bool = False) -> SynthesizeResponse:
     """Validate everything first (no run folder, no row for a bad request), then run ``synth``."""
     import soundfile as sf
 
     from experiments import synth
     from experiments.specs import SynthSpec
 
-    name = request.engine or lab.engines.default()
+    name, warnings = choose_engine(lab, request, strict_engine or request.strict_engine)
     spec = SynthSpec(engine=name, speaker=request.speaker, text=request.text, lang=request.lang,
                      speed=request.speed, seed=request.seed)
     with admission.enter(name):
@@ -247,7 +315,6 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
             voices = engine.speakers()
             shown = ", ".join(voices[:20]) + (", ..." if len(voices) > 20 else "")
             raise LabError(f"{name} has no speaker {spec.speaker!r}; choose one of: {shown}")
-        warnings: list[str] = []
         with tempfile.TemporaryDirectory(prefix="xtts-lab-ref-") as tmp:
             reference = None
             if request.speaker_wav_b64 is not None:
@@ -261,7 +328,8 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
                 if not engine.capabilities.cloning:
                     raise CapabilityError(
                         f"{name} cannot clone a voice: leave out speaker_wav_b64 and pick one of its "
-                        f"speakers ({', '.join(engine.speakers()[:10])}), or use an engine that clones (xtts)")
+                        f"speakers ({', '.join(engine.speakers()[:10])}), or use an engine that clones "
+                        f"({', '.join(lab.engines.with_capability('cloning')) or 'none registered'})")
             with lab.store.running("synth") as run:  # nothing logged: no empty run left behind
                 if reference is not None:
                     kept = run.dir / f"reference{_audio_suffix(reference)}"

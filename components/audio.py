@@ -166,9 +166,9 @@ def clean_reference(
 
 def _normalise_loudness(audio: np.ndarray, sr: int) -> np.ndarray:
     """Scale to TARGET_LUFS integrated loudness, then down if the peak would pass PEAK_CEILING."""
-    import pyloudnorm
+    from components.dsp import integrated_loudness  # numpy: no scipy import on the clone path
 
-    loudness = pyloudnorm.Meter(sr).integrated_loudness(audio.astype(np.float64))
+    loudness = integrated_loudness(audio, sr)
     gain = 1.0
     if np.isfinite(loudness):
         gain = 10.0 ** ((TARGET_LUFS - loudness) / 20.0)

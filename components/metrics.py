@@ -1,7 +1,9 @@
 """Signal metrics computed on every output, whatever the engine.
 
 Every row of every experiment pays for these, so they are cheap estimators: YIN for pitch
-(not pYIN, which is ~50x slower), frame RMS for silence, ITU-R BS.1770 loudness (pyloudnorm).
+(not pYIN, which is ~50x slower), frame RMS for silence, ITU-R BS.1770 loudness. All of it is
+plain numpy (``components.dsp``): no librosa, numba or scipy on this path, so the first row of a
+new process costs milliseconds, not a JIT compilation.
 All keys returned are columns of ``components.results.COLUMNS``.
 
 Character error rate (``cer``) needs a speech recogniser. None ships with the lab: the optional
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from components import dsp
 
 # -- pitch and silence -----------------------------------------------------------------------------
 ANALYSIS_SR = 16000        # Hz; pitch and silence are measured on a 16 kHz copy (speech is < 8 kHz)
@@ -81,19 +85,12 @@ def signal_metrics(audio: np.ndarray, sample_rate: int, text: str | None = None,
 
 def resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
     """``audio`` at ``target`` Hz (float32; unchanged when already there)."""
-    if sr == target:
-        return audio
-    import librosa
-
-    return librosa.resample(audio, orig_sr=sr, target_sr=target, res_type="soxr_hq").astype(np.float32)
+    return dsp.resample(audio, sr, target)
 
 
 def frame_db(y: np.ndarray) -> np.ndarray:
     """RMS level of each 64 ms frame (10 ms hop) in dBFS."""
-    import librosa
-
-    rms = librosa.feature.rms(y=y, frame_length=FRAME, hop_length=HOP, center=True)[0]
-    return 20.0 * np.log10(np.maximum(rms, 1e-10))
+    return dsp.frame_rms_db(y, FRAME, HOP)
 
 
 def sound_mask(db: np.ndarray) -> np.ndarray:
@@ -126,16 +123,14 @@ def silence_edges(y: np.ndarray, sr: int) -> tuple[float, float]:
 def f0_stats(y: np.ndarray, sr: int) -> dict[str, float | None]:
     """Median pitch and its 5th-95th percentile range over voiced frames, in Hz.
 
-    ``librosa.yin`` gives every frame a pitch, even fricatives, noise and silence, so frames count
+    YIN gives every frame a pitch, even fricatives, noise and silence, so frames count
     only when they sound (within 40 dB of the peak) and are periodic (normalised autocorrelation
     peak >= VOICED_PERIODICITY). The range uses percentiles, not min/max, so a few octave errors
     do not set it.
     """
-    import librosa
-
     if len(y) < FRAME:
         return {"f0_median_hz": None, "f0_range_hz": None}
-    f0 = librosa.yin(y, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=sr, frame_length=FRAME, hop_length=HOP)
+    f0 = dsp.yin(y, fmin=F0_MIN_HZ, fmax=F0_MAX_HZ, sr=sr, frame=FRAME, hop=HOP)
     db = frame_db(y)
     per = periodicity(y, sr)
     n = min(len(f0), len(db), len(per))
@@ -150,12 +145,9 @@ def f0_stats(y: np.ndarray, sr: int) -> dict[str, float | None]:
 
 
 def periodicity(y: np.ndarray, sr: int) -> np.ndarray:
-    """Per frame (same framing as ``librosa.yin`` with center=True): the highest normalised
+    """Per frame (same centred framing as :func:`components.dsp.yin`): the highest normalised
     autocorrelation at a lag between 1/F0_MAX_HZ and 1/F0_MIN_HZ. ~1 for a steady vowel, ~0 for noise."""
-    import librosa
-
-    padded = np.pad(y.astype(np.float64), FRAME // 2)
-    frames = librosa.util.frame(padded, frame_length=FRAME, hop_length=HOP)
+    frames = dsp.frames(y.astype(np.float64), FRAME, HOP).T
     frames = frames - frames.mean(axis=0, keepdims=True)
     spec = np.fft.rfft(frames, n=2 * FRAME, axis=0)
     ac = np.fft.irfft(np.abs(spec) ** 2, axis=0)[:FRAME]
@@ -168,11 +160,9 @@ def periodicity(y: np.ndarray, sr: int) -> np.ndarray:
 
 def loudness_lufs(audio: np.ndarray, sr: int) -> float | None:
     """Integrated loudness (ITU-R BS.1770, LUFS); None for clips under 0.4 s or silence."""
-    import pyloudnorm
-
     if len(audio) < int(0.4 * sr) + 1:  # one 400 ms gating block is the minimum
         return None
-    value = pyloudnorm.Meter(sr).integrated_loudness(audio.astype(np.float64))
+    value = dsp.integrated_loudness(audio, sr)
     return round(float(value), 2) if np.isfinite(value) else None
 
 

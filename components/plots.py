@@ -7,14 +7,13 @@ columns may arrive as strings from a CSV) and returns a new Figure; the caller s
 
 from __future__ import annotations
 
-import matplotlib
+from typing import TYPE_CHECKING
 
-matplotlib.use("Agg")  # no display here, and figures must render in server threads
+import numpy as np
+import pandas as pd
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_WAVE_POINTS = 8000  # a waveform is drawn as a min/max envelope past this many samples
 
@@ -28,14 +27,28 @@ LANGUAGE_METRICS: dict[str, str] = {
 }
 
 
+def _pyplot():
+    """pyplot on the Agg backend, imported on first use: ~1 s that a headless run with no
+    figure to draw (``lab.py run synth``) should not pay."""
+    import sys
+
+    if "matplotlib.pyplot" not in sys.modules:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display here, and figures must render in server threads
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def close(fig) -> None:
     """Free a figure (pyplot keeps every figure alive until closed)."""
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (8, 3)) -> tuple[Figure, np.ndarray]:
     # pyplot.subplots (not Figure()) so that close() finds it; squeeze=False -> always a 2-D array.
-    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    fig, axes = _pyplot().subplots(rows, cols, figsize=size, squeeze=False)
     return fig, axes
 
 
@@ -86,20 +99,38 @@ def waveform(audio: np.ndarray, sr: int) -> Figure:
 
 
 def spectrogram(audio: np.ndarray, sr: int) -> Figure:
-    """Log-frequency power spectrogram in dB (librosa STFT), with a colour bar."""
-    import librosa
-    import librosa.display
+    """Log-frequency power spectrogram in dB (Hann STFT, 80 dB range), with a colour bar.
+
+    numpy's FFT and a symlog frequency axis (librosa's ``specshow(y_axis="log")`` look) rather
+    than librosa, whose first call costs seconds of JIT compilation on the first synthesis.
+    """
+    from components.dsp import stft
 
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     n_fft = 1024 if len(audio) >= 1024 else max(16, 1 << max(len(audio) - 1, 1).bit_length())
     hop = n_fft // 4
     if len(audio) < n_fft:
         audio = np.pad(audio, (0, n_fft - len(audio)))
-    power = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=hop)) ** 2
-    db = librosa.power_to_db(power, ref=np.max(power) if power.max() > 0 else 1.0)
+    power = np.abs(stft(audio, n_fft, hop)) ** 2
+    ref = power.max() if power.max() > 0 else 1.0
+    db = 10.0 * np.log10(np.maximum(power, 1e-10) / ref)
+    db = np.maximum(db, db.max() - 80.0)  # an 80 dB window, as power_to_db(top_db=80)
+    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
+    bin_hz = sr / n_fft
+    f_edges = np.clip(np.concatenate([freqs - bin_hz / 2, [freqs[-1] + bin_hz / 2]]), 0, sr / 2)
+    t_edges = np.arange(db.shape[1] + 1) * hop / sr
     fig, axes = _figure(size=(8, 2.8))
     ax = axes[0, 0]
-    mesh = librosa.display.specshow(db, sr=sr, hop_length=hop, x_axis="time", y_axis="log", ax=ax)
+    mesh = ax.pcolormesh(t_edges, f_edges, db, shading="flat", cmap="magma", rasterized=True)
+    # Linear up to C2 (65 Hz), then octaves: speech harmonics get room, DC does not.
+    ax.set_yscale("symlog", base=2, linthresh=65.4, linscale=0.5)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 512, not 2^9
+    ax.set_ylim(0, sr / 2)
+    ax.set_xlim(0, t_edges[-1])
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("Hz")
     fig.colorbar(mesh, ax=ax, format="%+2.0f dB")
     ax.set_title("Spectrogram")
     fig.tight_layout()
@@ -172,6 +203,8 @@ def benchmark(df: pd.DataFrame) -> Figure:
     from experiments.benchmark import summarize  # the same numbers the summary table shows
 
     s = summarize(_numeric(df, "synth_seconds", "rtf", "audio_seconds", "text_chars"))
+    if not s.empty:
+        s = s[s["status"] == "ok"]  # an unavailable engine has no bars to draw
     fig, axes = _figure(1, 2, size=(10, 3.4))
     if s.empty:
         return fig

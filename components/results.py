@@ -42,7 +42,7 @@ COLUMNS: tuple[str, ...] = (
     # identity
     "run_id", "row", "timestamp", "experiment", "engine", "device", "precision", "seed", "versions",
     # what was asked
-    "speaker", "reference", "reference_seconds", "language", "text", "text_chars", "speed",
+    "speaker", "reference", "reference_seconds", "reference_speech_seconds", "language", "text", "text_chars", "speed",
     "repeat", "cold", "text_length",
     # timings, seconds
     "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",

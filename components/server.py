@@ -9,6 +9,7 @@ credentials. Request bodies and uploads are capped.
 from __future__ import annotations
 
 import argparse
+import io
 import ipaddress
 import json
 import secrets
@@ -38,6 +39,7 @@ class ServerOptions:
     share: bool = False                           # also ask Gradio for a temporary public link
     auth: tuple[tuple[str, str], ...] = ()        # (user, password) pairs; empty = no login
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB  # cap on an uploaded or base64 reference
+    strict_engine: bool = False                   # REST without "engine": 503, never another engine
 
     def __post_init__(self) -> None:
         if not (0 < self.max_upload_mb <= 2048):
@@ -130,13 +132,25 @@ class BodySizeLimit:
     cap the app is told the client left, and whatever it answers is replaced by the 413.
     """
 
-    def __init__(self, app: Any, max_bytes: int):
+    def __init__(self, app: Any, max_bytes: int, upload_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes  # the upload cap the body cap derives from, for the message
 
-    async def _refuse(self, send: Callable) -> None:
-        body = json.dumps({"detail": f"request body is over the upload cap of "
-                                     f"{self.max_bytes / 2**20:.0f} MB"}).encode()
+    def message(self, size: int | None) -> str:
+        """``request body is 76.8 MB; the limit is 67.7 MB (a 50 MB upload as base64, plus 1 MB)``."""
+        from .api import megabytes
+
+        why = ""
+        if self.upload_bytes:
+            why = (f" (the upload cap, --max-upload-mb, is {megabytes(self.upload_bytes)}: as base64 that is "
+                   f"{megabytes(self.upload_bytes * 4 // 3)}, plus 1 MB for the other fields)")
+        if size:
+            return f"request body is {megabytes(size)}; the limit is {megabytes(self.max_bytes)}{why}"
+        return f"request body is over the limit of {megabytes(self.max_bytes)}{why}"
+
+    async def _refuse(self, send: Callable, size: int | None = None) -> None:
+        body = json.dumps({"detail": self.message(size)}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
@@ -153,7 +167,7 @@ class BodySizeLimit:
                 except ValueError:
                     too_big = False  # the server rejects a malformed length itself
                 if too_big:
-                    return await self._refuse(send)
+                    return await self._refuse(send, int(value))
         received = 0
         over = False
         refused = False
@@ -202,7 +216,8 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     app = FastAPI(title="XTTS Lab", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
                   description="Local text-to-speech experiment lab. The web UI is served at /.")
     install_error_handlers(app)
-    app.include_router(router(lab, max_upload_bytes=options.max_upload_bytes, dependencies=guards))
+    app.include_router(router(lab, max_upload_bytes=options.max_upload_bytes, dependencies=guards,
+                              strict_engine=options.strict_engine))
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(g) for g in guards])
     def openapi_schema() -> dict:
@@ -212,7 +227,7 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     def docs():
         return get_swagger_ui_html(openapi_url="/openapi.json", title="XTTS Lab API")
 
-    app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes, upload_bytes=options.max_upload_bytes)
     if ui is not None:
         import gradio as gr
 
@@ -264,7 +279,8 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         options = ServerOptions(host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
-                                max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB)
+                                max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB,
+                                strict_engine=bool(getattr(args, "strict_engine", False)))
         lab = LabContext.create(engine_config(args), results=args.out)
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
@@ -274,6 +290,7 @@ def serve(args: argparse.Namespace) -> int:
         _warn(warning)
     default = lab.engines.default()
     lab.engines.preload(default)  # the page is usable while the model loads
+    threading.Thread(target=warm_up_outputs, name="warm-up", daemon=True).start()
 
     from .ui.app import build_app
 
@@ -289,6 +306,27 @@ def serve(args: argparse.Namespace) -> int:
           f"docs at /docs; engine {default})", file=sys.stderr, flush=True)
     server.run()
     return 0 if server.started else 1
+
+
+def warm_up_outputs() -> None:
+    """Draw and measure a tiny clip once, in the background while the page comes up: the first
+    synthesis then does not pay for importing pyplot, building matplotlib's font cache (seconds
+    in a new environment) or the metrics' first call. Failures are ignored: the request path
+    does the same work and reports its own errors."""
+    try:
+        import numpy as np
+
+        from . import plots
+        from .metrics import signal_metrics
+
+        clip = (0.1 * np.sin(np.linspace(0, 2 * np.pi * 150, 16000))).astype(np.float32)
+        signal_metrics(clip, 16000, "warm up", "en")
+        for draw in (plots.waveform, plots.spectrogram):
+            fig = draw(clip, 16000)
+            fig.savefig(io.BytesIO(), format="png")
+            plots.close(fig)
+    except Exception:  # noqa: BLE001 - a warm-up must never stop the lab
+        pass
 
 
 def _set_when_started(server: Any, ready: threading.Event, limit_s: float = 120.0) -> None:

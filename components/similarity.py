@@ -2,11 +2,11 @@
 
 Two measures, side by side:
 
-* ``similarity``: cosine of speaker embeddings from XTTS's own speaker encoder (the H/ASP
-  ResNet inside XTTS's HiFiGAN decoder, the one ``get_conditioning_latents`` runs). It is the
-  encoder XTTS conditions on, so it favours XTTS: a clone can score high by matching what this
-  encoder hears without sounding right to people. It needs XTTS weights; without them the column
-  stays empty and the row's note says why.
+* ``similarity``: cosine of speaker embeddings from the speaker encoder of an engine that declares
+  one (``capabilities.speaker_encoder``: XTTS's H/ASP ResNet, the one its conditioning runs). An
+  engine's own encoder favours that engine: a clone can score high by matching what the encoder
+  hears without sounding right to people. Without such an engine available the column stays
+  empty and the row's note says why.
 * A comparison that needs no model weights: the difference in median pitch and pitch range
   (``f0_median_diff_hz``, ``f0_range_diff_hz``) and ``envelope_distance``, the RMS difference in dB
   between the two recordings' average log-mel spectra once their levels are matched (timbre,
@@ -16,7 +16,7 @@ Two measures, side by side:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -36,42 +36,35 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / denom) if denom > 0 else 0.0
 
 
-# -- XTTS speaker encoder ---------------------------------------------------------------------------
-def xtts_model_for(engine: Any = None, engines: Any = None) -> tuple[Any | None, str | None]:
-    """The loaded XTTS model whose speaker encoder to use: ``(model, None)`` or ``(None, reason)``.
+# -- an engine's own speaker encoder ---------------------------------------------------------------
+Encoder = Callable[[np.ndarray, int], np.ndarray]  # (mono audio, sample rate) -> 1-D embedding
 
-    The engine's own model when the engine is xtts; otherwise xtts from the engine cache
-    ``engines`` when it is available (loading it if needed); otherwise the reason it is not.
+
+def encoder_for(engine: Any = None, engines: Any = None) -> tuple[Encoder | None, str | None]:
+    """A speaker encoder from an engine that declares ``capabilities.speaker_encoder``:
+    ``(embed, None)`` or ``(None, reason)``.
+
+    The engine's own encoder when it has one (loaded); otherwise the first available engine in
+    the cache ``engines`` that has one (loading it if needed); otherwise the reason there is none.
     """
-    if getattr(engine, "name", None) == "xtts" and getattr(engine, "model", None) is not None:
-        return engine.model, None
+    if engine is not None and getattr(engine.capabilities, "speaker_encoder", False):
+        return engine.speaker_embedding, None
     if engines is None:
-        return None, "speaker similarity needs XTTS's speaker encoder and no XTTS engine was given"
-    reason = engines.unavailable_reason("xtts")
-    if reason:
-        return None, f"speaker similarity needs XTTS's speaker encoder, and xtts is unavailable: {reason}"
-    try:
-        xtts = engines.get("xtts")
-    except LabError as e:
-        return None, f"speaker similarity needs XTTS's speaker encoder, and xtts did not load: {e}"
-    model = getattr(xtts, "model", None)
-    if model is None:
-        return None, "speaker similarity needs XTTS's speaker encoder, and the xtts engine exposes no model"
-    return model, None
-
-
-def speaker_embedding(model: Any, audio: np.ndarray, sr: int) -> np.ndarray:
-    """XTTS's speaker embedding of ``audio`` (mono float, any rate) as a 1-D float32 vector.
-
-    Calls ``model.get_speaker_embedding`` (the step of ``get_conditioning_latents`` that yields the
-    speaker embedding) on samples we read ourselves, so no file goes through torchaudio.
-    """
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
-    with torch.inference_mode():
-        emb = model.get_speaker_embedding(x, int(sr))
-    return emb.detach().float().cpu().numpy().reshape(-1)
+        return None, "speaker similarity needs an engine with a speaker encoder and none was given"
+    names = engines.with_capability("speaker_encoder")
+    if not names:
+        return None, "speaker similarity needs an engine with a speaker encoder and none is registered"
+    reasons = []
+    for name in names:
+        reason = engines.unavailable_reason(name)
+        if reason:
+            reasons.append(f"{name} is unavailable: {reason}")
+            continue
+        try:
+            return engines.get(name).speaker_embedding, None
+        except LabError as e:
+            reasons.append(f"{name} did not load: {e}")
+    return None, "speaker similarity needs a speaker encoder, and " + "; ".join(reasons)
 
 
 # -- comparison without model weights -----------------------------------------------------------------
@@ -122,23 +115,23 @@ def compare_profiles(reference: VoiceProfile, output: VoiceProfile) -> dict[str,
 class SpeakerComparison:
     """Compares outputs with one reference recording; the reference is analysed once.
 
-    ``model`` is a loaded XTTS model (see :func:`xtts_model_for`) or None, in which case
+    ``encoder`` is a speaker encoder (see :func:`encoder_for`) or None, in which case
     ``similarity`` stays empty and ``why_no_similarity`` says why.
     """
 
-    def __init__(self, reference_audio: np.ndarray, reference_sr: int, model: Any = None,
+    def __init__(self, reference_audio: np.ndarray, reference_sr: int, encoder: Encoder | None = None,
                  why_no_similarity: str | None = None):
-        self.model = model
-        self.why_no_similarity = None if model is not None else (
-            why_no_similarity or "speaker similarity needs XTTS's speaker encoder")
+        self.encoder = encoder
+        self.why_no_similarity = None if encoder is not None else (
+            why_no_similarity or "speaker similarity needs a speaker encoder")
         self.profile = voice_profile(reference_audio, reference_sr)
-        self.embedding = speaker_embedding(model, reference_audio, reference_sr) if model is not None else None
+        self.embedding = encoder(reference_audio, reference_sr) if encoder is not None else None
 
     def compare(self, audio: np.ndarray, sr: int) -> dict[str, Any]:
         """Row fields for one output: similarity (or empty), envelope_distance, pitch differences."""
         out: dict[str, Any] = compare_profiles(self.profile, voice_profile(audio, sr))
         if self.embedding is not None:
-            out["similarity"] = round(cosine(self.embedding, speaker_embedding(self.model, audio, sr)), 6)
+            out["similarity"] = round(cosine(self.embedding, self.encoder(audio, sr)), 6)
         else:
             out["similarity"] = None
         return out

@@ -5,8 +5,8 @@ processes (``peak_rss_mb``) and, on CUDA, the peak memory torch allocated (``pea
 Engines that batch decode the warm runs as batches after the cold run (rows say ``batched``;
 their time is each row's own share, see ``experiments.common.synthesize_many``). Other engines
 that stream are streamed, so their rows carry the time to first audio (``ttfa_seconds``)
-and their ``synth_seconds`` is the streamed total (rows say ``streamed``); for the others the
-first audio arrives with the last, so ``ttfa_seconds`` equals ``synth_seconds``.
+and their ``synth_seconds`` is the streamed total (rows say ``streamed``); for the others the first
+audio arrives with the last, and ``ttfa_seconds`` stays empty rather than repeating ``synth_seconds``.
 """
 
 from __future__ import annotations
@@ -89,8 +89,6 @@ def measured_row(engine: Engine, request: SynthRequest, run: Run, **fields: Any)
     stream = bool(engine.capabilities.streaming)
     with PeakMemory(engine.device) as memory:
         result, seconds = run_request(engine, request, stream=stream)
-    if not stream and result.info.get("ttfa_seconds") is None:
-        fields["ttfa_seconds"] = seconds  # nothing plays until the whole synthesis is done
     return log_result(engine, request, result, seconds, run, streamed=stream, rss_start_mb=memory.start_rss_mb,
                       peak_rss_mb=memory.peak_rss_mb, peak_vram_mb=memory.peak_vram_mb, **fields)
 
@@ -98,8 +96,9 @@ def measured_row(engine: Engine, request: SynthRequest, run: Run, **fields: Any)
 def batched_rows(engine: Engine, plan: list, requests: list[SynthRequest], run: Run) -> list[dict[str, Any]]:
     """The warm runs decoded as batches (``synthesize_many``), under one PeakMemory.
 
-    Rows say ``batched``; ``synth_seconds`` is each row's own time in the batch and, as nothing
-    plays before a row is done, ``ttfa_seconds`` equals it. Rows are logged once the batch is
+    Rows say ``batched``; ``synth_seconds`` is each row's own time in the batch (nothing plays
+    before a row is done, so ``ttfa_seconds`` stays empty, as for other engines that do not
+    stream). Rows are logged once the batch is
     done, so that each carries the batch's peak memory.
     """
     with PeakMemory(engine.device) as memory:
@@ -109,7 +108,7 @@ def batched_rows(engine: Engine, plan: list, requests: list[SynthRequest], run: 
         label, repeat, _cold = plan[k]
         rows[k] = log_result(engine, requests[k], result, seconds, run, streamed=False, batched=True,
                              rss_start_mb=memory.start_rss_mb, peak_rss_mb=memory.peak_rss_mb,
-                             peak_vram_mb=memory.peak_vram_mb, ttfa_seconds=seconds, text_length=label,
+                             peak_vram_mb=memory.peak_vram_mb, text_length=label,
                              repeat=repeat, cold=False)
     return [rows[k] for k in sorted(rows)]
 
@@ -156,18 +155,30 @@ def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no
     return rows_to_frame(rows)
 
 
+# Summary columns in reading order: what was run, the cold first run, then the warm statistics
+# (the UI shows the first few without scrolling, so the cold column sits right after ``runs``).
+SUMMARY_COLUMNS = ("engine", "text_length", "runs", "cold_first_run_seconds", "synth_mean", "synth_std",
+                   "rtf_mean", "rtf_std", "status", "note", "ttfa_mean", "ttfa_std", "synth_min", "synth_max",
+                   "ttfa_min", "ttfa_max", "audio_seconds", "text_chars", "peak_rss_mb", "peak_vram_mb")
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean/std/min/max of synthesis time and RTF per engine and text length, warm runs only,
     with the cold first run beside them (the table users otherwise make by hand); time to first
-    audio (streaming engines) and the peak memory seen in any of the runs summarised."""
+    audio (streaming engines) and the peak memory seen in any of the runs summarised.
+
+    ``cold_first_run_seconds`` sits on the row of the text that ran cold (the first one) and is
+    empty on the others; ``ttfa_*`` is empty for engines that do not stream. An engine that could
+    not run is one row with ``status`` ``unavailable`` and the reason in ``note``.
+    """
     if df.empty or "synth_seconds" not in df:
         return pd.DataFrame()
     ok = df[df["status"] == "ok"].copy()
     ok["cold"] = ok["cold"].astype(str).str.lower().isin(["true", "1"])
+    for col in ("synth_seconds", "ttfa_seconds", "peak_rss_mb", "peak_vram_mb"):
+        if col in ok:
+            ok[col] = pd.to_numeric(ok[col], errors="coerce")
     warm = ok[~ok["cold"]].copy()
-    for col in ("ttfa_seconds", "peak_rss_mb", "peak_vram_mb"):
-        if col in warm:
-            warm[col] = pd.to_numeric(warm[col], errors="coerce")
     optional = {"ttfa_mean": ("ttfa_seconds", "mean"), "ttfa_std": ("ttfa_seconds", "std"),
                 "ttfa_min": ("ttfa_seconds", "min"), "ttfa_max": ("ttfa_seconds", "max"),
                 "peak_rss_mb": ("peak_rss_mb", "max"), "peak_vram_mb": ("peak_vram_mb", "max")}
@@ -180,12 +191,16 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                   rtf_mean=("rtf", "mean"), rtf_std=("rtf", "std"),
                   **{name: spec for name, spec in optional.items() if spec[0] in warm})
              .reset_index())
-    cold = ok[ok["cold"]].set_index("engine")["synth_seconds"].rename("cold_first_run_seconds")
-    stats = stats.join(cold, on="engine")
+    cold = (ok[ok["cold"]].groupby(["engine", "text_length"])["synth_seconds"].first()
+            .rename("cold_first_run_seconds"))
+    stats = stats.join(cold, on=["engine", "text_length"])
+    stats["status"] = "ok"
     # Engines that could not run stay in the table, with the reason, instead of vanishing.
     missing = df[(df["status"] == "unavailable") & ~df["engine"].isin(stats["engine"])]
     if not missing.empty:
-        stats = pd.concat([stats, missing[["engine", "note"]].drop_duplicates("engine")], ignore_index=True)
+        stats = pd.concat([stats, missing[["engine", "status", "note"]].drop_duplicates("engine")], ignore_index=True)
+    stats["runs"] = stats["runs"].astype("Int64")  # a count: 5, not 5.0 (empty for an unavailable engine)
     order = {label: i for i, label in enumerate(["short", "medium", "long"])}
     stats["_o"] = stats["text_length"].map(order).fillna(99)
-    return stats.sort_values(["engine", "_o"]).drop(columns="_o").reset_index(drop=True)
+    stats = stats.sort_values(["engine", "_o"]).drop(columns="_o").reset_index(drop=True)
+    return stats[[c for c in SUMMARY_COLUMNS if c in stats] + [c for c in stats if c not in SUMMARY_COLUMNS]]

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from components.engines import EngineConfig, Engines
+from components.engines import REGISTRY, EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
 from components.results import ResultsStore
 
@@ -38,7 +38,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``lab.py run``; each experiment uses the ones that apply to it."""
     p.add_argument("experiment", nargs="?", choices=list(EXPERIMENTS), help="experiment to run")
     p.add_argument("--spec", help="reproduce a run from its saved spec.yaml")
-    p.add_argument("--engine", help="engine: espeak | xtts | melo (default: xtts if weights are present)")
+    p.add_argument("--engine", help=f"engine: {' | '.join(REGISTRY)} (default: the preferred available one)")
     p.add_argument("--speaker", help="built-in voice of the engine")
     p.add_argument("--text", help="text to speak")
     p.add_argument("--lang", help="language code, e.g. en, ko, ja, zh-cn")
@@ -47,7 +47,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speeds", type=_floats("--speeds"), help="speeds for speed-sweep, e.g. 0.5,1,1.5")
     p.add_argument("--lengths", type=_floats("--lengths"), help="reference lengths in seconds, e.g. 3,6,10,15,30")
     p.add_argument("--langs", type=_names, help="languages, e.g. en,ko,ja")
-    p.add_argument("--engines", type=_names, help="engines for benchmark, e.g. espeak,xtts")
+    p.add_argument("--engines", type=_names, help="engines for benchmark, e.g. espeak,kokoro")
     p.add_argument("--repeats", type=int, help="repeats (benchmark, ref-length)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--stream", action="store_true", default=None, help="stream (synth; records time to first audio)")
@@ -73,12 +73,14 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=8, metavar="N",
                    help="rows an experiment decodes together on engines that batch (XTTS); default 8, "
                         "1 = one at a time (see bench/xtts_speed.py --batch)")
+    p.add_argument("--threads", type=int, help="CPU threads per model call of engines that take a setting "
+                                               "(ONNX intra-op threads; default: the cores this process may use)")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision or "fp32",
                         agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir,
-                        batch=getattr(args, "batch", 8))
+                        threads=args.threads, batch=getattr(args, "batch", 8))
 
 
 def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any]:

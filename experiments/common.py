@@ -52,7 +52,7 @@ def run_request(engine: Engine, request: SynthRequest, *, stream: bool = False,
                 progress: Progress = no_progress) -> tuple[SynthResult, float]:
     """Synthesise (or stream, where the engine can) ``request``; returns the result and the wall
     seconds it took."""
-    if stream and engine.capabilities.streaming and hasattr(engine, "stream"):
+    if stream and engine.capabilities.streaming:
         chunks = stream_request(engine, request, progress)
         while True:
             try:
@@ -100,7 +100,7 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
     metrics = signal_metrics(result.audio, result.sample_rate, request.text, request.lang,
                              speed=request.speed)
     audio_seconds = metrics["audio_seconds"]
-    settings = asdict(request.settings) if engine.capabilities.seeded else {}
+    settings = asdict(request.settings) if engine.capabilities.sampling_settings else {}
     voices = engine.speakers() if not request.reference else []
     row: dict[str, Any] = {
         "engine": engine.name,

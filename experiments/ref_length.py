@@ -1,7 +1,7 @@
 """ref-length: how long must a reference clip be? Cut one recording to each length and clone it.
 
-Every output is compared with the *full* reference: speaker similarity from XTTS's own speaker
-encoder (when XTTS is available; it favours XTTS) and a comparison that needs no weights (pitch
+Every output is compared with the *full* reference: speaker similarity from an engine's own speaker
+encoder (XTTS's when available; it favours XTTS) and a comparison that needs no weights (pitch
 differences, spectral-envelope distance), see ``components.similarity``. Repeats use seeds
 seed, seed+1, ... so :func:`summarize` can give error bars per length.
 """
@@ -15,7 +15,7 @@ from components.audio import load_audio
 from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
-from components.similarity import SpeakerComparison, xtts_model_for
+from components.similarity import SpeakerComparison, encoder_for
 
 from .common import log_result, synthesize_many, unsupported_row
 from .specs import RefLengthSpec
@@ -42,8 +42,8 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
         comparison = None
         if engine.capabilities.cloning:
             progress(0.0, desc="analysing the full reference")
-            model, why = xtts_model_for(engine, engines)
-            comparison = SpeakerComparison(audio, sr, model, why)
+            encoder, why = encoder_for(engine, engines)
+            comparison = SpeakerComparison(audio, sr, encoder, why)
         rows_by: dict[int, dict] = {}
         plan = []  # (request, fields, note) per (length, repeat), in spec order
         for asked, actual, wav in cuts:
@@ -51,6 +51,8 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
             for r in range(spec.repeats):
                 request = SynthRequest(text=spec.text, lang=spec.lang, reference=wav,
                                        seed=spec.seed + r, settings=spec.settings)
+                # reference_seconds is the cut; the engine's info adds reference_speech_seconds,
+                # the speech it kept after clean-up (the figure that says how long is enough).
                 fields = {"reference_seconds": actual, "repeat": r, "requested_seconds": asked}
                 if comparison is None:
                     if r == 0:
@@ -78,8 +80,9 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per reference length: mean and standard deviation over repeats (the error bars) of
-    similarity, envelope distance and pitch difference, plus how many outputs each rests on."""
+    """Per reference length (the cut): mean and standard deviation over repeats (the error bars)
+    of the speech kept after clean-up, similarity, envelope distance and pitch difference, plus
+    how many outputs each rests on."""
     if df.empty or "status" not in df:
         return pd.DataFrame()
     ok = df[df["status"] == "ok"].copy()
@@ -92,7 +95,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         for key in ("f0_median_diff_hz", "f0_range_diff_hz"):
             ok[key] = parsed.map(lambda d: d.get(key))
     agg = {"outputs": ("reference_seconds", "size")}
-    for col in ("similarity", "envelope_distance", "f0_median_diff_hz"):
+    for col in ("reference_speech_seconds", "similarity", "envelope_distance", "f0_median_diff_hz"):
         if col in ok:
             ok[col] = pd.to_numeric(ok[col], errors="coerce")
             agg[f"{col}_mean"] = (col, "mean")

@@ -16,12 +16,13 @@ from .specs import SpeedSweepSpec
 
 
 def run(spec: SpeedSweepSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
-    """One row per speed. Engines that can (XTTS) generate once and only re-vocode per speed."""
+    """One row per speed. Engines that declare ``capabilities.speeds`` generate once and only
+    re-vocode per speed."""
     base = SynthRequest(text=spec.text, lang=spec.lang, speaker=spec.speaker, reference=spec.reference,
                         speed=1.0, seed=spec.seed, settings=spec.settings)
     rows = []
     with engines.use(spec.engine, progress) as engine:
-        one_pass = getattr(engine, "synthesize_speeds", None)
+        one_pass = engine.synthesize_speeds if engine.capabilities.speeds else None
         if one_pass is not None:
             progress(0.05, desc=f"{engine.name}: one generation pass, {len(spec.speeds)} vocoder passes")
             t0 = time.perf_counter()

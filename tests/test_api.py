@@ -211,3 +211,62 @@ def test_share_without_network_keeps_serving_locally_and_says_why(results_dir, t
     assert "no public link could be made" in printed and "keeps serving locally" in printed
     assert proc.returncode is not None and proc.returncode != -9
     assert os.path.exists(results_dir)
+
+
+# -- issue 9: requests without "engine", messages -------------------------------------------------
+
+def test_no_engine_falls_back_with_a_warning_and_names_the_engine_in_a_header(client):
+    """Here XTTS cannot run (no weights): an XTTS-server client that names no engine gets the
+    default engine, told so in ``warnings`` and in the X-Lab-Engine header."""
+    r = client.post("/synthesize_base64", json={"text": "Old client.", "lang": "en", "speed": 1.0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["engine"] == "espeak" and r.headers["X-Lab-Engine"] == "espeak"
+    (warning,) = body["warnings"]
+    assert warning.startswith("xtts did not answer: ") and "espeak answered instead" in warning
+    # A named engine answers without a warning, and the header is there too.
+    r = synth(client, text="Named.")
+    assert r.headers["X-Lab-Engine"] == "espeak" and r.json()["warnings"] == []
+
+
+def test_strict_engine_turns_the_fallback_into_a_503(client, lab, results_dir):
+    r = client.post("/synthesize_base64", json={"text": "Strict client.", "strict_engine": True})
+    assert r.status_code == 503
+    assert r.json()["detail"].startswith("xtts cannot answer: ") and "strict" in r.json()["detail"]
+    with TestClient(create_app(lab, ServerOptions(strict_engine=True))) as strict:
+        r = strict.post("/synthesize_base64", json={"text": "Strict server."})
+        assert r.status_code == 503 and "xtts cannot answer" in r.json()["detail"]
+        r = strict.post("/synthesize_base64", json={"text": "Named.", "engine": "espeak"})
+        assert r.status_code == 200 and r.headers["X-Lab-Engine"] == "espeak"
+    assert len(run_dirs(results_dir)) == 1  # only the named request ran
+
+
+@pytest.mark.slow
+def test_no_engine_gets_xtts_when_it_can_run(xtts_dir, results_dir):
+    lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir), device="cpu"), results=str(results_dir))
+    with TestClient(create_app(lab, ServerOptions(strict_engine=True))) as c:
+        r = c.post("/synthesize_base64", json={"text": "Hi.", "lang": "en"})
+    assert r.status_code == 200, r.text
+    assert r.json()["engine"] == "xtts" and r.headers["X-Lab-Engine"] == "xtts" and r.json()["warnings"] == []
+
+
+def test_413_states_the_body_size_and_both_caps(lab):
+    options = ServerOptions(max_upload_mb=1)  # body cap: 1 MB as base64 (1.3 MB) + 1 MB = 2.3 MB
+    body = b'{"text": "hi", "speaker_wav_b64": "' + b"A" * (3 * 2**20 - 37) + b'"}'
+    assert len(body) == 3 * 2**20
+    with TestClient(create_app(lab, options)) as c:
+        r = c.post("/synthesize_base64", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert r.json()["detail"] == ("request body is 3 MB; the limit is 2.3 MB (the upload cap, --max-upload-mb, "
+                                  "is 1 MB: as base64 that is 1.3 MB, plus 1 MB for the other fields)")
+
+
+def test_every_422_has_one_shape_and_non_json_says_so(client):
+    not_json = client.post("/synthesize_base64", content=b"{not json", headers={"content-type": "application/json"})
+    bad_base64 = synth(client, text="hi", speaker_wav_b64="this is not base64!")
+    bad_lang = synth(client, text="hi", lang="xx")
+    for r in (not_json, bad_base64, bad_lang):
+        assert r.status_code == 422 and set(r.json()) == {"detail", "errors"}, r.text
+        assert all(set(e) == {"loc", "msg", "type"} for e in r.json()["errors"])
+    assert not_json.json()["detail"].startswith("the request body is not valid JSON")
+    assert bad_base64.json()["errors"][0]["loc"] == ["speaker_wav_b64"]

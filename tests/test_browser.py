@@ -115,7 +115,7 @@ def test_status_banner_lists_every_engine(page):
 
 
 def test_every_tab_opens(page):
-    expected = {"Speed sweep": "Speeds", "Reference length": "favours XTTS", "Languages": "Sentence overrides",
+    expected = {"Speed sweep": "Speeds", "Reference length": "own speaker encoder", "Languages": "Sentence overrides",
                 "Benchmark": "Engines to compare", "Results": "Compare two runs", "Synthesize": "Text"}
     for tab, text in expected.items():
         page.get_by_role("tab", name=tab, exact=True).click()
@@ -179,3 +179,29 @@ def test_results_tab_shows_the_rows_just_made(page):
     expect_image(page, "run-summary")
     no_error_toasts(page)
     shot(page, "results")
+
+
+def test_kokoro_offers_its_voices_and_languages_and_speaks(page):
+    """Choosing kokoro loads it, fills the speaker and language pickers with its own, hides the
+    sampling settings it does not take, and a Japanese synthesis plays."""
+    page.get_by_role("tab", name="Synthesize", exact=True).click()
+    choose(page, "Engine", "kokoro")
+    speaker = page.get_by_label("Speaker", exact=True).locator("visible=true").first
+    page.wait_for_function("el => el.value === 'jf_alpha'", arg=speaker.element_handle(), timeout=120_000)
+    speaker.click()
+    options = {o.split("\n")[-1].strip() for o in page.get_by_role("option").all_inner_texts()}
+    assert {"jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo"} <= options
+    page.get_by_role("option", name="jm_kumo").first.click()
+    assert page.get_by_text("Generation settings").locator("visible=true").count() == 0
+    page.get_by_label("Language", exact=True).locator("visible=true").first.click()
+    languages = {o.split("\n")[-1].strip() for o in page.get_by_role("option").all_inner_texts()}
+    assert {"ja", "en"} <= languages and "ko" not in languages  # kokoro's own languages only
+    page.get_by_role("option", name="ja", exact=True).first.click()
+    page.get_by_label("Text").first.fill("こんにちは。")
+    page.get_by_role("button", name="Synthesize", exact=True).click()
+    rows_shown(page, "synth-table", 1)
+    page.wait_for_function("() => document.querySelector('#synth-table').innerText.includes('jm_kumo')",
+                           timeout=120_000)
+    expect_audio(page, "synth-audio")
+    no_error_toasts(page)
+    shot(page, "kokoro")

@@ -76,6 +76,11 @@ def test_benchmark_cold_apart_and_summary(results_dir):
     summary = pd.read_csv(Path(df.iloc[0]["wav_path"]).parents[1] / "summary.csv")
     assert list(summary["text_length"]) == ["short", "medium", "long"]
     assert (summary["runs"] == 2).all()
+    assert set(pd.read_csv(Path(df.iloc[0]["wav_path"]).parents[1] / "summary.csv", dtype=str)["runs"]) == {"2"}  # not 2.0
+    # The cold first run belongs to the text that ran cold, not repeated on every text (issue 9).
+    cold = summary.set_index("text_length")["cold_first_run_seconds"]
+    assert cold["short"] == pytest.approx(df[df["cold"]]["synth_seconds"].iloc[0])
+    assert cold[["medium", "long"]].isna().all()
     for col in ("synth_mean", "synth_std", "synth_min", "synth_max", "rtf_mean"):
         assert summary[col].notna().all()
 

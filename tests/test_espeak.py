@@ -5,7 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from components.engines.base import XTTS_LANGUAGES, CapabilityError, LabError, SynthRequest
+from components.engines.base import CapabilityError, LabError, SynthRequest
+from components.engines.xtts import LANGUAGES as XTTS_LANGUAGES
 from components.engines.espeak import VARIANTS, VOICES, EspeakEngine, speed_to_wpm
 
 

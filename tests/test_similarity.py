@@ -11,7 +11,7 @@ from components.engines import EngineConfig, Engines
 from components.engines.base import SynthRequest
 from components.engines.espeak import EspeakEngine
 from components.similarity import (
-    SpeakerComparison, compare_profiles, cosine, speaker_embedding, voice_profile, xtts_model_for,
+    SpeakerComparison, compare_profiles, cosine, encoder_for, voice_profile,
 )
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
@@ -66,12 +66,13 @@ def test_silence_has_no_profile():
 def test_without_xtts_similarity_is_empty_with_the_reason(voices):
     male, female, sr = voices
     engine = EspeakEngine()
-    model, why = xtts_model_for(engine, None)
-    assert model is None and "XTTS's speaker encoder" in why
+    encoder, why = encoder_for(engine, None)
+    assert encoder is None and "speaker encoder" in why
     engines = Engines(EngineConfig(xtts_dir="/no/such/folder"))
-    model, why = xtts_model_for(engine, engines)
+    assert "xtts" in engines.with_capability("speaker_encoder")  # declared on the class
+    encoder, why = encoder_for(engine, engines)
     if engines.unavailable_reason("xtts"):
-        assert model is None and "xtts" in why
+        assert encoder is None and "xtts is unavailable" in why
     comparison = SpeakerComparison(male, sr, None, "no xtts here")
     row = comparison.compare(female, sr)
     assert row["similarity"] is None and comparison.why_no_similarity == "no xtts here"
@@ -80,20 +81,20 @@ def test_without_xtts_similarity_is_empty_with_the_reason(voices):
 
 @pytest.mark.slow
 def test_xtts_speaker_encoder_plumbing(xtts_model, voices):
+    from components.engines.xtts import XttsEngine
+
     male, female, sr = voices
-    emb = speaker_embedding(xtts_model, male, sr)
+    engine = XttsEngine()
+    engine.model = xtts_model  # the loaded model is all speaker_embedding reads
+    emb = engine.speaker_embedding(male, sr)
     assert emb.ndim == 1 and emb.shape[0] == 512 and np.isfinite(emb).all()
     assert np.linalg.norm(emb) == pytest.approx(1.0, rel=1e-3)  # the encoder L2-normalises
     # Same audio -> cosine 1.
-    assert cosine(emb, speaker_embedding(xtts_model, male, sr)) == pytest.approx(1.0, abs=1e-5)
+    assert cosine(emb, engine.speaker_embedding(male, sr)) == pytest.approx(1.0, abs=1e-5)
 
-    class XttsLike:  # only the two attributes xtts_model_for reads from the real engine
-        name = "xtts"
-        model = xtts_model
-
-    model, why = xtts_model_for(XttsLike(), None)
-    assert model is xtts_model and why is None
-    comparison = SpeakerComparison(male, sr, model)
+    encoder, why = encoder_for(engine, None)  # the engine declares its own encoder
+    assert why is None and encoder.__self__ is engine
+    comparison = SpeakerComparison(male, sr, encoder)
     row = comparison.compare(male, sr)
     assert row["similarity"] == pytest.approx(1.0, abs=1e-5) and row["envelope_distance"] == 0.0
     row = comparison.compare(female, sr)

@@ -135,6 +135,11 @@ def test_benchmark_summary_and_rows(client, lab):
     s = table(summary)
     assert list(s["text_length"]) == ["short", "medium"]  # the empty long text is left out
     assert (s["runs"] == 2).all() and (s["synth_mean"] > 0).all()
+    # The cold column is among the first columns (visible without scrolling), and only the short
+    # text, which ran cold, has a value in it; no NaN is shown.
+    assert list(s.columns).index("cold_first_run_seconds") <= 3
+    assert s["cold_first_run_seconds"].tolist()[1] in ("", None) and float(s["cold_first_run_seconds"][0]) > 0
+    assert "nan" not in str(summary["data"]).lower()
     df = table(rows)
     assert len(df) == 1 + 2 * 2  # one cold run, then 2 warm repeats per text
     assert Path(plot).name == "benchmark.png" and seconds(audio) > 0
@@ -248,7 +253,7 @@ def test_status_banner_and_licence_offer(tmp_path):
     assert f"**xtts**: unavailable: {lab.engines.unavailable_reason('xtts')}" in text
     assert "warning**: the lab listens on 0.0.0.0" in text
     assert needs_license(lab)
-    lab.engines.accept_license()
+    lab.engines.accept_license("xtts")
     assert lab.engines.config.agree_cpml and not needs_license(lab)
     xtts_line = next(line for line in status_markdown(lab).splitlines() if "**xtts**" in line)
     assert xtts_line.endswith(": not loaded")  # may now load (and download)

@@ -128,7 +128,7 @@ def test_clone_in_each_language_conditions_once(engine, refs):
     assert caches[1:] == ["hit-memory"] * 3
     for lang, r in results.items():
         assert len(r.audio) == samples_for(engine, tokens_per_chunk(engine)), lang
-        assert r.info["reference_seconds"] == pytest.approx(8.0, abs=0.2)
+        assert r.info["reference_speech_seconds"] == pytest.approx(8.0, abs=0.2)
         assert "note" not in r.info  # 8 s: no short-reference warning
         assert r.timings["reference"] > 0
 
@@ -160,7 +160,7 @@ def test_cached_latents_equal_fresh_ones_and_survive_a_restart(xtts_dir, refs, t
 
 def test_short_reference_warns_and_bad_references_are_refused(engine, refs):
     r = engine.synthesize(SynthRequest(text="Short reference.", lang="en", reference=refs["four"], seed=1))
-    assert "6 s or more" in r.info["note"] and r.info["reference_seconds"] == pytest.approx(4.0, abs=0.15)
+    assert "6 s or more" in r.info["note"] and r.info["reference_speech_seconds"] == pytest.approx(4.0, abs=0.15)
     with pytest.raises(LabError, match="silent"):
         engine.synthesize(SynthRequest(text="x", lang="en", reference=refs["silent"]))
     with pytest.raises(LabError, match="at least 2 s"):

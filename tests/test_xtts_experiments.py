@@ -45,7 +45,10 @@ def test_ref_length_clones_each_cut(xtts_dir, results_dir, tmp_path, reference_w
     df = run_xtts(xtts_dir, results_dir, tmp_path, "ref-length", "--reference", str(reference_wav),
                   "--lengths", "3,6", "--text", "Hello there.")
     assert list(df["status"]) == ["ok", "ok"]
-    assert list(df["reference_seconds"]) == pytest.approx([3, 6], abs=0.01)
+    assert list(df["reference_seconds"]) == pytest.approx([3, 6], abs=0.01)  # the cuts as asked
+    # ... and the speech XTTS kept of each after trimming silence (issue 9: it was overwritten).
+    speech = df["reference_speech_seconds"]
+    assert speech.notna().all() and (speech <= df["reference_seconds"] + 0.01).all() and speech.iloc[1] > speech.iloc[0]
     assert set(df["latent_cache"]) <= {"miss", "hit-memory", "hit-disk"}
 
 

@@ -106,3 +106,18 @@ def test_fingerprint_tells_checkpoints_apart(xtts_dir, tmp_path):
     assert locate.fingerprint(xtts_dir) == locate.fingerprint(xtts_dir)
     other = make_checkpoint(tmp_path / "other", preset="tiny", seed=1)
     assert locate.fingerprint(other) != locate.fingerprint(xtts_dir)
+
+
+def test_one_cpml_link_everywhere():
+    """The banner, the checkbox hint, the messages and the README link the CPML at one address
+    (issue 9: three different URLs)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "README.md", *root.glob("components/**/*.py"), *root.glob("docs/*.md")]
+    urls = {url for f in files for url in re.findall(r"https?://[^\s)\"'>]*cpml[^\s)\"'>]*", f.read_text(), re.I)}
+    assert urls == {locate.CPML_URL}
+    from components.engines.xtts import XttsEngine
+
+    assert XttsEngine.license.url == locate.CPML_URL  # the banner's checkbox hint shows the declared licence

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.engines.base import XTTS_LANGUAGES
+from components.engines.xtts import LANGUAGES as XTTS_LANGUAGES
 from components.xtts.text import CHAR_LIMITS, char_limit, hindi_number, normalize, prepare, split_text
 
 

@@ -1,8 +1,10 @@
 """Lazy engine registry.
 
 Engines are named by import string so that importing the lab imports no heavy
-backend: torch and coqui-tts load only when the ``xtts`` engine is first used.
-Adding an engine = one new module + one line in ``REGISTRY``.
+backend (torch, coqui-tts, onnxruntime...) until an engine that needs it is loaded.
+Adding an engine = one new module + one line in ``REGISTRY``. Everything the lab needs to know
+before loading (languages, capabilities, preference, licence) is declared on the engine's class,
+so nothing here or above names an engine.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from .base import Engine, EngineUnavailable, LabError, Progress, no_progress
+from .base import Capabilities, Engine, EngineUnavailable, LabError, License, Progress, no_progress
 
 REGISTRY: dict[str, str] = {
     "espeak": "components.engines.espeak:EspeakEngine",
     "xtts": "components.engines.xtts:XttsEngine",
     "melo": "components.engines.melo:MeloEngine",
+    "kokoro": "components.engines.kokoro:KokoroEngine",
 }
+
+
+# The engine a client of the original XTTS API server expects when it names none: REST requests
+# without "engine" go to it when it can run, else to the default engine with a warning.
+LEGACY_CLIENT_ENGINE = "xtts"
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class EngineConfig:
     melo_python: str | None = None  # python of MeloTTS's own environment; None = env MELO_PYTHON
     cache_dir: str | None = None    # speaker-latent cache; None = ~/.cache/xtts-lab
     batch: int = 8                  # rows decoded together by engines that batch (XTTS); 1 = one at a time
+    threads: int | None = None      # CPU threads per model call (ONNX intra-op); None = the cores we may use
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "int8"):
@@ -42,6 +51,9 @@ class EngineConfig:
             raise LabError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not (1 <= self.batch <= 64):
             raise LabError(f"batch must be an integer from 1 to 64, got {self.batch!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or not 1 <= self.threads <= 1024):
+            raise LabError(f"threads must be a whole number from 1 to 1024, got {self.threads!r}")
 
 
 def engine_class(name: str) -> type:
@@ -50,6 +62,46 @@ def engine_class(name: str) -> type:
         raise LabError(f"unknown engine {name!r}; known engines: {', '.join(REGISTRY)}")
     module, _, attr = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def engine_languages(name: str) -> tuple[str, ...]:
+    """The languages engine ``name`` declares (read from its class: nothing loads)."""
+    return tuple(engine_class(name).languages)
+
+
+def lab_languages() -> tuple[str, ...]:
+    """Every language some registered engine speaks, in registry order, without repeats: the
+    choices of language pickers and of the REST schema. Whether a given engine speaks one is
+    checked by that engine (``check_language``)."""
+    seen: dict[str, None] = {}
+    for name in REGISTRY:
+        try:
+            seen.update(dict.fromkeys(engine_languages(name)))
+        except ImportError:  # an engine whose module cannot import speaks nothing here
+            continue
+    return tuple(seen)
+
+
+def engine_capabilities(name: str) -> Capabilities:
+    """What engine ``name`` declares it can do (read from its class: nothing loads)."""
+    return engine_class(name).capabilities
+
+
+def engine_license(name: str) -> License | None:
+    """The licence engine ``name`` declares for its weights; None if it declares none or its
+    module cannot be imported here."""
+    try:
+        return getattr(engine_class(name), "license", None)
+    except ImportError:
+        return None
+
+
+def engine_preference(name: str) -> int:
+    """The rank engine ``name`` declares for ``Engines.default()`` (0 if none or not importable)."""
+    try:
+        return int(getattr(engine_class(name), "preference", 0))
+    except ImportError:
+        return 0
 
 
 class Engines:
@@ -88,8 +140,24 @@ class Engines:
         return {name: self.unavailable_reason(name) for name in REGISTRY}
 
     def default(self) -> str:
-        """``xtts`` whenever its weights are present, else the embedded ``espeak``."""
-        return "xtts" if self.unavailable_reason("xtts") is None else "espeak"
+        """The available engine with the highest declared ``preference`` (registry order breaks
+        ties); the first registered engine if none is available."""
+        ranked = sorted(REGISTRY, key=lambda n: -engine_preference(n))
+        for name in ranked:
+            if self.unavailable_reason(name) is None:
+                return name
+        return next(iter(REGISTRY))
+
+    def with_capability(self, capability: str) -> list[str]:
+        """Registered engines whose class declares ``capability`` (a Capabilities field) true."""
+        out = []
+        for name in REGISTRY:
+            try:
+                if getattr(engine_capabilities(name), capability):
+                    out.append(name)
+            except ImportError:
+                continue
+        return out
 
     def status(self, name: str) -> str:
         """One word for the UI and /health: ready, loading, not loaded, or unavailable: why."""
@@ -100,14 +168,29 @@ class Engines:
         reason = self.unavailable_reason(name)
         return f"unavailable: {reason}" if reason else "not loaded"
 
-    def accept_license(self) -> None:
-        """Record that the user accepted the Coqui Public Model License (the UI's checkbox):
-        engines built from now on may download XTTS weights; earlier failures are forgotten."""
+    def needs_acceptance(self) -> list[str]:
+        """Engines that are unavailable and whose licence the user has not yet accepted, though
+        accepting it would let them fetch their weights (the UI offers the agreement)."""
+        out = []
+        for name in REGISTRY:
+            lic = engine_license(name)
+            if not (lic and lic.acceptance_required and lic.config_field):
+                continue
+            if not getattr(self.config, lic.config_field) and self.status(name).startswith("unavailable"):
+                out.append(name)
+        return out
+
+    def accept_license(self, name: str) -> None:
+        """Record that the user accepted engine ``name``'s licence (the UI's checkbox): engines
+        built from now on may download its weights; its earlier failure is forgotten."""
         from dataclasses import replace
 
+        lic = engine_license(name)
+        if not (lic and lic.acceptance_required and lic.config_field):
+            raise LabError(f"{name}'s licence needs no acceptance")
         with self._guard:
-            self.config = replace(self.config, agree_cpml=True)
-            self._errors.pop("xtts", None)
+            self.config = replace(self.config, **{lic.config_field: True})
+            self._errors.pop(name, None)
 
     # -- loading -----------------------------------------------------------------------------
     def get(self, name: str, progress: Progress = no_progress) -> Engine:

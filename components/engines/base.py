@@ -10,54 +10,55 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Protocol, runtime_checkable
+from typing import Any, Iterator, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
-Progress = Callable[..., Any]  # progress(fraction: float, desc: str = "")
-
-# The 17 languages XTTS v2 speaks, in the order its documentation lists them.
-XTTS_LANGUAGES: tuple[str, ...] = (
-    "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru",
-    "nl", "cs", "ar", "zh-cn", "hu", "ko", "ja", "hi",
+# Shared types live in components.core; re-exported so ``from components.engines.base import
+# LabError`` keeps working everywhere.
+from components.core import (  # noqa: F401 - re-exports
+    SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError, Progress, no_progress,
 )
-
-SPEED_MIN, SPEED_MAX = 0.25, 4.0  # playback-speed factor accepted anywhere in the lab
-
-
-class LabError(ValueError):
-    """A problem the user can fix (bad text, bad reference, unknown language...).
-
-    The UI turns it into ``gr.Error``, the REST API into a 4xx and the CLI into exit status 2.
-    """
-
-
-class EngineUnavailable(LabError):
-    """The engine cannot run on this machine; the message says why and how to fix it."""
-
-
-class CapabilityError(LabError):
-    """The request needs something this engine cannot do (for example cloning a voice)."""
-
-
-def no_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
-    """Default progress callback: do nothing."""
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    cloning: bool = False     # can condition on a reference recording
-    streaming: bool = False   # implements ``stream()``
-    seeded: bool = False      # the seed changes / reproduces the output
-    batching: bool = False    # implements ``synthesize_batch()`` (many requests decoded together)
+    """What an engine can do, declared on its class. The lab asks these, never the engine's name."""
+
+    cloning: bool = False            # conditions on a reference recording (``prepare_reference``)
+    streaming: bool = False          # implements ``stream(request, progress)``
+    seeded: bool = False             # the seed changes / reproduces the output (else the row's seed is empty)
+    sampling_settings: bool = False  # uses GenerationSettings' sampling knobs (the UI shows them)
+    speeds: bool = False             # implements ``synthesize_speeds(request, speeds, progress)``
+    batching: bool = False           # implements ``synthesize_batch(requests, progress)``
+    precisions: tuple[str, ...] = () # values ``GenerationSettings.precision`` may pick; () = not settable
+    speaker_encoder: bool = False    # implements ``speaker_embedding(audio, sr) -> 1-D vector``
+
+
+@dataclass(frozen=True)
+class License:
+    """The licence of an engine's model weights, shown in the status banner.
+
+    ``acceptance_required``: the weights may be fetched only after the user agrees; the UI then
+    offers a checkbox, and acceptance is recorded in the boolean ``EngineConfig`` field
+    ``config_field`` (which the engine's ``unavailable_reason`` reads).
+    """
+
+    name: str                        # e.g. "Apache-2.0"
+    url: str = ""                    # where the text is
+    acceptance_required: bool = False
+    config_field: str | None = None  # EngineConfig field that records acceptance
+    note: str = ""                   # one line shown beside the checkbox (e.g. "non-commercial use only")
 
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Sampling settings for engines that sample (XTTS). Others ignore them.
+    """Sampling settings, for engines whose ``capabilities.sampling_settings`` is True; the
+    others ignore them (and rows leave their columns empty).
 
-    Defaults are XTTS v2's ``config.json`` values; they are logged with every row
-    because coqui's documentation, ``inference()`` defaults and ``XttsConfig`` disagree.
+    Defaults are those of the autoregressive sampler the lab was built around (XTTS v2's
+    ``config.json``); they are logged with every row because its documentation, code defaults
+    and config disagree.
     """
 
     temperature: float = 0.75          # softmax temperature of the GPT sampler
@@ -66,7 +67,8 @@ class GenerationSettings:
     repetition_penalty: float = 10.0   # >1 discourages repeated audio tokens
     length_penalty: float = 1.0        # beam-search length penalty (kept for parity with coqui)
     enable_text_splitting: bool = True # split long text at sentence ends before the token limit
-    precision: str | None = None       # fp32 | bf16 | int8 for XTTS's GPT; None = the lab's --precision
+    precision: str | None = None       # fp32 | bf16 | int8 (engines listing it in capabilities.precisions);
+                                       # None = the lab's --precision
 
     def __post_init__(self) -> None:
         if not (0.0 < self.temperature <= 5.0):
@@ -125,13 +127,23 @@ class SynthResult:
 
 @runtime_checkable
 class Engine(Protocol):
-    """What the lab needs from an engine. See ``espeak.py`` for the smallest example."""
+    """What the lab needs from an engine. See ``espeak.py`` for the smallest example.
+
+    Declared on the class, readable without building or loading anything:
+
+    * ``name``: the registry name.
+    * ``languages``: the lab language codes it speaks (a loaded engine may narrow them to its
+      model's, as an instance attribute).
+    * ``capabilities``: what it can do (:class:`Capabilities`); optional methods such as
+      ``stream`` and ``synthesize_speeds`` exist exactly when the capability says so.
+    * ``preference``: rank for ``Engines.default()`` (the highest available one wins).
+    * ``license``: its weights' :class:`License`, or None.
+    * ``unavailable_reason(config)`` (classmethod, optional): why it cannot run here, cheaply.
+    """
 
     name: str
+    languages: tuple[str, ...]
     capabilities: Capabilities
-
-    @property
-    def languages(self) -> tuple[str, ...]: ...
 
     @property
     def sample_rate(self) -> int: ...

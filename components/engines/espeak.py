@@ -16,17 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import (
-    XTTS_LANGUAGES, Capabilities, CapabilityError, EngineUnavailable, LabError, Progress,
+    Capabilities, CapabilityError, EngineUnavailable, LabError, License, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
 )
 
-# XTTS language code -> espeak-ng voice. zh-cn is Mandarin ("cmn"); 1.52 reads it correctly.
+# Lab language code -> espeak-ng voice. zh-cn is Mandarin ("cmn"); 1.52 reads it correctly.
+# espeak-ng speaks many more; these are the ones the lab compares engines on.
 VOICES: dict[str, str] = {
     "en": "en-us", "es": "es", "fr": "fr", "de": "de", "it": "it", "pt": "pt", "pl": "pl",
     "tr": "tr", "ru": "ru", "nl": "nl", "cs": "cs", "ar": "ar", "zh-cn": "cmn", "hu": "hu",
     "ko": "ko", "ja": "ja", "hi": "hi",
 }
-assert set(VOICES) == set(XTTS_LANGUAGES)
 
 # Speaker name -> espeak voice variant (files in espeak-ng-data/voices/!v). "" = the voice's own.
 VARIANTS: dict[str, str] = {
@@ -47,6 +47,8 @@ _CHARS_UTF8 = 1
 _ENDPAUSE = 0x1000
 _RATE = 1
 _EE_OK = 0
+_PHONEMES_IPA = 0x02        # espeak_TextToPhonemes: IPA rather than espeak's ASCII names
+_PHONEMES_TIE = 0x80        # ...and bits 8-23 hold a tie character joining multi-letter phonemes
 _SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
@@ -86,6 +88,8 @@ class _Library:
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         info = self.lib.espeak_Info
         info.restype = ctypes.c_char_p
         self.version = info(None).decode()
@@ -110,6 +114,31 @@ class _Library:
                 raise LabError(f"espeak-ng could not synthesise this text (error {err})")
             chunks, self._chunks = self._chunks, []
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
+
+
+    def phonemes(self, text: str, voice: str, tie: str = "^") -> list[str]:
+        """IPA of ``text`` as ``voice`` reads it, one string per clause (espeak drops the
+        punctuation between clauses). Multi-letter phonemes are joined by ``tie`` (d^ʒ, a^ɪ)."""
+        mode = _PHONEMES_IPA | _PHONEMES_TIE | (ord(tie) << 8)
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise LabError(f"espeak-ng has no voice {voice!r}")
+            buf = ctypes.create_string_buffer(text.encode("utf-8"))
+            # espeak advances this pointer clause by clause and sets it to NULL at the end.
+            ptr = ctypes.c_void_p(ctypes.addressof(buf))
+            clauses = []
+            while ptr.value:
+                out = self.lib.espeak_TextToPhonemes(ctypes.byref(ptr), _CHARS_UTF8, mode)
+                if out:
+                    clauses.append(out.decode("utf-8", errors="replace"))
+        return [c.strip() for c in clauses if c.strip()]
+
+
+def phonemize(text: str, voice: str, tie: str = "^") -> list[str]:
+    """espeak-ng's IPA for ``text`` read by espeak voice ``voice`` (e.g. ``en-us``), one string per
+    clause, through the process's one library instance and its lock: for engines whose models
+    take phonemes."""
+    return _Library.get().phonemes(text, voice, tie)
 
 
 @dataclass
@@ -143,17 +172,20 @@ def speed_to_wpm(speed: float) -> tuple[int, float]:
     """
     wanted = DEFAULT_WPM * speed
     if WPM_MIN <= wanted <= WPM_MAX:
-        # Rounding to whole wpm is < 0.4 % off: not worth a time-stretch (librosa, seconds cold).
+        # Rounding to whole wpm is < 0.4 % off: not worth a time-stretch.
         return int(round(wanted)), 1.0
     wpm = WPM_MIN if wanted < WPM_MIN else WPM_MAX
     return wpm, wanted / wpm
 
 
 class EspeakEngine:
-    """espeak-ng through ctypes: 17 XTTS languages, a few voice variants, no cloning."""
+    """espeak-ng through ctypes: 17 languages, a few voice variants, no cloning."""
 
     name = "espeak"
-    capabilities = Capabilities(cloning=False, streaming=False, seeded=False)
+    languages: tuple[str, ...] = tuple(VOICES)
+    capabilities = Capabilities()
+    preference = 10   # the floor: the default only when no neural engine is preferred and available
+    license = License("GPL-3.0", "https://github.com/espeak-ng/espeak-ng/blob/master/COPYING")
 
     def __init__(self, config=None):
         self.config = config
@@ -167,10 +199,6 @@ class EspeakEngine:
         except ImportError:
             return "the espeakng-loader package is not installed (run `uv sync`)"
         return None
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return XTTS_LANGUAGES
 
     @property
     def sample_rate(self) -> int:
@@ -194,7 +222,7 @@ class EspeakEngine:
 
     def prepare_reference(self, path: str):
         raise CapabilityError("espeak cannot clone a voice: it ignores reference audio; pick one of "
-                              f"its speakers ({', '.join(VARIANTS)}) or use the xtts engine")
+                              f"its speakers ({', '.join(VARIANTS)}) or an engine that clones")
 
     def voice_for(self, lang: str, speaker: str | None) -> str:
         check_language(self, lang)
@@ -220,9 +248,9 @@ class EspeakEngine:
         samples = self._library().synth(text, voice, wpm)
         audio = samples.astype(np.float32) / 32768.0
         if abs(stretch - 1.0) > 1e-3 and len(audio):
-            import librosa
+            from components.dsp import time_stretch  # numpy phase vocoder: no librosa JIT per request
 
-            audio = librosa.effects.time_stretch(audio, rate=stretch).astype(np.float32)
+            audio = time_stretch(audio, stretch)
         timings["synth"] = time.perf_counter() - t0
         info = {"note": f"espeak voice {voice} at {wpm} wpm" + (f", time-stretched x{stretch:.2f}" if stretch != 1 else "")}
         return SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
-    Capabilities, CapabilityError, EngineUnavailable, LabError, Progress, SynthRequest, SynthResult,
+    Capabilities, CapabilityError, EngineUnavailable, LabError, License, Progress, SynthRequest, SynthResult,
     check_language, no_progress,
 )
 
@@ -164,9 +164,12 @@ class MeloEngine:
     """MeloTTS (EN, ES, FR, ZH, JP, KR) in a worker process; no cloning, no streaming."""
 
     name = "melo"
-    # MeloTTS samples (noise_scale), and the worker seeds torch per request, but XTTS's sampling
+    languages: tuple[str, ...] = tuple(LANGUAGES)
+    # MeloTTS samples (noise_scale), and the worker seeds torch per request, but the lab's sampling
     # settings mean nothing to it: rows must not log them as if they had been used.
-    capabilities = Capabilities(cloning=False, streaming=False, seeded=False)
+    capabilities = Capabilities(cloning=False, streaming=False, seeded=False, sampling_settings=False)
+    preference = 0    # needs its own environment: never the default
+    license = License("MIT", "https://github.com/myshell-ai/MeloTTS/blob/main/LICENSE")
 
     # Result of ``find_spec('melo')`` per python executable: a probe result, not a model.
     _probes: dict[tuple[str, float], str | None] = {}
@@ -227,10 +230,6 @@ class MeloEngine:
 
     # -- the engine contract ---------------------------------------------------------------------
     @property
-    def languages(self) -> tuple[str, ...]:
-        return tuple(LANGUAGES)
-
-    @property
     def sample_rate(self) -> int:
         return self._sample_rate
 
@@ -243,7 +242,7 @@ class MeloEngine:
 
     def prepare_reference(self, path: str):
         raise CapabilityError("melo cannot clone a voice; pick one of its speakers "
-                              f"({', '.join(self.speakers())}) or use the xtts engine")
+                              f"({', '.join(self.speakers())}) or an engine that clones")
 
     def load(self, progress: Progress = no_progress) -> None:
         """Start the worker and check it answers ``hello``. Raises EngineUnavailable with its error."""

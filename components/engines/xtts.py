@@ -32,8 +32,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from .base import (
-    SPEED_MAX, SPEED_MIN, XTTS_LANGUAGES, Capabilities, EngineUnavailable, GenerationSettings, LabError, Progress,
+    SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, GenerationSettings, LabError, License, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
+)
+
+from components.xtts.locate import CPML_URL  # one CPML link everywhere
+
+# The 17 languages XTTS v2 speaks, in the order its documentation lists them.
+LANGUAGES: tuple[str, ...] = (
+    "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru",
+    "nl", "cs", "ar", "zh-cn", "hu", "ko", "ja", "hi",
 )
 
 DEFAULT_CACHE_DIR = "~/.cache/xtts-lab"
@@ -58,7 +66,12 @@ class XttsEngine:
     """XTTS v2 through coqui-tts: 17 languages, built-in speakers, cloning, streaming, seeds."""
 
     name = "xtts"
-    capabilities = Capabilities(cloning=True, streaming=True, seeded=True, batching=True)
+    languages: tuple[str, ...] = LANGUAGES   # load() narrows them to the checkpoint's own list
+    capabilities = Capabilities(cloning=True, streaming=True, seeded=True, sampling_settings=True, speeds=True,
+                                batching=True, precisions=("fp32", "bf16", "int8"), speaker_encoder=True)
+    preference = 100  # the lab's subject: the default whenever its weights are present
+    license = License("Coqui Public Model License (CPML)", CPML_URL, acceptance_required=True,
+                      config_field="agree_cpml", note="non-commercial use only")
 
     def __init__(self, config=None):
         from . import EngineConfig
@@ -83,12 +96,6 @@ class XttsEngine:
         from components.xtts import locate
 
         return locate.unavailable_reason(getattr(config, "xtts_dir", None), getattr(config, "agree_cpml", False))
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        if self.model is not None:
-            return tuple(self.model.config.languages)
-        return XTTS_LANGUAGES
 
     @property
     def sample_rate(self) -> int:
@@ -153,6 +160,7 @@ class XttsEngine:
             manager = getattr(model, "speaker_manager", None)
             self._speakers = dict(manager.speakers) if manager is not None else {}
             self.weights, self._device = weights, device
+            self.languages = tuple(model.config.languages)  # this checkpoint's own list
             self.model = model
             self.load_seconds = time.perf_counter() - t0
             progress(1.0, desc=f"XTTS v2 ready ({self.load_seconds:.1f} s)")
@@ -238,7 +246,9 @@ class XttsEngine:
 
         if request.reference:
             ref = self.prepare_reference(request.reference, progress)
-            info = {"latent_cache": ref.cache, "reference_seconds": round(ref.seconds, 3)}
+            # Speech left after clean-up (trimmed, capped): experiments log the cut they asked for as
+            # reference_seconds, so this has its own column.
+            info = {"latent_cache": ref.cache, "reference_speech_seconds": round(ref.seconds, 3)}
             if request.speaker:
                 ref.warnings.append(f"speaker {request.speaker!r} ignored: the reference recording was cloned")
             if ref.warnings:
@@ -667,6 +677,21 @@ class XttsEngine:
                 done += 1
                 progress(0.1 + 0.9 * done / len(requests), desc=f"{done} of {len(requests)} rows done")
                 yield i, SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)
+
+    def speaker_embedding(self, audio: np.ndarray, sr: int) -> np.ndarray:
+        """XTTS's speaker embedding of ``audio`` (mono float, any rate) as a 1-D float32 vector.
+
+        Calls ``model.get_speaker_embedding`` (the step of ``get_conditioning_latents`` that yields
+        the speaker embedding) on samples read by the lab, so no file goes through torchaudio.
+        """
+        import torch
+
+        if self.model is None:
+            raise EngineUnavailable("xtts is not loaded: its speaker encoder needs the model")
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
+        with torch.inference_mode():
+            emb = self.model.get_speaker_embedding(x, int(sr))
+        return emb.detach().float().cpu().numpy().reshape(-1)
 
     def versions(self) -> dict[str, str]:
         """coqui-tts, torch and transformers versions, plus which checkpoint is loaded."""

@@ -6,13 +6,28 @@ API: ``/benchmark`` (see ``components.ui.app`` for every endpoint's parameters).
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
 from components.context import LabContext
 from experiments import runner
-from experiments.benchmark import summarize
+from experiments.benchmark import SUMMARY_COLUMNS, summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 
-from .common import common_kwargs, engine_controls, outputs_panel, panel_values, results_table, table_view, ui_errors
+from .common import common_kwargs, engine_controls, outputs_panel, panel_values, results_table, ui_errors
+
+
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the tab shows it: in ``summarize``'s column order (the cold first run
+    beside the warm means, not scrolled off to the right), empty columns dropped, numbers
+    rounded, and empty cells blank rather than NaN."""
+    if summary is None or summary.empty:
+        return pd.DataFrame()
+    d = summary.dropna(axis=1, how="all").copy()
+    for col in d.columns:
+        numbers = pd.to_numeric(d[col], errors="coerce")
+        if numbers.notna().sum() == d[col].notna().sum() and numbers.notna().any():  # a numeric column
+            d[col] = numbers.round(4) if (numbers.dropna() % 1 != 0).any() else numbers.astype("Int64")
+    return d.astype(object).where(d.notna(), "")
 
 
 def render(lab: LabContext) -> None:
@@ -29,8 +44,7 @@ def render(lab: LabContext) -> None:
     controls = engine_controls(lab)
     run_btn = gr.Button("Run benchmark", variant="primary")
     summary = results_table("Summary (warm runs; cold first run apart)", "benchmark-summary",
-                            ("engine", "text_length", "runs", "synth_mean", "synth_std", "rtf_mean", "rtf_std",
-                             "cold_first_run_seconds"))
+                            SUMMARY_COLUMNS[:8])
     panel = outputs_panel(lab, "benchmark")
     last_run = gr.State(None)  # this user's latest run id
 
@@ -43,7 +57,7 @@ def render(lab: LabContext) -> None:
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
         with lab.store.running("benchmark", spec) as run:
             df = runner("benchmark")(spec, lab.engines, run, progress)
-        return [table_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
+        return [summary_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
 
     run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs],
                   [summary, *panel.outputs, last_run], api_name="benchmark")

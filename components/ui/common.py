@@ -22,8 +22,8 @@ import soundfile as sf
 
 from components import plots
 from components.context import LabContext
-from components.engines import engine_class
-from components.engines.base import XTTS_LANGUAGES, GenerationSettings, LabError
+from components.engines import engine_class, engine_languages
+from components.engines.base import GenerationSettings, LabError
 from components.results import Run
 from experiments import save_outputs
 
@@ -126,8 +126,8 @@ class EngineControls:
 
 
 def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str = "Reference voice to clone (optional)") -> EngineControls:
-    """Build engine / speaker / language / reference / seed / XTTS settings widgets and wire the
-    engine dropdown so that speakers, languages and the settings accordion follow it."""
+    """Build engine / speaker / language / reference / seed / sampling settings widgets and wire
+    the engine dropdown so that speakers, languages and the settings accordion follow it."""
     default = lab.engines.default()
     with gr.Row():
         engine = gr.Dropdown(engine_choices(lab), value=default, label="Engine",
@@ -136,12 +136,14 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
         speaker = gr.Dropdown(speakers_for(lab, default), value=None, label="Speaker",
                               info="empty = the engine's default voice", allow_custom_value=True, scale=2,
                               elem_classes=["speaker-select"])
-        lang_dd = gr.Dropdown(list(XTTS_LANGUAGES), value="en", label="Language", scale=1) if lang else None
+        langs = list(engine_languages(default))
+        lang_dd = gr.Dropdown(langs, value="en" if "en" in langs else langs[0], label="Language",
+                              scale=1) if lang else None
         seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
     reference = gr.Audio(sources=["upload", "microphone"], type="filepath", label=reference_label)
     caps = capabilities(default)
     d = GenerationSettings()
-    with gr.Accordion("XTTS generation settings", open=False, visible=bool(caps and caps.seeded)) as box:
+    with gr.Accordion("Generation settings", open=False, visible=bool(caps and caps.sampling_settings)) as box:
         with gr.Row():
             temperature = gr.Slider(0.05, 2.0, d.temperature, step=0.05, label="temperature")
             top_k = gr.Slider(1, 200, d.top_k, step=1, label="top_k")
@@ -159,12 +161,12 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
     @ui_errors
     def on_engine(name: str, progress=gr.Progress()):
         caps = capabilities(name)
-        box_update = gr.Accordion(visible=bool(caps and caps.seeded))
+        box_update = gr.Accordion(visible=bool(caps and caps.sampling_settings))
         reason = lab.engines.unavailable_reason(name)
         if reason:
             gr.Warning(f"{name} is unavailable: {reason}")
             return [gr.Dropdown(choices=[], value=None), box_update] + ([gr.skip()] if lang else [])
-        eng = lab.engines.get(name, progress)  # loads once; progress shows a slow (XTTS) load
+        eng = lab.engines.get(name, progress)  # loads once; progress shows a slow load
         voices = eng.speakers()
         out = [gr.Dropdown(choices=voices, value=voices[0] if voices else None), box_update]
         if lang:
@@ -214,7 +216,7 @@ def parse_floats(name: str, text: str) -> tuple[float, ...]:
 
 # Columns shown first in tables (when present); the rest follow, the noisy ones are left to the CSV.
 FIRST_COLUMNS = ("row", "engine", "precision", "speaker", "language", "speed", "text_length", "repeat", "cold",
-                 "reference_seconds", "text", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
+                 "reference_seconds", "reference_speech_seconds", "text", "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
                  "latent_cache", "similarity", "status", "note")
 HIDDEN_COLUMNS = ("run_id", "timestamp", "versions", "extra", "wav_path", "reference")
 PLACEHOLDER_HEADERS = ("row", "engine", "speaker", "language", "text", "audio_seconds", "synth_seconds", "rtf", "status")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import gradio as gr
 
 from components.context import LabContext
-from components.engines.base import XTTS_LANGUAGES, LabError
+from components.engines import lab_languages
+from components.engines.base import LabError
 from experiments import runner
 from experiments.specs import DEFAULT_SENTENCES, LanguagesSpec
 
@@ -32,7 +33,8 @@ def parse_texts(text: str) -> dict[str, str]:
 
 def render(lab: LabContext) -> None:
     """The Languages tab's widgets and its ``languages`` endpoint."""
-    langs = gr.CheckboxGroup(list(XTTS_LANGUAGES), value=DEFAULT_LANGS, label="Languages")
+    # Every language some engine speaks; the run logs an 'unsupported' row where the chosen one does not.
+    langs = gr.CheckboxGroup(list(lab_languages()), value=DEFAULT_LANGS, label="Languages")
     texts = gr.Textbox("", lines=2, label="Sentence overrides (optional)",
                        placeholder=f"one 'lang: sentence' per line, e.g. en: {DEFAULT_SENTENCES['en']}")
     speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")

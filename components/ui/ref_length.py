@@ -19,7 +19,7 @@ def render(lab: LabContext) -> None:
     gr.Markdown("How long must a reference clip be? The recording below is cut to each length "
                 "and the same text is cloned from every cut. Engines that cannot clone log one "
                 "`unsupported` row per length.\n\n"
-                "*Note: speaker similarity uses XTTS's own speaker encoder, which favours XTTS.*")
+                "*Note: speaker similarity uses an engine's own speaker encoder (XTTS's), which favours that engine.*")
     text = gr.Textbox(DEFAULT_TEXT, lines=2, label="Text")
     with gr.Row():
         lengths = gr.Textbox("3, 6, 10, 15, 30", label="Reference lengths (s)", info="comma-separated seconds")

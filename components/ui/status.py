@@ -1,11 +1,13 @@
 """The status banner at the top of the page: every engine's state, the lab's warnings, and the
-XTTS licence agreement that allows its weights to be downloaded."""
+licence agreements (declared by engines, ``License.acceptance_required``) that allow their
+weights to be downloaded."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from components.context import LabContext
+from components.engines import engine_license
 from components.metrics import asr_status
 
 from .common import ui_errors
@@ -24,32 +26,43 @@ def status_markdown(lab: LabContext) -> str:
     return "**Engines**\n\n" + "\n".join(lines)
 
 
-def needs_license(lab: LabContext) -> bool:
-    """Offer the CPML agreement while XTTS is unavailable and the licence is not yet accepted."""
-    return not lab.engines.config.agree_cpml and lab.engines.status("xtts").startswith("unavailable")
+def needs_license(lab: LabContext, name: str | None = None) -> bool:
+    """Offer a licence agreement while an engine that needs one is unavailable and its licence is
+    not yet accepted (``name``: that engine only)."""
+    waiting = lab.engines.needs_acceptance()
+    return name in waiting if name else bool(waiting)
 
 
-def render(lab: LabContext) -> tuple[gr.Markdown, gr.Row]:
-    """The banner; returns (status markdown, licence row) for the app to refresh."""
+def render(lab: LabContext) -> tuple[gr.Markdown, list[gr.Row]]:
+    """The banner; returns (status markdown, one licence row per engine whose weights need an
+    accepted licence) for the app to refresh."""
     status = gr.Markdown(status_markdown(lab), elem_id="lab-status")
-    with gr.Row(visible=needs_license(lab), elem_id="cpml-row") as license_row:
-        agree = gr.Checkbox(False, label="I agree to the Coqui Public Model License (CPML)",
-                            info="non-commercial use only: https://coqui.ai/cpml", scale=3)
-        download = gr.Button("Download XTTS v2 weights", scale=1)
+    gated = [n for n in lab.engines.names() if (lic := engine_license(n)) and lic.acceptance_required]
+    rows, wiring = [], []
+    for name in gated:
+        lic = engine_license(name)
+        with gr.Row(visible=needs_license(lab, name), elem_id=f"license-{name}") as row:
+            agree = gr.Checkbox(False, label=f"I agree to the {lic.name}",
+                                info=" — ".join(p for p in (lic.note, lic.url) if p), scale=3)
+            download = gr.Button(f"Download {name} weights", scale=1)
+        rows.append(row)
+        wiring.append((name, lic, agree, download))
 
     def refresh():
-        return status_markdown(lab), gr.Row(visible=needs_license(lab))
+        return status_markdown(lab), *[gr.Row(visible=needs_license(lab, n)) for n in gated]
 
-    @ui_errors
-    def accept_and_download(agreed: bool, progress=gr.Progress()):
-        if not agreed:
-            raise gr.Error("Tick “I agree to the Coqui Public Model License (CPML)” first.")
-        lab.engines.accept_license()
-        lab.engines.get("xtts", progress)  # the engine downloads its weights when the licence is accepted
-        return refresh()
+    for name, lic, agree, download in wiring:
+        @ui_errors
+        def accept_and_download(agreed: bool, progress=gr.Progress(), name=name, lic=lic):
+            if not agreed:
+                raise gr.Error(f"Tick “I agree to the {lic.name}” first.")
+            lab.engines.accept_license(name)
+            lab.engines.get(name, progress)  # the engine downloads its weights once the licence is accepted
+            return refresh()
+
+        download.click(accept_and_download, [agree], [status, *rows], api_visibility="private")
 
     timer = gr.Timer(2.0)
-    timer.tick(refresh, None, [status, license_row], api_visibility="private", show_progress="hidden",
+    timer.tick(refresh, None, [status, *rows], api_visibility="private", show_progress="hidden",
                concurrency_limit=None, queue=False)
-    download.click(accept_and_download, [agree], [status, license_row], api_visibility="private")
-    return status, license_row
+    return status, rows

@@ -28,7 +28,8 @@ REQUIRED_FILES: tuple[str, ...] = ("config.json", "model.pth", "vocab.json", "sp
 COQUI_MODEL_NAME = "tts_models/multilingual/multi-dataset/xtts_v2"
 COQUI_MODEL_FOLDER = "tts_models--multilingual--multi-dataset--xtts_v2"
 HF_REPO_FOLDER = "models--tts-hub--XTTS-v2"
-CPML_URL = "https://tts-hub.github.io/cpml"  # where coqui-tts 0.28 points for the licence text
+CPML_URL = "https://tts-hub.github.io/cpml"  # where coqui-tts 0.28 points for the licence text; the
+# one CPML link of the lab (banner, checkbox hint, messages; the README uses the same address)
 ENV_VAR = "XTTS_MODEL_DIR"
 
 HOW_TO_GET = (

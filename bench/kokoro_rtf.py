@@ -1,0 +1,79 @@
+"""Kokoro's real-time factor on this CPU, with 1 thread and with every core, in one run.
+
+    uv run python bench/kokoro_rtf.py [--repeats 3]
+
+Prints the CPU model, its matrix extensions and the load average (the machine may be shared),
+then per language and thread count the median synthesis time over ``--repeats`` warm runs, the
+audio length and RTF (synthesis seconds / audio seconds), and last the speedup of all cores over one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TEXTS = {  # about 200 characters each
+    "en": ("Speech synthesis has come a long way: modern models clone a voice from a few seconds of audio, "
+           "speak many languages, and run on a laptop. This benchmark measures how long that takes here."),
+    "ja": "音声合成は大きく進歩しました。最近のモデルは数秒の音声から声を再現し、多くの言語を話し、ノートパソコンでも動きます。"
+          "このベンチマークは、この機械でそれにどれだけ時間がかかるかを測ります。",
+}
+
+
+def cpu_model() -> tuple[str, str]:
+    """(model name, matrix extensions) from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown", "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni", "avx2")
+    return name, " ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+
+    from components.engines import EngineConfig
+    from components.engines.base import SynthRequest
+    from components.engines.kokoro import KokoroEngine, default_threads
+
+    name, ext = cpu_model()
+    cores = default_threads()
+    print(f"cpu: {name}; matrix extensions: {ext}; cores usable: {cores}; load average: {os.getloadavg()}")
+    results: dict[tuple[str, int], float] = {}
+    for threads in sorted({1, cores}):
+        engine = KokoroEngine(EngineConfig(threads=threads))
+        t0 = time.perf_counter()
+        engine.load()
+        print(f"threads={threads}: load {time.perf_counter() - t0:.1f} s")
+        for lang, text in TEXTS.items():
+            request = SynthRequest(text, lang=lang, speaker="jm_kumo")
+            engine.synthesize(request)  # warm-up: first call pays for allocations and the G2P
+            times, seconds = [], 0.0
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                seconds = engine.synthesize(request).seconds
+                times.append(time.perf_counter() - t0)
+            median = statistics.median(times)
+            results[(lang, threads)] = median / seconds
+            print(f"  {lang}: {len(text)} chars -> {seconds:.2f} s audio in {median:.2f} s (median of "
+                  f"{args.repeats}), RTF {median / seconds:.2f}")
+    print(f"load average after: {os.getloadavg()}")
+    if cores > 1:
+        for lang in TEXTS:
+            print(f"speedup {lang} {cores} threads vs 1: {results[(lang, 1)] / results[(lang, cores)]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

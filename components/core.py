@@ -1,0 +1,32 @@
+"""The lab's shared vocabulary: error types, the progress callback and the speed range.
+
+Every layer (engines, experiments, results, REST, UI) imports these from here, so none of them
+has to import the engine contract just to raise an error or report progress.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+Progress = Callable[..., Any]  # progress(fraction: float, desc: str = "")
+
+SPEED_MIN, SPEED_MAX = 0.25, 4.0  # playback-speed factor accepted anywhere in the lab
+
+
+class LabError(ValueError):
+    """A problem the user can fix (bad text, bad reference, unknown language...).
+
+    The UI turns it into ``gr.Error``, the REST API into a 4xx and the CLI into exit status 2.
+    """
+
+
+class EngineUnavailable(LabError):
+    """The engine cannot run on this machine; the message says why and how to fix it."""
+
+
+class CapabilityError(LabError):
+    """The request needs something this engine cannot do (for example cloning a voice)."""
+
+
+def no_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
+    """Default progress callback: do nothing."""
