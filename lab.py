@@ -14,6 +14,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
+    from components.voices import add_voices_arguments
     from experiments.cli import add_engine_arguments, add_run_arguments
 
     p = OneLineParser(prog="lab.py", description=__doc__)
@@ -26,11 +27,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder (default results/)")
     p.add_argument("--strict-engine", action="store_true",
                    help="REST requests that name no engine get 503 when XTTS cannot answer, never another engine")
+    p.add_argument("--voices-dir", help="saved voices folder (default: voices/ beside the results folder)")
+    p.add_argument("--api-key", help="a key, or a file of keys (one a line), that REST clients may send as "
+                                     "'Authorization: Bearer KEY' (OpenAI clients' api_key)")
     add_engine_arguments(p)
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
     run = sub.add_parser("run", help="run one experiment headless and write its CSV")
     add_run_arguments(run)
     add_engine_arguments(run)
+    voices = sub.add_parser("voices", help="saved voices: add NAME WAV | list | remove NAME")
+    add_engine_arguments(add_voices_arguments(voices))  # "voices add" conditions the cloning engines
     return p
 
 
@@ -40,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.cli import run_command
 
         return run_command(args)
+    if args.command == "voices":
+        from components.voices import voices_command
+        from experiments.cli import engine_config
+
+        return voices_command(args, engine_config(args))
     from components.server import serve
 
     return serve(args)

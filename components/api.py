@@ -31,6 +31,7 @@ from experiments.specs import MAX_TEXT_CHARS  # one limit for REST, UI and CLI
 
 from .context import LabContext
 from .engines import LEGACY_CLIENT_ENGINE, REGISTRY, lab_languages
+from .voices import resolve_speaker
 from .engines.base import (
     SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError, check_language,
 )
@@ -61,7 +62,8 @@ class SynthesizeRequest(BaseModel):
     speaker_wav_b64: Optional[str] = Field(
         None, description="a reference recording to clone (WAV, FLAC, OGG or MP3 file), base64; "
                           "a data: URL prefix is accepted. Engines that cannot clone refuse it (400).")
-    speaker: Optional[str] = Field(None, max_length=100, description="a built-in voice of the engine")
+    speaker: Optional[str] = Field(None, max_length=100, description="a built-in voice of the engine, or a saved "
+                                   "voice (voice:NAME, or NAME when no built-in voice has that name)")
     engine: Optional[Literal[tuple(REGISTRY)]] = Field(  # type: ignore[valid-type]
         None, description=f"engine name; when left out, {LEGACY_CLIENT_ENGINE} answers (what clients of the "
                           "XTTS API server expect) if it can run here, else the lab's default engine does, "
@@ -74,15 +76,23 @@ class SynthesizeRequest(BaseModel):
     @field_validator("text")
     @classmethod
     def _text(cls, text: str) -> str:
-        if not text.strip():
-            raise ValueError("text is empty: type something to say")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ValueError(f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}: "
-                             "split it into several requests")
-        bad = _CONTROL.search(text)
-        if bad:
-            raise ValueError(f"text contains the control character U+{ord(bad.group()):04X}; remove it")
+        problem = text_problem(text)
+        if problem:
+            raise ValueError(problem)
         return text
+
+
+def text_problem(text: str, field: str = "text") -> str | None:
+    """Why ``text`` cannot be spoken (empty, over MAX_TEXT_CHARS, a control character), or None.
+    Both REST surfaces (this one and ``/v1/audio/speech``) check text with it."""
+    if not text.strip():
+        return f"{field} is empty: type something to say"
+    if len(text) > MAX_TEXT_CHARS:
+        return f"{field} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}: split it into several requests"
+    bad = _CONTROL.search(text)
+    if bad:
+        return f"{field} contains the control character U+{ord(bad.group()):04X}; remove it"
+    return None
 
 
 class SynthesizeResponse(BaseModel):
@@ -311,7 +321,12 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
     with admission.enter(name):
         engine = lab.engines.get(name)  # loads once per process; EngineUnavailable -> 503
         check_language(engine, spec.lang)
-        if spec.speaker is not None and spec.speaker not in engine.speakers():
+        _, saved = resolve_speaker(lab.voices, name, engine.capabilities, spec.speaker, engine.speakers())
+        if saved is not None:  # a saved voice: its cleaned reference is cloned
+            if request.speaker_wav_b64 is not None:
+                raise LabError("give speaker (a saved voice) or speaker_wav_b64 (a recording), not both")
+            spec = replace(spec, speaker=None, reference=saved.path)
+        elif spec.speaker is not None and spec.speaker not in engine.speakers():
             voices = engine.speakers()
             shown = ", ".join(voices[:20]) + (", ..." if len(voices) > 20 else "")
             raise LabError(f"{name} has no speaker {spec.speaker!r}; choose one of: {shown}")

@@ -42,7 +42,8 @@ COLUMNS: tuple[str, ...] = (
     # identity
     "run_id", "row", "timestamp", "experiment", "engine", "device", "precision", "seed", "versions",
     # what was asked
-    "speaker", "reference", "reference_seconds", "reference_speech_seconds", "language", "text", "text_chars", "speed",
+    "speaker", "reference", "voice", "reference_sha256", "reference_seconds", "reference_speech_seconds",
+    "language", "text", "text_chars", "speed",
     "repeat", "cold", "text_length",
     # timings, seconds
     "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
@@ -193,6 +194,16 @@ class ResultsStore:
                 shutil.rmtree(run.dir, ignore_errors=True)
             raise
 
+    def reopen(self, run_id: str) -> Run:
+        """Saved run ``run_id`` opened to append more rows (numbered after its last row);
+        LabError if there is no such run."""
+        run_dir = _store_run_dir(self, run_id)
+        spec = yaml.safe_load((run_dir / "spec.yaml").read_text()) if (run_dir / "spec.yaml").exists() else {}
+        run = Run(self.root, run_id, (spec or {}).get("experiment") or "")
+        rows = pd.to_numeric(read_csv(run.csv_path).get("row", pd.Series(dtype=float)), errors="coerce")
+        run._rows = int(rows.max()) if rows.notna().any() else 0
+        return run
+
     def runs(self) -> list[str]:
         """Run ids, newest first."""
         if not self.root.exists():
@@ -278,8 +289,8 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
     """Copy run ``run_id`` of ``store`` to ``dest/<run_id>/`` as a self-contained folder (or ``.zip`` of it).
 
     The folder holds results.csv (``wav_path`` made relative to the folder), spec.yaml, wav/,
-    plots/, any other tables the run wrote (summary.csv), and the reference recording the spec
-    names, copied into reference/ with spec.yaml pointing there (relative), so that
+    plots/, any other files the run wrote beside its CSV (summary.csv; script.wav, .srt, .vtt), and
+    the reference recording the spec names, copied into reference/ with spec.yaml pointing there (relative), so that
     ``lab.py run --spec <folder>/spec.yaml`` reproduces the run on another machine.
     Returns the folder, or the zip file when ``as_zip``.
     """
@@ -291,9 +302,10 @@ def export_run(store: "ResultsStore", run_id: str, dest: str | os.PathLike, *, a
     for sub in ("wav", "plots"):
         if (src / sub).is_dir():
             shutil.copytree(src / sub, out / sub)
-    for extra_file in src.glob("*.csv"):
-        if extra_file.name != "results.csv":
-            shutil.copy2(extra_file, out / extra_file.name)
+    for pattern in ("*.csv", "*.wav", "*.srt", "*.vtt"):  # summary.csv; the script's stitched WAV and subtitles
+        for extra_file in src.glob(pattern):
+            if extra_file.name != "results.csv":
+                shutil.copy2(extra_file, out / extra_file.name)
     df = read_csv(src / "results.csv")
 
     def relative(value: Any) -> Any:

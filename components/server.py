@@ -38,6 +38,7 @@ class ServerOptions:
     port: int = 7860
     share: bool = False                           # also ask Gradio for a temporary public link
     auth: tuple[tuple[str, str], ...] = ()        # (user, password) pairs; empty = no login
+    api_keys: tuple[str, ...] = ()                # keys REST clients may send as "Authorization: Bearer KEY"
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB  # cap on an uploaded or base64 reference
     strict_engine: bool = False                   # REST without "engine": 503, never another engine
 
@@ -81,6 +82,25 @@ def parse_auth(value: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def parse_api_keys(value: str | None) -> tuple[str, ...]:
+    """``KEY``, or the path of a file with one key per line (# comments allowed)."""
+    if not value:
+        return ()
+    path = Path(value)
+    if path.is_file():
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        keys = [ln for ln in lines if ln and not ln.startswith("#")]
+        if not keys:
+            raise LabError(f"--api-key file {value!r} has no key line")
+    else:
+        keys = [value.strip()]
+    for key in keys:
+        # Never echo a key. Keys travel in an HTTP header: printable ASCII without spaces only.
+        if len(key) < 8 or not all(33 <= ord(c) < 127 for c in key):
+            raise LabError("--api-key: each key must be at least 8 printable ASCII characters without spaces")
+    return tuple(keys)
+
+
 def is_loopback(host: str) -> bool:
     """True when ``host`` is reachable from this machine only."""
     if host == "localhost":
@@ -103,26 +123,71 @@ def exposure_warnings(options: ServerOptions) -> list[str]:
     return out
 
 
-def basic_auth_dependency(pairs: tuple[tuple[str, str], ...]) -> Callable:
-    """A FastAPI dependency requiring HTTP Basic credentials equal to one of ``pairs``."""
-    from fastapi import Depends, HTTPException
-    from fastapi.security import HTTPBasic, HTTPBasicCredentials
+class Credentials:
+    """Who may use the REST API: HTTP Basic ``user:password`` pairs (``--auth``) and bearer keys
+    (``--api-key``, what OpenAI clients send as their ``api_key``). Empty = everyone."""
 
-    basic = HTTPBasic(auto_error=False, realm="XTTS Lab")
+    def __init__(self, pairs: tuple[tuple[str, str], ...] = (), keys: tuple[str, ...] = ()):
+        self.pairs = tuple(pairs)
+        self.keys = tuple(keys)
 
-    def check(credentials: HTTPBasicCredentials | None = Depends(basic)) -> str:
-        if credentials is not None:
-            user = credentials.username.encode()
-            password = credentials.password.encode()
-            ok = False
-            for u, p in pairs:  # no early exit: the time taken does not reveal which user matched
-                ok |= secrets.compare_digest(user, u.encode()) & secrets.compare_digest(password, p.encode())
-            if ok:
-                return credentials.username
-        raise HTTPException(401, detail="authentication required: HTTP Basic with the --auth user:password",
-                            headers={"WWW-Authenticate": 'Basic realm="XTTS Lab"'})
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.keys)
+
+    def accepts(self, authorization: str | None) -> bool:
+        """True when the ``Authorization`` header value holds one of the credentials."""
+        import base64
+        import binascii
+
+        if not self:
+            return True
+        scheme, _, value = (authorization or "").strip().partition(" ")
+        value = value.strip()
+        ok = False
+        # No early exit inside a scheme: the time taken does not reveal which entry matched.
+        if scheme.lower() == "bearer" and value:
+            for key in self.keys:
+                ok |= secrets.compare_digest(value.encode(), key.encode())
+        elif scheme.lower() == "basic" and value:
+            try:
+                user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+            except (binascii.Error, ValueError):
+                return False
+            if sep:
+                for u, p in self.pairs:
+                    ok |= secrets.compare_digest(user.encode(), u.encode()) & \
+                        secrets.compare_digest(password.encode(), p.encode())
+        return ok
+
+    def challenge(self) -> dict[str, str]:
+        """The WWW-Authenticate header of a 401: the schemes this server accepts."""
+        schemes = (['Basic realm="XTTS Lab"'] if self.pairs else []) + \
+            (['Bearer realm="XTTS Lab"'] if self.keys else [])
+        return {"WWW-Authenticate": ", ".join(schemes)}
+
+    def how(self) -> str:
+        ways = (["HTTP Basic with the --auth user:password"] if self.pairs else []) + \
+            (["'Authorization: Bearer KEY' with a --api-key key"] if self.keys else [])
+        return " or ".join(ways)
+
+
+def auth_dependency(credentials: Credentials) -> Callable:
+    """A FastAPI dependency requiring one of ``credentials`` (HTTP Basic or a bearer key)."""
+    from fastapi import Header, HTTPException
+
+    # (A Header parameter, not Request: annotations are strings here and FastAPI resolves them
+    # in this module, which imports fastapi lazily.)
+    def check(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+        if not credentials.accepts(authorization):
+            raise HTTPException(401, detail=f"authentication required: {credentials.how()}",
+                                headers=credentials.challenge())
 
     return check
+
+
+def basic_auth_dependency(pairs: tuple[tuple[str, str], ...]) -> Callable:
+    """A FastAPI dependency requiring HTTP Basic credentials equal to one of ``pairs``."""
+    return auth_dependency(Credentials(pairs))
 
 
 class BodySizeLimit:
@@ -149,8 +214,12 @@ class BodySizeLimit:
             return f"request body is {megabytes(size)}; the limit is {megabytes(self.max_bytes)}{why}"
         return f"request body is over the limit of {megabytes(self.max_bytes)}{why}"
 
-    async def _refuse(self, send: Callable, size: int | None = None) -> None:
-        body = json.dumps({"detail": self.message(size)}).encode()
+    async def _refuse(self, send: Callable, size: int | None = None, path: str = "") -> None:
+        if path.startswith("/v1/"):  # the OpenAI-compatible routes answer in OpenAI's error shape
+            body = json.dumps({"error": {"message": self.message(size), "type": "invalid_request_error",
+                                         "param": None, "code": "request_too_large"}}).encode()
+        else:
+            body = json.dumps({"detail": self.message(size)}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
@@ -167,7 +236,7 @@ class BodySizeLimit:
                 except ValueError:
                     too_big = False  # the server rejects a malformed length itself
                 if too_big:
-                    return await self._refuse(send, int(value))
+                    return await self._refuse(send, int(value), scope.get("path", ""))
         received = 0
         over = False
         refused = False
@@ -190,7 +259,7 @@ class BodySizeLimit:
                 await send(message)
             elif not refused:
                 refused = True
-                await self._refuse(send)
+                await self._refuse(send, path=scope.get("path", ""))
 
         try:
             await self.app(scope, counted_receive, guarded_send)
@@ -198,7 +267,7 @@ class BodySizeLimit:
             if not over:
                 raise
         if over and not refused:
-            await self._refuse(send)
+            await self._refuse(send, path=scope.get("path", ""))
 
 
 def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: Any = None):
@@ -209,15 +278,20 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     from fastapi import Depends, FastAPI
     from fastapi.openapi.docs import get_swagger_ui_html
 
-    from .api import install_error_handlers, router
+    from . import openai_api
+    from .api import Admission, install_error_handlers, router
 
-    guards = [basic_auth_dependency(options.auth)] if options.auth else []
+    credentials = Credentials(options.auth, options.api_keys)
+    guards = [auth_dependency(credentials)] if credentials else []
     # The default schema/docs routes cannot take dependencies; ours below sit behind auth too.
     app = FastAPI(title="XTTS Lab", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
                   description="Local text-to-speech experiment lab. The web UI is served at /.")
     install_error_handlers(app)
+    admission = Admission()  # one queue bound per engine, whichever REST surface a request came in by
     app.include_router(router(lab, max_upload_bytes=options.max_upload_bytes, dependencies=guards,
-                              strict_engine=options.strict_engine))
+                              admission=admission, strict_engine=options.strict_engine))
+    openai_api.install(app, lab, credentials=credentials, max_upload_bytes=options.max_upload_bytes,
+                       admission=admission)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(g) for g in guards])
     def openapi_schema() -> dict:
@@ -279,9 +353,10 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         options = ServerOptions(host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
+                                api_keys=parse_api_keys(getattr(args, "api_key", None)),
                                 max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB,
                                 strict_engine=bool(getattr(args, "strict_engine", False)))
-        lab = LabContext.create(engine_config(args), results=args.out)
+        lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None))
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2
@@ -303,7 +378,7 @@ def serve(args: argparse.Namespace) -> int:
         threading.Thread(target=_set_when_started, args=(server, ready), daemon=True).start()
     shown = f"[{options.host}]" if ":" in options.host else options.host
     print(f"* XTTS Lab on http://{shown}:{options.port}  (REST: POST /synthesize_base64, GET /health, "
-          f"docs at /docs; engine {default})", file=sys.stderr, flush=True)
+          f"OpenAI-compatible /v1/audio/speech, docs at /docs; engine {default})", file=sys.stderr, flush=True)
     server.run()
     return 0 if server.started else 1
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .specs import (
-    BenchmarkSpec, LanguagesSpec, RefLengthSpec, SpeedSweepSpec, SynthSpec, spec_from_dict,
+    BenchmarkSpec, LanguagesSpec, RefLengthSpec, ScriptSpec, SpeedSweepSpec, SynthSpec, spec_from_dict,
 )
 
 EXPERIMENTS: dict[str, tuple[type, str]] = {
@@ -21,6 +21,7 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
     "ref-length": (RefLengthSpec, "experiments.ref_length:run"),
     "languages": (LanguagesSpec, "experiments.languages:run"),
     "benchmark": (BenchmarkSpec, "experiments.benchmark:run"),
+    "script": (ScriptSpec, "experiments.script:run"),
 }
 
 
@@ -48,4 +49,4 @@ def runner(name: str) -> Callable[..., Any]:
 
 
 __all__ = ["EXPERIMENTS", "runner", "save_outputs", "spec_from_dict", "SynthSpec", "SpeedSweepSpec",
-           "RefLengthSpec", "LanguagesSpec", "BenchmarkSpec"]
+           "RefLengthSpec", "LanguagesSpec", "BenchmarkSpec", "ScriptSpec"]

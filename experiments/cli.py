@@ -17,6 +17,7 @@ import yaml
 from components.engines import REGISTRY, EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
 from components.results import ResultsStore
+from components.voices import VOICE_PREFIX, VoiceLibrary, default_directory, resolve_speaker, saved_name
 
 from . import EXPERIMENTS, runner, save_outputs, spec_from_dict
 
@@ -43,6 +44,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text", help="text to speak")
     p.add_argument("--lang", help="language code, e.g. en, ko, ja, zh-cn")
     p.add_argument("--reference", metavar="WAV", help="reference recording to clone")
+    p.add_argument("--voice", help="a saved voice to clone (lab.py voices add NAME WAV); also --speaker voice:NAME")
+    p.add_argument("--voices-dir", default=argparse.SUPPRESS,
+                   help="saved voices folder (default: voices/ beside the results folder)")
     p.add_argument("--speed", type=float, help="speed factor (synth, languages)")
     p.add_argument("--speeds", type=_floats("--speeds"), help="speeds for speed-sweep, e.g. 0.5,1,1.5")
     p.add_argument("--lengths", type=_floats("--lengths"), help="reference lengths in seconds, e.g. 3,6,10,15,30")
@@ -57,6 +61,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--length-penalty", type=float)
     p.add_argument("--no-text-splitting", action="store_true", default=None)
+    p.add_argument("--script", metavar="FILE", help="script to read aloud (script): 'Name: text' per line")
+    p.add_argument("--voices", help="script voices: 'Name=engine:speaker,Me=xtts:ref=me.wav' or a YAML file")
+    p.add_argument("--pause", type=float, help="script: seconds between lines (default 0.3)")
+    p.add_argument("--paragraph-pause", type=float, help="script: seconds at a blank line (default 0.8)")
     p.add_argument("--out", default="results", help="results folder (default results/)")
 
 
@@ -112,8 +120,20 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
         "lengths": args.lengths, "langs": args.langs, "engines": args.engines, "repeats": args.repeats,
         "seed": args.seed, "stream": args.stream,
     }
+    if args.experiment == "script":
+        given.update(_script_arguments(args))
     if args.reference and not Path(args.reference).is_file():
         raise LabError(f"--reference {args.reference!r} does not exist")
+    voice = getattr(args, "voice", None) or saved_name(args.speaker)
+    if voice:
+        if args.reference:
+            raise LabError("give --voice (a saved voice) or --reference (a recording), not both")
+        from components.engines import engine_class
+
+        library = VoiceLibrary(getattr(args, "voices_dir", None) or default_directory(args.out))
+        _, saved = resolve_speaker(library, given["engine"], engine_class(given["engine"]).capabilities,
+                                   VOICE_PREFIX + voice)
+        given["reference"], given["speaker"] = saved.path, None
     kwargs = {k: v for k, v in given.items() if v is not None and k in names}
     settings = {k: v for k, v in {
         "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
@@ -123,6 +143,31 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     if settings:
         kwargs["settings"] = GenerationSettings(**settings)
     return args.experiment, cls(**kwargs)
+
+
+def _script_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The script experiment's fields from --script FILE and --voices (inline or a YAML file)."""
+    from .script_format import MAX_SCRIPT_CHARS, parse_voices
+
+    if not args.script:
+        raise LabError("script needs --script FILE ('Name: text' per line)")
+    path = Path(args.script)
+    if not path.is_file():
+        raise LabError(f"--script {args.script!r} does not exist")
+    if path.stat().st_size > 4 * MAX_SCRIPT_CHARS:
+        raise LabError(f"--script {args.script!r} is too large; the limit is {MAX_SCRIPT_CHARS} characters")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LabError(f"--script {args.script!r} cannot be read as UTF-8 text: {e}") from None
+    if not args.voices:
+        raise LabError("script needs --voices, e.g. 'Narrator=espeak:male,Me=espeak:female'")
+    voices = parse_voices(args.voices)
+    for name, voice in voices.items():  # the spec keeps absolute paths: --spec works from anywhere
+        engine, _, rest = voice.partition(":")
+        if rest.startswith("ref="):
+            voices[name] = f"{engine}:ref={Path(rest[4:]).resolve()}"
+    return {"script": text, "voices": voices, "pause": args.pause, "paragraph_pause": args.paragraph_pause}
 
 
 def stderr_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
@@ -142,6 +187,11 @@ def run_command(args: argparse.Namespace) -> int:
             from .benchmark import summarize
 
             print(summarize(df).to_string(index=False), file=sys.stderr)
+        if name == "script":
+            from .script import SPEAKERS_CSV, STITCHED_WAV
+
+            print(f"{run.dir / STITCHED_WAV} (+ script.srt, script.vtt)", file=sys.stderr)
+            print((run.dir / SPEAKERS_CSV).read_text(), file=sys.stderr)
     except LabError as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

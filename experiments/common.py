@@ -13,6 +13,7 @@ import numpy as np
 from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
 from components.metrics import signal_metrics
 from components.results import Run
+from components.voices import reference_identity
 
 
 def versions(engine: Engine) -> str:
@@ -109,6 +110,7 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
         "versions": versions(engine),
         "speaker": request.speaker or (voices[0] if voices else None),
         "reference": request.reference,
+        **reference_identity(request.reference),  # a saved voice: its name and fingerprint
         "language": request.lang,
         "text": request.text,
         "text_chars": len(request.text),
@@ -157,4 +159,3 @@ def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str
            "text_chars": len(request.text), "speed": request.speed, "status": "unsupported",
            "note": reason, **fields}
     return run.append(row)
-

@@ -208,3 +208,41 @@ def spec_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
         if name in kwargs and isinstance(kwargs[name], list):
             kwargs[name] = tuple(kwargs[name])
     return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """A multi-speaker script read aloud: one row per line, one stitched WAV, SRT and WebVTT.
+
+    The script format and voices are described in ``experiments.script_format``.
+    """
+
+    script: str = ""                   # the script text: "Name: text" per line
+    voices: Mapping[str, str] = field(default_factory=dict)  # speaker -> "engine:speaker" | "engine:ref=wav"
+    lang: str = "en"                   # language of lines without a [xx] tag
+    pause: float = 0.3                 # seconds of silence between lines
+    paragraph_pause: float = 0.8       # seconds of silence at a blank line (instead of pause)
+    speed: float = 1.0                 # 1.0 = natural rate, for every voice
+    loudness_lufs: float = -23.0       # EBU R128 loudness every line is matched to in the stitched WAV
+    seed: int = 0                      # seeds sampling engines; logged with every row
+    batch_size: int | None = None      # lines per batch for engines that batch; None = the engine's choice
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def __post_init__(self) -> None:
+        from .script_format import parse_script, parse_voices, voices_for
+
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (0 <= self.seed < 2**32):
+            raise LabError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        _check_lang("lang", self.lang)
+        for name in ("pause", "paragraph_pause"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 10):
+                raise LabError(f"{name} must be seconds between 0 and 10, got {value!r}")
+        _check_speed("speed", self.speed)
+        if isinstance(self.loudness_lufs, bool) or not isinstance(self.loudness_lufs, (int, float)) \
+                or not (-50 <= self.loudness_lufs <= -5):
+            raise LabError(f"loudness_lufs must be between -50 and -5 LUFS, got {self.loudness_lufs!r}")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise LabError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        voices_for(parse_script(self.script), parse_voices(dict(self.voices)))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterator
+
+import numpy as np
 import pandas as pd
 
 from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import synthesize_and_log
+from .common import log_result, stream_request, synthesize_and_log
 from .specs import SynthSpec
 
 
@@ -24,3 +27,20 @@ def run(spec: SynthSpec, engines: Engines, run: Run, progress: Progress = no_pro
         row, _ = synthesize_and_log(engine, request_for(spec), run, stream=spec.stream, progress=progress)
     progress(1.0, desc="done")
     return rows_to_frame([row])
+
+
+def stream(spec: SynthSpec, engines: Engines, run: Run,
+           progress: Progress = no_progress) -> Iterator[tuple[int, np.ndarray] | dict[str, Any]]:
+    """Like ``run`` with ``stream=True``, but hands each chunk out as it comes: yields
+    ``(sample_rate, chunk)`` tuples, then the logged row (a dict) last. The engine is held
+    (``engines.use``) until the generator finishes or is closed."""
+    request = request_for(spec)
+    with engines.use(spec.engine, progress) as engine:
+        progress(0.1, desc=f"streaming from {engine.name}")
+        chunks = stream_request(engine, request, progress)
+        try:
+            while True:
+                yield engine.sample_rate, np.asarray(next(chunks), dtype=np.float32)
+        except StopIteration as done:
+            result, seconds = done.value
+        yield log_result(engine, request, result, seconds, run)

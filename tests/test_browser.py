@@ -41,7 +41,8 @@ def lab_url(tmp_path_factory):
     out = tmp_path_factory.mktemp("browser-results")
     log = open(out / "lab.log", "w")
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "lab.py", "--port", str(port), "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "lab.py", "--port", str(port), "--out", str(out),
+                             "--voices-dir", str(out / "voices")],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90
@@ -205,3 +206,24 @@ def test_kokoro_offers_its_voices_and_languages_and_speaks(page):
     expect_audio(page, "synth-audio")
     no_error_toasts(page)
     shot(page, "kokoro")
+
+
+def test_voices_tab_saves_plays_and_removes_a_voice(page, tmp_path_factory):
+    from serving import espeak_speech, wav_bytes
+
+    recording = tmp_path_factory.mktemp("voice") / "my voice.wav"
+    recording.write_bytes(wav_bytes(espeak_speech(6.0), 16000))
+    page.get_by_role("tab", name="Voices", exact=True).click()
+    page.locator("#voice-name").get_by_role("textbox").fill("alice")
+    page.locator("#voice-recording input[type=file]").set_input_files(str(recording))
+    page.wait_for_selector("#voice-recording audio", state="attached")  # uploaded
+    page.locator("#voice-save").click()
+    rows_shown(page, "voices-table", 1)
+    assert "Saved alice" in page.locator("#voice-message").inner_text()
+    assert "alice" in page.locator("#voices-table").inner_text()
+    page.wait_for_selector("#voice-listen audio", state="attached")  # the cleaned reference plays
+    no_error_toasts(page)
+    shot(page, "voices")
+    page.locator("#voice-remove").click()
+    page.get_by_text("Removed alice").wait_for(state="visible")
+    rows_shown(page, "voices-table", 0)

@@ -77,6 +77,34 @@ def test_rest_api_survives_fuzzing(api_schema, path, method, mode):
         assert 200 in statuses, statuses
 
 
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_openai_speech_survives_fuzzing(api_schema, mode):
+    """``/v1/audio/speech``: whatever comes in, a documented status and OpenAI's error shape."""
+    operation = api_schema["/v1/audio/speech"]["POST"]
+    stop = time.monotonic() + BUDGET_S
+    statuses: list[int] = []
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    def one(case):
+        if time.monotonic() > stop:
+            return
+        if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
+            case.body["model"] = "espeak"  # random model names are all 404: let some requests through
+        response = case.call_and_validate(excluded_checks=[positive_data_acceptance, not_a_server_error])
+        assert response.status_code < 500 or response.status_code == 503, response.text
+        if response.status_code >= 400:
+            error = response.json()["error"]
+            assert isinstance(error["message"], str) and error["message"] and error["type"]
+        statuses.append(response.status_code)
+
+    one()
+    assert statuses, "no request was sent"
+    if mode is GenerationMode.NEGATIVE:
+        assert all(400 <= s < 500 for s in statuses), statuses
+
+
 def test_fuzzing_logged_only_whole_rows(fuzz_root):
     """Runs after the fuzzing above (same module): whatever it sent, every CSV line is a whole row."""
     if fuzz_root.exists():

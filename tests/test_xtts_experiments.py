@@ -70,3 +70,26 @@ def test_benchmark_xtts_against_espeak(xtts_dir, results_dir, tmp_path):
     cold = xtts["cold"].astype(bool)
     assert [e.get("batched", False) for e in extra[cold]] == [False]
     assert len(extra[~cold]) == 3 and all(e["batched"] and e["batch_rows"] == 3 for e in extra[~cold])
+
+
+def test_script_mixes_a_cloned_voice_a_builtin_voice_and_espeak(xtts_dir, results_dir, tmp_path, reference_wav):
+    """Two engines at different rates (XTTS 24 kHz, espeak 22.05 kHz) in one stitched file."""
+    import soundfile as sf
+
+    from experiments.script_format import parse_srt
+
+    (tmp_path / "s.txt").write_text("Me: Hello there.\nNarrator: Said the voice.\nHost: Welcome.\n")
+    voices = f"Me=xtts:ref={reference_wav},Host=xtts,Narrator=espeak:male"
+    proc = subprocess.run([sys.executable, "lab.py", "run", "script", "--script", str(tmp_path / "s.txt"),
+                           "--voices", voices, "--xtts-dir", str(xtts_dir), "--cache-dir", str(tmp_path / "latents"),
+                           "--out", str(results_dir)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = Path(proc.stdout.strip().splitlines()[-1]).parent
+    df = pd.read_csv(run_dir / "results.csv")
+    assert list(df.sort_values("row")["engine"]) == ["xtts", "espeak", "xtts"]  # voices in order of first line
+    assert (df["status"] == "ok").all() and df["reference"].notna().sum() == 1
+    info = sf.info(run_dir / "script.wav")
+    assert info.samplerate == 24000  # the highest engine rate; espeak's line resampled
+    cues = parse_srt((run_dir / "script.srt").read_text())
+    assert [c.speaker for c in cues] == ["Me", "Narrator", "Host"]
+    assert info.frames / info.samplerate == pytest.approx(sum(c.end - c.start for c in cues) + 0.6, abs=0.005)

@@ -181,6 +181,13 @@ class XttsEngine:
             self.load(progress)
         return self.model
 
+    def max_chars(self, lang: str) -> int:
+        """Characters per chunk XTTS handles well in ``lang`` (coqui's per-language limits); callers
+        that split long text themselves (the script experiment) split to this."""
+        from components.xtts import text as xtext
+
+        return xtext.char_limit(lang)
+
     # -- voices --------------------------------------------------------------------------------
     def speakers(self) -> list[str]:
         """Built-in voices of speakers_xtts.pth, the file's first voice first."""

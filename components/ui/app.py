@@ -14,11 +14,15 @@ length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - la
 - ``/ref_length``  (text, lengths "3,6,10", repeats, <controls>; reference required) -> panel
 - ``/languages``   (langs [codes], sentence overrides "lang: text" lines, speed, <controls - lang>) -> panel
 - ``/benchmark``   (engines [names], short, medium, long texts, repeats, <controls>) -> (summary table, *panel)
+- ``/read_script``, ``/play_line``, ``/rerender_line``: the Script tab (see ``components.ui.script``)
 - ``/results``     (experiment, engine, language filters, "all" = any) -> (rows table, synth-time-vs-text
   png, row count, filter/run dropdown updates)
 - ``/open_run``    (run_id) -> panel of a saved run
 - ``/compare_runs`` (run_a, run_b) -> side-by-side summary table
 - ``/download_run`` (run_id) -> the run folder as a .zip
+- ``/voices``      () -> saved voices table; ``/voice_add`` (name, recording, replace) -> (table, message);
+  ``/voice_remove`` (name) -> (table, message). A saved voice is the speaker ``voice:<name>`` of any
+  engine that clones.
 
 where "panel" = (summary plot png, output picker, audio wav of the first output, its waveform png,
 its spectrogram png, results table, results.csv). Errors the user can fix come back as ``gr.Error``.
@@ -30,8 +34,8 @@ import gradio as gr
 
 from components.context import LabContext
 
-from . import benchmark, languages, ref_length, results, speed_sweep, status, synthesize
-from .common import engine_choices, speakers_for
+from . import benchmark, languages, ref_length, results, script, speed_sweep, status, synthesize, voices
+from .common import engine_choices, saved_voice_choices, speaker_update, speakers_for
 
 TITLE = "XTTS Lab"
 
@@ -53,8 +57,12 @@ def build_app(lab: LabContext) -> gr.Blocks:
                 languages.render(lab)
             with gr.Tab("Benchmark", id="benchmark"):
                 benchmark.render(lab)
+            with gr.Tab("Script", id="script"):
+                script.render(lab)
             with gr.Tab("Results", id="results") as results_tab:
                 results.render(lab, tab=results_tab)
+            with gr.Tab("Voices", id="voices"):
+                voices_tab = voices.render(lab)
 
         # Engine availability can change after the app is built (licence accepted, weights
         # downloaded) and the default engine may finish loading after it: each page load relabels
@@ -70,8 +78,17 @@ def build_app(lab: LabContext) -> gr.Blocks:
             updates = [gr.Dropdown(choices=engine_choices(lab)) for _ in chosen]
             for name in chosen:
                 voices = speakers_for(lab, name)
-                updates.append(gr.Dropdown(choices=voices, value=voices[0]) if voices else gr.skip())
+                updates.append(speaker_update(lab, name, voices) if voices or saved_voice_choices(lab, name)
+                               else gr.skip())
             return updates
 
         demo.load(on_load, engines, engines + speakers, api_visibility="private", queue=False)
+
+        # A voice saved or removed in the Voices tab shows up in (or leaves) every speaker list.
+        def on_voices_changed(*values: str):
+            chosen, current = values[:len(engines)], values[len(engines):]
+            return [speaker_update(lab, name, keep=keep) for name, keep in zip(chosen, current)]
+
+        voices_tab.changed.change(on_voices_changed, engines + speakers, speakers, api_visibility="private",
+                                  queue=False)
     return demo

@@ -54,7 +54,8 @@ def render(lab: LabContext) -> None:
         texts = {label: t for label, t in (("short", short), ("medium", medium), ("long", long)) if t and t.strip()}
         spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         with lab.store.running("benchmark", spec) as run:
             df = runner("benchmark")(spec, lab.engines, run, progress)
         return [summary_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]

@@ -25,6 +25,7 @@ from components.context import LabContext
 from components.engines import engine_class, engine_languages
 from components.engines.base import GenerationSettings, LabError
 from components.results import Run
+from components.voices import VOICE_PREFIX, VoiceLibrary, resolve_speaker, saved_name
 from experiments import save_outputs
 
 # -- errors -------------------------------------------------------------------------------------
@@ -107,6 +108,25 @@ def speakers_for(lab: LabContext, name: str) -> list[str]:
     return lab.engines.get(name).speakers()
 
 
+def saved_voice_choices(lab: LabContext, name: str) -> list[tuple[str, str]]:
+    """(label, ``voice:<name>``) per saved voice, for engines that can clone; none otherwise."""
+    caps = capabilities(name)
+    if not (caps and caps.cloning) or lab.voices is None:
+        return []
+    return [(f"{v} (saved voice)", VOICE_PREFIX + v) for v in lab.voices.names()]
+
+
+def speaker_update(lab: LabContext, name: str, builtins: list[str] | None = None,
+                   keep: str | None = None) -> gr.Dropdown:
+    """The speaker dropdown for engine ``name``: its built-in voices (``builtins``, default: those
+    of a loaded engine), then the saved voices if it clones. Keeps ``keep`` if it is still there,
+    else picks the engine's default voice."""
+    builtins = speakers_for(lab, name) if builtins is None else builtins
+    choices = [(s, s) for s in builtins] + saved_voice_choices(lab, name)
+    value = keep if keep in [v for _, v in choices] else (builtins[0] if builtins else None)
+    return gr.Dropdown(choices=choices, value=value)
+
+
 @dataclass
 class EngineControls:
     """The widgets that choose an engine and its voice; every experiment tab has one."""
@@ -133,8 +153,10 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
         engine = gr.Dropdown(engine_choices(lab), value=default, label="Engine",
                              info="unavailable engines say why", scale=2,
                              elem_classes=["engine-select"])
-        speaker = gr.Dropdown(speakers_for(lab, default), value=None, label="Speaker",
-                              info="empty = the engine's default voice", allow_custom_value=True, scale=2,
+        speaker = gr.Dropdown([(s, s) for s in speakers_for(lab, default)] + saved_voice_choices(lab, default),
+                              value=None, label="Speaker",
+                              info="empty = the engine's default voice; saved voices (Voices tab) clone",
+                              allow_custom_value=True, scale=2,
                               elem_classes=["speaker-select"])
         langs = list(engine_languages(default))
         lang_dd = gr.Dropdown(langs, value="en" if "en" in langs else langs[0], label="Language",
@@ -167,8 +189,7 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
             gr.Warning(f"{name} is unavailable: {reason}")
             return [gr.Dropdown(choices=[], value=None), box_update] + ([gr.skip()] if lang else [])
         eng = lab.engines.get(name, progress)  # loads once; progress shows a slow load
-        voices = eng.speakers()
-        out = [gr.Dropdown(choices=voices, value=voices[0] if voices else None), box_update]
+        out = [speaker_update(lab, name, eng.speakers()), box_update]
         if lang:
             langs = list(eng.languages)
             out.append(gr.Dropdown(choices=langs, value="en" if "en" in langs else langs[0]))
@@ -189,10 +210,16 @@ def settings_from(values: list[Any]) -> GenerationSettings:
 
 
 def common_kwargs(engine: str, speaker: str | None, reference: str | None, seed: Any,
-                  settings: list[Any]) -> dict[str, Any]:
-    """Spec fields shared by every experiment, from the controls' values."""
+                  settings: list[Any], voices: VoiceLibrary | None = None) -> dict[str, Any]:
+    """Spec fields shared by every experiment, from the controls' values. A saved voice
+    (``voice:<name>`` from ``voices``) becomes the reference to clone."""
     if not engine:
         raise LabError("choose an engine")
+    if saved_name(speaker) is not None:
+        if reference:
+            raise LabError("choose a saved voice or upload a reference to clone, not both")
+        _, saved = resolve_speaker(voices, engine, engine_class(engine).capabilities, speaker)
+        speaker, reference = None, saved.path
     try:
         seed_int = int(seed if seed is not None else 0)
     except (TypeError, ValueError):

@@ -48,7 +48,8 @@ def render(lab: LabContext) -> None:
                   repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
         spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         with lab.store.running("languages", spec) as run:
             df = runner("languages")(spec, lab.engines, run, progress)
         return [*panel_values("languages", df, run), run.run_id]

@@ -34,7 +34,8 @@ def render(lab: LabContext) -> None:
                    repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
         spec = RefLengthSpec(text=text, lang=lang, lengths=parse_floats("lengths", lengths), repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         with lab.store.running("ref-length", spec) as run:
             df = runner("ref-length")(spec, lab.engines, run, progress)
         return [*panel_values("ref-length", df, run), run.run_id]

@@ -28,7 +28,8 @@ def render(lab: LabContext) -> None:
                     repetition_penalty, length_penalty, text_splitting, precision, progress=gr.Progress()):
         spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
                               **common_kwargs(engine, speaker, reference, seed,
-                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         with lab.store.running("speed-sweep", spec) as run:
             df = runner("speed-sweep")(spec, lab.engines, run, progress)
         return [*panel_values("speed-sweep", df, run), run.run_id]

@@ -5,20 +5,14 @@ API: ``/synthesize`` (see ``components.ui.app`` for every endpoint's parameters)
 
 from __future__ import annotations
 
-from typing import Any, Iterator
-
 import gradio as gr
-import numpy as np
 from gradio import processing_utils
 
 from components.context import LabContext
-from components.engines import Engines
-from components.engines.base import Progress, no_progress
-from components.results import Run, rows_to_frame
+from components.results import rows_to_frame
 from experiments import runner
-from experiments.common import log_result, stream_request
 from experiments.specs import DEFAULT_TEXT, SynthSpec
-from experiments.synth import request_for
+from experiments.synth import stream as stream_synth
 
 from .common import common_kwargs, engine_controls, results_table, servable, signal_images, table_view, ui_errors
 
@@ -26,22 +20,6 @@ from .common import common_kwargs, engine_controls, results_table, servable, sig
 def can_stream_audio() -> bool:
     """gradio encodes streamed audio with ffmpeg (AAC); without it only whole clips can play."""
     return processing_utils.ffmpeg_installed()
-
-
-def stream_synth(spec: SynthSpec, engines: Engines, run: Run,
-                 progress: Progress = no_progress) -> Iterator[tuple[int, np.ndarray] | dict[str, Any]]:
-    """Like ``experiments.synth.run`` with ``stream=True``, but hands each chunk out as it comes:
-    yields ``(sample_rate, chunk)`` tuples, then the logged row (a dict) last."""
-    request = request_for(spec)
-    with engines.use(spec.engine, progress) as engine:
-        progress(0.1, desc=f"streaming from {engine.name}")
-        chunks = stream_request(engine, request, progress)
-        try:
-            while True:
-                yield engine.sample_rate, np.asarray(next(chunks), dtype=np.float32)
-        except StopIteration as done:
-            result, seconds = done.value
-        yield log_result(engine, request, result, seconds, run)
 
 
 def render(lab: LabContext) -> None:
@@ -72,7 +50,8 @@ def render(lab: LabContext) -> None:
                    repetition_penalty, length_penalty, text_splitting, precision, speed, progress=gr.Progress()):
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
-                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision]))
+                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             voices=lab.voices))
         with lab.store.running("synth", spec) as run:
             caps = lab.engines.get(spec.engine, progress).capabilities
             if caps.streaming and streaming_ok:
