@@ -13,8 +13,14 @@ on GPT ms/token for the chosen precision, and how far from the floor the lab pat
 
 With random weights nothing can be heard; for bf16/int8 the run reports the deviation from
 fp32 instead: free-running token agreement with stock (same seed), the latent error on stock's
-own codes, and the audio error of the vocoder alone. The last line is ``speedup: N.NNx``
-(stock synthesis time / lab synthesis time, load excluded).
+own codes, and the audio error of the vocoder alone.
+
+``--batch N`` (default 8) then decodes N different rows (languages, voices, seeds) as one batch
+against the same N rows one after another, both on the lab path in the same precision, and
+prints the GPT tokens/s of both, the end-to-end time with HiFiGAN per row, batch-vs-solo token
+agreement and peak resident memory. The last two lines are ``speedup: N.NNx`` (single stream:
+stock synthesis time / lab synthesis time, load excluded) and ``batch speedup: N.NNx`` (batched
+GPT tokens/s / one-after-another GPT tokens/s).
 """
 
 from __future__ import annotations
@@ -46,9 +52,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
                    help="full-size random-weight checkpoint folder (generated if missing)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed of the timed runs")
+    p.add_argument("--batch", type=int, default=8,
+                   help="rows of the batch measurement: N different rows decoded as one batch against the "
+                        "same N rows one after another, lab path, same precision (0 skips it)")
     args = p.parse_args(argv)
-    if args.tokens < 2 or args.repeats < 1 or args.stream_tokens < 0:
-        p.error("--tokens must be >= 2, --repeats >= 1, --stream-tokens >= 0")
+    if args.tokens < 2 or args.repeats < 1 or args.stream_tokens < 0 or args.batch < 0:
+        p.error("--tokens must be >= 2, --repeats >= 1, --stream-tokens >= 0, --batch >= 0")
     return args
 
 
@@ -225,6 +234,103 @@ def deviation(stock_runs: list[dict], lab_runs: list[dict], lab_model, voice) ->
                 torch.as_tensor(lab_runs[0]["wav"]), torch.as_tensor(s["wav"])))}
 
 
+# Rows of the batch measurement: several languages, texts of different lengths (the voices
+# alternate between the checkpoint's speakers, the seeds differ).
+BATCH_ROWS = (
+    ("the quick brown fox jumps over the lazy dog.", "en"),
+    ("el veloz murcielago hindu comia feliz cardillo y kiwi.", "es"),
+    ("portez ce vieux whisky au juge blond qui fume.", "fr"),
+    ("victor jagt zwölf boxkämpfer quer über den großen sylter deich.", "de"),
+    ("hello world, how are you today?", "en"),
+    ("pchnąć w tę łódź jeża lub ośm skrzyń fig.", "pl"),
+    ("съешь же ещё этих мягких французских булок.", "ru"),
+    ("quel vituperabile xenofobo zelante assaggia il whisky.", "it"),
+)
+
+
+def cpu_description() -> str:
+    """CPU model and the matrix extensions that decide bf16/int8 speed (from /proc/cpuinfo)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni")
+    have = [f for f in wanted if f in flags]
+    return f"{model}; matrix extensions: {', '.join(have) if have else 'none of ' + ', '.join(wanted)}"
+
+
+def batch_items(model, voices, n: int, tokens: int, seed: int):
+    """N different rows (languages, texts, voices, seeds), each pinned to ``tokens`` codes."""
+    import torch
+
+    from components.engines.base import GenerationSettings
+    from components.xtts import fast
+
+    items = []
+    for i in range(n):
+        text, lang = BATCH_ROWS[i % len(BATCH_ROWS)]
+        items.append(fast.BatchItem([fast.encode(model, text, lang)], voices[i % len(voices)][0],
+                                    GenerationSettings(), torch.Generator().manual_seed(seed + i),
+                                    min_new_tokens=tokens, max_new_tokens=tokens))
+    return items
+
+
+def batch_compare(model, voices, n: int, tokens: int, seed: int, device) -> dict:
+    """The same N rows one after another (``generate``, seeded like the engine seeds a single
+    synthesis) and as one batch (``generate_batch``); GPT time, HiFiGAN time and codes of each,
+    with peak resident memory while each ran."""
+    import torch
+
+    from components.xtts import fast
+    from experiments.benchmark import PeakMemory
+
+    items = batch_items(model, voices, n, tokens, seed)
+    out: dict = {}
+    with PeakMemory(str(device)) as mem:
+        t_gpt = t_voc = prefill = 0.0
+        solo_codes = []
+        for i, item in enumerate(items):
+            torch.manual_seed(seed + i)
+            t0 = time.perf_counter()
+            g = fast.generate(model, item.chunks[0], item.gpt_cond_latent, item.settings,
+                              min_new_tokens=tokens, max_new_tokens=tokens)
+            sync(device)
+            t1 = time.perf_counter()
+            fast.vocode(model, g.latents, voices[i % len(voices)][1])
+            sync(device)
+            t_gpt += t1 - t0
+            t_voc += time.perf_counter() - t1
+            solo_codes.append(g.tokens[0])
+            prefill += g.timings["prefill"]
+    out["solo"] = {"gpt": t_gpt, "vocoder": t_voc, "codes": solo_codes, "peak_rss_mb": mem.peak_rss_mb,
+                   "prefill": prefill}
+    items = batch_items(model, voices, n, tokens, seed)
+    with PeakMemory(str(device)) as mem:
+        t_voc = prefill = 0.0
+        batch_codes = [None] * n
+        t0 = time.perf_counter()
+        for done in fast.generate_batch(model, items, batch_size=n):
+            t1 = time.perf_counter()
+            fast.vocode(model, done.generations[0].latents, voices[done.index % len(voices)][1])
+            sync(device)
+            t_voc += time.perf_counter() - t1
+            batch_codes[done.index] = done.generations[0].tokens[0]
+            prefill += done.generations[0].timings["prefill"]
+        total = time.perf_counter() - t0
+    out["batch"] = {"gpt": total - t_voc, "vocoder": t_voc, "codes": batch_codes, "peak_rss_mb": mem.peak_rss_mb,
+                    "prefill": prefill}
+    same = sum(int((a == b).sum()) for a, b in zip(solo_codes, batch_codes))
+    out["agreement"] = same / sum(len(a) for a in solo_codes)
+    out["rows_equal"] = sum(bool(torch.equal(a, b)) for a, b in zip(solo_codes, batch_codes))
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -270,6 +376,12 @@ def main(argv=None) -> int:
             print(f"run {r + 1}/{args.repeats}: stock {stock_runs[-1]['total']:.2f} s, "
                   f"lab {lab_runs[-1]['total']:.2f} s", flush=True)
     dev = deviation(stock_runs, lab_runs, lab, voice)
+    batch = None
+    if args.batch:
+        voices = [(v["gpt_cond_latent"].to(device), v["speaker_embedding"].to(device))
+                  for v in lab.speaker_manager.speakers.values()]
+        batch_compare(lab, voices, min(2, args.batch), 4, args.seed, device)  # warm-up (oneDNN plans)
+        batch = batch_compare(lab, voices, args.batch, args.tokens, args.seed, device)
     streaming = lab_stream(lab, voice, args.stream_tokens, args.seed, device) if args.stream_tokens else None
     ttfa_stock = stock_ttfa(stock, voice, args.seed) if args.stream_tokens else None
 
@@ -311,7 +423,24 @@ def main(argv=None) -> int:
           f"(first divergence at token {dev['first_divergence']}), latents on stock's codes "
           f"max abs {dev['latent_max_abs']:.2e}, relative {dev['latent_rel']:.2e}; "
           f"vocoder alone SNR {dev['vocoder_snr_db']:.1f} dB")
+    if batch:
+        n_tok = args.batch * args.tokens
+        solo, bat = batch["solo"], batch["batch"]
+        print(f"batch of {args.batch} different rows ({len({l for _, l in BATCH_ROWS[:args.batch]})} languages, "
+              f"{len(lab.speaker_manager.speakers)} voices, {args.tokens} tokens each), lab path in {args.precision}: "
+              f"one after another {n_tok / solo['gpt']:.1f} tokens/s, batched {n_tok / bat['gpt']:.1f} tokens/s (GPT); "
+              f"with HiFiGAN per row {solo['gpt'] + solo['vocoder']:.2f} s -> {bat['gpt'] + bat['vocoder']:.2f} s "
+              f"({(solo['gpt'] + solo['vocoder']) / (bat['gpt'] + bat['vocoder']):.2f}x end to end)")
+        sd, bd = solo["gpt"] - solo["prefill"], bat["gpt"] - bat["prefill"]
+        print(f"decoding only (each row's prompt prefill, the same work either way, left out): one after another "
+              f"{n_tok / sd:.1f} tokens/s, batched {n_tok / bd:.1f} tokens/s ({sd / bd:.2f}x)")
+        print(f"batch vs solo token agreement {batch['agreement']:.1%} ({batch['rows_equal']} of {args.batch} rows "
+              f"identical); peak RSS of the process (stock model loaded too) one after another "
+              f"{solo['peak_rss_mb']:.0f} MB, batched {bat['peak_rss_mb']:.0f} MB")
+    print(f"CPU: {cpu_description()}; torch threads {torch.get_num_threads()}")
     print(f"speedup: {st / lt:.2f}x")
+    if batch:
+        print(f"batch speedup: {batch['solo']['gpt'] / batch['batch']['gpt']:.2f}x")
     return 0
 
 

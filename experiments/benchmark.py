@@ -2,7 +2,9 @@
 
 Every row also records peak memory while it ran: resident memory of the lab and its worker
 processes (``peak_rss_mb``) and, on CUDA, the peak memory torch allocated (``peak_vram_mb``).
-Engines that stream are streamed, so their rows carry the time to first audio (``ttfa_seconds``)
+Engines that batch decode the warm runs as batches after the cold run (rows say ``batched``;
+their time is each row's own share, see ``experiments.common.synthesize_many``). Other engines
+that stream are streamed, so their rows carry the time to first audio (``ttfa_seconds``)
 and their ``synth_seconds`` is the streamed total (rows say ``streamed``); for the others the first
 audio arrives with the last, and ``ttfa_seconds`` stays empty rather than repeating ``synth_seconds``.
 """
@@ -20,7 +22,7 @@ from components.engines import Engines
 from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import judging_held, log_result, run_request
+from .common import judging_held, log_result, run_request, synthesize_many
 from .specs import BenchmarkSpec
 
 # Judge columns the summary averages beside the timings (when the judges scored the rows).
@@ -96,6 +98,26 @@ def measured_row(engine: Engine, request: SynthRequest, run: Run, *, engines: En
                       peak_rss_mb=memory.peak_rss_mb, peak_vram_mb=memory.peak_vram_mb, **fields)
 
 
+def batched_rows(engine: Engine, plan: list, requests: list[SynthRequest], run: Run) -> list[dict[str, Any]]:
+    """The warm runs decoded as batches (``synthesize_many``), under one PeakMemory.
+
+    Rows say ``batched``; ``synth_seconds`` is each row's own time in the batch (nothing plays
+    before a row is done, so ``ttfa_seconds`` stays empty, as for other engines that do not
+    stream). Rows are logged once the batch is
+    done, so that each carries the batch's peak memory.
+    """
+    with PeakMemory(engine.device) as memory:
+        finished = list(synthesize_many(engine, requests))
+    rows = {}
+    for k, result, seconds in finished:
+        label, repeat, _cold = plan[k]
+        rows[k] = log_result(engine, requests[k], result, seconds, run, streamed=False, batched=True,
+                             rss_start_mb=memory.start_rss_mb, peak_rss_mb=memory.peak_rss_mb,
+                             peak_vram_mb=memory.peak_vram_mb, text_length=label,
+                             repeat=repeat, cold=False)
+    return [rows[k] for k in sorted(rows)]
+
+
 def run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
     """Per engine: load (timed), one cold synthesis, then ``repeats`` warm runs of every text."""
     # Judges wait until every timing and memory peak is measured: judging alongside (its models'
@@ -124,14 +146,23 @@ def _run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress) ->
             speaker = spec.speaker if spec.speaker in engine.speakers() else None
             reference = spec.reference if engine.capabilities.cloning else None
             plan = [(next(iter(texts)), 0, True)] + [(label, r + 1, False) for label in texts for r in range(spec.repeats)]
-            for label, repeat, cold in plan:
+            requests = [SynthRequest(text=texts[label], lang=spec.lang, speaker=speaker, reference=reference,
+                                     seed=spec.seed + repeat, settings=spec.settings) for label, repeat, _ in plan]
+            # Engines that batch run the warm rows as batches (the cold run stays alone, first).
+            batched = (bool(getattr(engine.capabilities, "batching", False)) and len(plan) > 2
+                       and getattr(engine, "batch_size", 1) > 1)
+            for (label, repeat, cold), request in zip(plan, requests):
+                if batched and not cold:
+                    break
                 progress(done / steps, desc=f"{name}: {label} text, {'cold' if cold else f'repeat {repeat}'}")
-                request = SynthRequest(text=texts[label], lang=spec.lang, speaker=speaker, reference=reference,
-                                       seed=spec.seed + repeat, settings=spec.settings)
                 extra = {"load_seconds": load_seconds} if cold else {}
                 rows.append(measured_row(engine, request, run, engines=engines, text_length=label, repeat=repeat,
                                          cold=cold, **extra))
                 done += 1
+            if batched:
+                progress(done / steps, desc=f"{name}: {len(plan) - 1} warm runs, batched")
+                rows.extend(batched_rows(engine, plan[1:], requests[1:], run))
+                done += len(plan) - 1
     progress(1.0, desc="done")
     return rows_to_frame(rows)
 

@@ -111,6 +111,9 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                    help="accept the Coqui Public Model License so XTTS weights may be downloaded")
     p.add_argument("--melo-python", help="python of MeloTTS's own environment (or MELO_PYTHON)")
     p.add_argument("--cache-dir", help="speaker-latent cache folder (default ~/.cache/xtts-lab)")
+    p.add_argument("--batch", type=int, default=8, metavar="N",
+                   help="rows an experiment decodes together on engines that batch (XTTS); default 8, "
+                        "1 = one at a time (see bench/xtts_speed.py --batch)")
     p.add_argument("--threads", type=int, help="CPU threads per model call of engines that take a setting "
                                                "(ONNX intra-op threads; default: the cores this process may use)")
 
@@ -118,7 +121,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision or "fp32",
                         agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir,
-                        threads=args.threads)
+                        threads=args.threads, batch=getattr(args, "batch", 8))
 
 
 def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any]:

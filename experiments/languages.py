@@ -8,23 +8,29 @@ from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
-from .common import synthesize_and_log, unsupported_row
+from .common import log_result, synthesize_many, unsupported_row
 from .specs import LanguagesSpec
 
 
 def run(spec: LanguagesSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
-    """One row per language in ``spec.langs``."""
-    rows = []
+    """One row per language in ``spec.langs``; engines that batch decode the languages together."""
+    rows: dict[int, dict] = {}
     with engines.use(spec.engine, progress) as engine:
-        for i, lang in enumerate(spec.langs):
-            progress(i / len(spec.langs), desc=f"{lang} ({i + 1}/{len(spec.langs)})")
-            request = SynthRequest(text=spec.text_for(lang), lang=lang, speaker=spec.speaker,
-                                   reference=spec.reference, speed=spec.speed, seed=spec.seed,
-                                   settings=spec.settings)
-            if lang not in engine.languages:
-                rows.append(unsupported_row(engine, request, run, f"{engine.name} does not speak {lang}"))
-                continue
-            row, _ = synthesize_and_log(engine, request, run, engines=engines)
-            rows.append(row)
+        requests = [SynthRequest(text=spec.text_for(lang), lang=lang, speaker=spec.speaker,
+                                 reference=spec.reference, speed=spec.speed, seed=spec.seed,
+                                 settings=spec.settings) for lang in spec.langs]
+        spoken = []
+        for i, request in enumerate(requests):
+            if request.lang in engine.languages:
+                spoken.append(i)
+            else:
+                rows[i] = unsupported_row(engine, request, run, f"{engine.name} does not speak {request.lang}")
+        todo = [requests[i] for i in spoken]
+        # An engine that batches is still decoding between two rows: keep it held then; others are
+        # let go while each row is measured and written (the next request starts meanwhile).
+        let_go = None if engine.capabilities.batching else engines
+        for k, result, seconds in synthesize_many(engine, todo, progress=progress):
+            progress(len(rows) / len(requests), desc=f"{todo[k].lang} done ({len(rows) + 1}/{len(requests)})")
+            rows[spoken[k]] = log_result(engine, todo[k], result, seconds, run, engines=let_go)
     progress(1.0, desc="done")
-    return rows_to_frame(rows)
+    return rows_to_frame([rows[i] for i in sorted(rows)])

@@ -19,7 +19,7 @@ from components.engines.base import Capabilities, CapabilityError, Progress, Syn
 from components.results import Run, rows_to_frame
 from components.similarity import SpeakerComparison, encoder_for
 
-from .common import log_result, run_request
+from .common import log_result, synthesize_many
 from .specs import RefLengthSpec
 
 
@@ -57,25 +57,36 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
         progress(0.0, desc="analysing the full reference")
         encoder, why = encoder_for(engine, engines)
         comparison = SpeakerComparison(audio, sr, encoder, why)
-        total = len(cuts) * spec.repeats
-        for i, (asked, actual, wav) in enumerate(cuts):
+        rows_by: dict[int, dict] = {}
+        plan = []  # (request, fields, note) per (length, repeat), in spec order
+        for asked, actual, wav in cuts:
             note = f"reference is only {actual:.1f} s long" if actual < asked - 0.05 else None
             for r in range(spec.repeats):
-                progress((i * spec.repeats + r) / total, desc=f"reference {asked:g} s, repeat {r + 1}")
                 request = SynthRequest(text=spec.text, lang=spec.lang, reference=wav,
                                        seed=spec.seed + r, settings=spec.settings)
                 # reference_seconds is the cut; the engine's info adds reference_speech_seconds,
                 # the speech it kept after clean-up (the figure that says how long is enough).
                 fields = {"reference_seconds": actual, "repeat": r, "requested_seconds": asked}
-                # Compared before the row is written (the comparison may use the engine's own
-                # speaker encoder, so it runs while the engine is held): a row is appended once, complete.
-                result, seconds = run_request(engine, request, progress=progress)
-                notes = [result.info.get("note"), note, comparison.why_no_similarity]
-                rows.append(log_result(
-                    engine, request, result, seconds, run, stem=f"{engine.name}-ref-{asked:g}s-seed-{request.seed}",
-                    engines=engines, judge_reference=spec.reference,  # judged against the full recording, like xtts_spk_sim
-                    **fields, **comparison.compare(result.audio, result.sample_rate),
-                    note="; ".join(n for n in notes if n) or None))
+                plan.append((request, fields, note))
+        todo = [p[0] for p in plan]
+        # Engines that batch decode all lengths and repeats together; rows are logged as they finish.
+        # A batching engine is still decoding between two rows, so it stays held then; others are let
+        # go while a row is written. The comparison runs before that, while the engine is held.
+        let_go = None if engine.capabilities.batching else engines
+        for k, result, seconds in synthesize_many(engine, todo, progress=progress):
+            request, fields, note = plan[k]
+            progress(len(rows_by) / max(len(plan), 1), desc=f"reference {fields['requested_seconds']:g} s, "
+                                                           f"repeat {fields['repeat'] + 1} done")
+            # Compared before the row is written (the comparison may use the engine's own speaker
+            # encoder): a row is appended once, complete.
+            notes = [result.info.get("note"), note, comparison.why_no_similarity]
+            rows_by[k] = log_result(
+                engine, request, result, seconds, run,
+                stem=f"{engine.name}-ref-{fields['requested_seconds']:g}s-seed-{request.seed}",
+                engines=let_go, judge_reference=spec.reference,  # judged against the full recording
+                **fields, **comparison.compare(result.audio, result.sample_rate),
+                note="; ".join(n for n in notes if n) or None)
+        rows += [rows_by[k] for k in sorted(rows_by)]
     progress(1.0, desc="done")
     return rows_to_frame(rows)
 

@@ -105,6 +105,7 @@ def test_reproduce_from_saved_spec(results_dir):
     (["ref-length", "--reference", "/no/such.wav"], "does not exist"),
     (["bogus"], "invalid choice"),
     (["synth", "--repeats", "x"], "invalid int value"),
+    (["languages", "--batch", "0"], "batch must be an integer from 1 to 64"),
     (["--spec", "/no/such/spec.yaml"], "cannot be read"),
 ])
 def test_bad_input_exits_2_with_one_line(results_dir, args, message):

@@ -4,6 +4,7 @@ This proves the code paths a user with real weights hits (loading, built-in spea
 cloning, splitting, logging), never the audio quality: random weights make noise.
 """
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,9 @@ def test_ref_length_clones_each_cut(xtts_dir, results_dir, tmp_path, reference_w
 def test_languages(xtts_dir, results_dir, tmp_path):
     df = run_xtts(xtts_dir, results_dir, tmp_path, "languages", "--langs", "en,ja,zh-cn,ko")
     assert list(df["language"]) == ["en", "ja", "zh-cn", "ko"] and (df["status"] == "ok").all()
+    # The CLI batches by default (--batch 8): the four languages decoded as one batch.
+    extra = df["extra"].map(json.loads)  # batch columns travel in the extra JSON column
+    assert set(extra.map(lambda e: e["batch_size"])) == {8} and max(extra.map(lambda e: e["batch_rows"])) == 4
 
 
 def test_benchmark_xtts_against_espeak(xtts_dir, results_dir, tmp_path):
@@ -61,6 +65,11 @@ def test_benchmark_xtts_against_espeak(xtts_dir, results_dir, tmp_path):
     ok = df[df["status"] == "ok"]
     assert set(ok["engine"]) == {"xtts", "espeak"}
     assert ok.groupby("engine")["cold"].sum().to_dict() == {"espeak": 1, "xtts": 1}
+    xtts = ok[ok["engine"] == "xtts"]
+    extra = xtts["extra"].map(json.loads)  # batch columns travel in the extra JSON column
+    cold = xtts["cold"].astype(bool)
+    assert [e.get("batched", False) for e in extra[cold]] == [False]
+    assert len(extra[~cold]) == 3 and all(e["batched"] and e["batch_rows"] == 3 for e in extra[~cold])
 
 
 def test_script_mixes_a_cloned_voice_a_builtin_voice_and_espeak(xtts_dir, results_dir, tmp_path, reference_wav):

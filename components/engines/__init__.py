@@ -44,6 +44,7 @@ class EngineConfig:
     agree_cpml: bool = False        # user accepted the Coqui Public Model License (allows download)
     melo_python: str | None = None  # python of MeloTTS's own environment; None = env MELO_PYTHON
     cache_dir: str | None = None    # speaker-latent cache; None = ~/.cache/xtts-lab
+    batch: int = 8                  # rows decoded together by engines that batch (XTTS); 1 = one at a time
     threads: int | None = None      # CPU threads per model call (ONNX intra-op); None = the cores we may use
 
     def __post_init__(self) -> None:
@@ -51,6 +52,8 @@ class EngineConfig:
             raise LabError(f"precision must be fp32, bf16 or int8, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise LabError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not (1 <= self.batch <= 64):
+            raise LabError(f"batch must be an integer from 1 to 64, got {self.batch!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or not 1 <= self.threads <= 1024):
             raise LabError(f"threads must be a whole number from 1 to 1024, got {self.threads!r}")

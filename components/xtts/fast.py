@@ -54,6 +54,7 @@ STREAM_CHUNK_TOKENS = 40       # later chunks: bigger, so the context overhead s
 STREAM_CROSSFADE = 256         # samples blended at each join (insurance: joins are already exact)
 
 _STATE_ATTR = "_xtts_lab_fast"  # where apply_precision keeps its packed weights on the model
+_MAPPED_ATTR = "_xtts_lab_mapped"  # the memory-mapped model.pth whose GPT pages packing may drop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,9 +146,11 @@ class _Block:
 class FastGPT:
     """The XTTS GPT rearranged for decoding one token at a time; built by ``apply_precision``.
 
-    Holds repacked copies of the transformer weights (the coqui modules keep theirs, so stock
-    inference still works on the same model: extra memory is ~1.5 GB in fp32, ~0.75 GB in bf16,
-    ~0.4 GB in int8 for the full model) and one KV cache, so a model runs one generation at a
+    Holds repacked copies of the transformer weights and one KV cache. The coqui modules keep
+    theirs, so stock inference still works on the same model; when they are memory-mapped from
+    ``model.pth`` (``load_fast``), ``apply_precision`` drops their pages after packing, so the
+    packed copy replaces them in memory instead of doubling it (they come back from the file
+    if the stock path reads them). A model runs one generation at a
     time: a new ``generate``/``stream`` on the same model overwrites an unfinished stream's
     cache (the lab's engine lock already serialises requests).
     """
@@ -201,15 +204,28 @@ class FastGPT:
             self._cache = (mk(), mk())
         return self._cache
 
-    def forward(self, x: "torch.Tensor", start: int) -> "torch.Tensor":
+    def new_cache(self, slots: int, capacity: int) -> tuple[list, list]:
+        """A KV cache of its own for ``slots`` sequences of up to ``capacity`` positions (batches).
+
+        ``torch.empty``: pages are only touched (and resident) once a sequence writes them.
+        """
+        import torch
+
+        shape = (slots, self.n_heads, capacity, self.head_dim)
+        mk = lambda: [torch.empty(shape, dtype=torch.float32, device=self.device)  # noqa: E731
+                      for _ in self.blocks]
+        return mk(), mk()
+
+    def forward(self, x: "torch.Tensor", start: int, cache: tuple | None = None, slot: int = 0) -> "torch.Tensor":
         """Run ``x`` ([T, dim] fp32 embeddings at positions start..start+T-1) through the blocks.
 
-        Appends their keys/values to the cache and returns the final hidden states [T, dim] after
-        ``ln_f`` (what transformers' GPT2Model returns as ``last_hidden_state``).
+        Appends their keys/values to the cache (the model's own, or ``cache``'s sequence
+        ``slot``) and returns the final hidden states [T, dim] after ``ln_f`` (what
+        transformers' GPT2Model returns as ``last_hidden_state``).
         """
         import torch.nn.functional as F
 
-        keys, values = self._cache
+        keys, values = cache or self._cache
         T, H, D = x.shape[0], self.n_heads, self.head_dim
         if T > 1 and start != 0:  # is_causal below assumes the prompt starts the sequence
             raise ValueError("a multi-token forward must start at position 0")
@@ -217,14 +233,45 @@ class FastGPT:
         for i, blk in enumerate(self.blocks):
             h = F.layer_norm(x, (self.dim,), *blk.ln1[:2], blk.ln1[2])
             qkv = blk.qkv(h).float().view(T, 3, H, D).permute(1, 2, 0, 3)  # [3, H, T, D]
-            keys[i][0, :, start:end] = qkv[1]
-            values[i][0, :, start:end] = qkv[2]
+            keys[i][slot, :, start:end] = qkv[1]
+            values[i][slot, :, start:end] = qkv[2]
             # A single new token attends to everything cached; a prompt attends causally.
             a = F.scaled_dot_product_attention(
-                qkv[0][None], keys[i][:, :, :end], values[i][:, :, :end],
+                qkv[0][None], keys[i][slot:slot + 1, :, :end], values[i][slot:slot + 1, :, :end],
                 is_causal=T > 1, scale=blk.scaling)
             a = a[0].transpose(0, 1).reshape(T, self.dim)
             x = x + blk.proj(a).float()
+            h = F.layer_norm(x, (self.dim,), *blk.ln2[:2], blk.ln2[2])
+            x = x + blk.out(blk.fc(h)).float()
+        return F.layer_norm(x, (self.dim,), *self.ln_f[:2], self.ln_f[2])
+
+    def step(self, x: "torch.Tensor", pos: "torch.Tensor", cache: tuple) -> "torch.Tensor":
+        """One token for each of n sequences at once: ``x`` [n, dim] embeddings, sequence i in
+        cache slot i at position ``pos[i]`` (its own length so far). Returns hidden states [n, dim].
+
+        Every matrix is read once for all n rows (the point of batching: decoding is bound by
+        reading the weights). Each row writes its key/value at its own position and attends to
+        its own positions only: the cache is right-padded per row and the padding is masked, so
+        rows of different lengths do not see each other's padding (the noise naive padded
+        batching adds, coqui-tts issue 3776).
+        """
+        import torch
+        import torch.nn.functional as F
+
+        keys, values = cache
+        n, H, D = x.shape[0], self.n_heads, self.head_dim
+        rows = torch.arange(n, device=x.device)
+        length = int(pos.max()) + 1
+        mask = (torch.arange(length, device=x.device)[None] <= pos[:, None])[:, None, None, :]  # [n,1,1,L]
+        for i, blk in enumerate(self.blocks):
+            h = F.layer_norm(x, (self.dim,), *blk.ln1[:2], blk.ln1[2])
+            qkv = blk.qkv(h).float().view(n, 3, H, D)
+            keys[i][rows, :, pos] = qkv[:, 1]
+            values[i][rows, :, pos] = qkv[:, 2]
+            a = F.scaled_dot_product_attention(
+                qkv[:, 0, :, None], keys[i][:n, :, :length], values[i][:n, :, :length],
+                attn_mask=mask, scale=blk.scaling)
+            x = x + blk.proj(a.reshape(n, self.dim)).float()
             h = F.layer_norm(x, (self.dim,), *blk.ln2[:2], blk.ln2[2])
             x = x + blk.out(blk.fc(h)).float()
         return F.layer_norm(x, (self.dim,), *self.ln_f[:2], self.ln_f[2])
@@ -252,8 +299,9 @@ def apply_precision(model: Any, precision: str = "fp32") -> FastGPT:
     """Prepare ``model`` (a loaded coqui ``Xtts``) for the fast path in ``precision``; idempotent.
 
     Builds repacked GPT weights on the model's device and keeps them on the model, replacing any
-    earlier precision. The coqui modules are left untouched, so stock ``Xtts.inference`` still
-    runs on the same model. Raises LabError for an unknown precision or int8 off the CPU.
+    earlier precision. The coqui modules keep their weights, so stock ``Xtts.inference`` still
+    runs on the same model; those memory-mapped from the checkpoint (``load_fast``) have their
+    pages released after packing (``release_mapped_pages``). Raises LabError for an unknown precision or int8 off the CPU.
     """
     import torch
 
@@ -267,7 +315,66 @@ def apply_precision(model: Any, precision: str = "fp32") -> FastGPT:
     with torch.inference_mode():
         fast = FastGPT(model.gpt, precision, device)
     setattr(model, _STATE_ATTR, fast)
+    mapped = getattr(model, _MAPPED_ATTR, None)
+    if mapped is not None:
+        release_mapped_pages(_packed_sources(model.gpt), mapped)
     return fast
+
+
+def _packed_sources(gpt: Any) -> list:
+    """The coqui GPT matrices FastGPT keeps its own (repacked) copies of."""
+    return [m.weight for b in gpt.gpt.h for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj)]
+
+
+def _file_mappings(path: Path) -> list[tuple[int, int]]:
+    """Address ranges at which this process has ``path`` memory-mapped (from /proc/self/maps)."""
+    target = str(Path(path).resolve())
+    ranges = []
+    try:
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5] == target:
+                a, b = parts[0].split("-")
+                ranges.append((int(a, 16), int(b, 16)))
+    except OSError:
+        pass
+    return ranges
+
+
+def release_mapped_pages(tensors: Sequence[Any], path: Path) -> int:
+    """Drop the resident pages of ``tensors`` that lie in this process's mapping of ``path``.
+
+    ``load_fast`` memory-maps ``model.pth`` and the coqui modules use those pages directly;
+    packing the GPT reads all of them, after which they would stay resident beside the packed
+    copy (+1.7 GB in fp32). ``madvise(MADV_DONTNEED)`` on a private file mapping drops clean
+    pages from the process; the tensors stay valid and the next read (the stock coqui path, a
+    precision switch) faults them back in from the file. Only whole pages inside tensors that
+    lie in the file's mapping are touched, never memory the process wrote (copy-on-write pages of
+    tensors someone modified would lose the change), nor anything else. Returns the bytes
+    released (0 where madvise is unavailable).
+    """
+    import ctypes
+    import mmap
+
+    ranges = _file_mappings(path)
+    if not ranges:
+        return 0
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+    except (OSError, AttributeError):
+        return 0
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page, released = mmap.PAGESIZE, 0
+    for t in tensors:
+        start = t.data_ptr()
+        end = start + t.numel() * t.element_size()
+        if t.device.type != "cpu" or not any(a <= start and end <= b for a, b in ranges):
+            continue
+        a, b = -(-start // page) * page, end // page * page
+        if b > a and madvise(a, b - a, 4) == 0:  # 4 = MADV_DONTNEED
+            released += b - a
+    return released
 
 
 def precision_of(model: Any) -> str:
@@ -339,6 +446,7 @@ def load_fast(checkpoint_dir: str | Path, device: str = "cpu", precision: str = 
     model.gpt.eval()
     model.to(device)
     _fold_weight_norm(model)
+    setattr(model, _MAPPED_ATTR, folder / "model.pth")
     apply_precision(model, precision)
     return model
 
@@ -483,6 +591,178 @@ def generate(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Te
         out = Generation(tokens=torch.tensor([codes], dtype=torch.long, device=device),
                          latents=torch.stack(latents)[None], timings=timings)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched generation: many rows, one pass over the weights per step
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_BATCH = 8  # rows decoded together by default (bench/xtts_speed.py --batch measures it)
+
+
+@dataclass
+class BatchItem:
+    """One row of a batch: its text chunks (decoded one after another in the row's slot), its
+    conditioning, sampling settings and random generator (``None``: torch's global one)."""
+
+    chunks: list                      # [1, T] text tokens per chunk (``encode``)
+    gpt_cond_latent: "torch.Tensor"   # [1, 32, dim]
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    generator: "torch.Generator | None" = None
+    min_new_tokens: int = 0
+    max_new_tokens: int | None = None
+
+
+@dataclass
+class BatchDone:
+    """What ``generate_batch`` yields when a row has decoded all its chunks."""
+
+    index: int                        # position of the row in ``items``
+    generations: list                 # one ``Generation`` per chunk
+    seconds: float                    # wall time from the row's first prefill to its last token
+    rows_seen: int                    # the most rows that decoded beside it (itself included)
+
+
+class _Row:
+    """Decoding state of one batch row (one chunk at a time)."""
+
+    def __init__(self, index: int, item: BatchItem):
+        self.index, self.item = index, item
+        self.chunk = 0
+        self.generations: list[Generation] = []
+        self.t_start = time.perf_counter()
+        self.rows_seen = 1
+
+
+def _start_chunk(fast: FastGPT, row: _Row, cache: tuple, slot: int) -> None:
+    """Prefill the row's current chunk into cache ``slot`` (all of the prompt but its last
+    position, the start code, which the next batched step feeds like any other token)."""
+    import torch
+
+    item = row.item
+    limit = fast.max_new_tokens if item.max_new_tokens is None else int(item.max_new_tokens)
+    t0 = time.perf_counter()
+    prefix = fast.prompt(item.gpt_cond_latent.to(fast.device), item.chunks[row.chunk].to(fast.device))
+    row.prompt_len = prefix.shape[0]
+    row.limit = limit
+    row.ids = torch.ones((1, row.prompt_len + limit), dtype=torch.long, device=fast.device)
+    row.ids[0, row.prompt_len - 1] = fast.start_audio
+    row.processors = _processors(item.settings, fast, row.prompt_len, item.min_new_tokens)
+    fast.forward(prefix[:-1], 0, cache, slot)
+    row.next_x, row.pos = prefix[-1], row.prompt_len - 1
+    row.codes, row.latents = [], []
+    row.timings = {"prefill": time.perf_counter() - t0, "decode": 0.0}
+
+
+def generate_batch(model: Any, items: Sequence[BatchItem], batch_size: int = DEFAULT_BATCH) -> Iterator[BatchDone]:
+    """Decode many rows together, yielding each row as soon as all its chunks are done.
+
+    Up to ``batch_size`` rows share every GPT step (one read of the weights for all of them);
+    each has its own conditioning, text, length, sampling settings and generator, and draws its
+    tokens from its own generator in the same order as ``generate`` would alone. So in fp32 row
+    i's codes equal ``generate`` of that row alone with the same seed, and its latents are equal
+    within float tolerance (batched matrix products round differently than single rows). A row
+    that samples its stop code (or reaches its length limit) leaves the batch at once; its next
+    chunk, or the next waiting row, takes its place at the following step.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise LabError(f"batch size must be at least 1, got {batch_size!r}")
+    fast = _fast(model)
+    for item in items:
+        if item.max_new_tokens is not None and int(item.max_new_tokens) < 1:
+            raise LabError(f"max_new_tokens must be at least 1, got {item.max_new_tokens!r}")
+    # The decorator form of inference_mode re-enters it around each step of the generator, so
+    # the caller's code between rows (vocoding, logging) does not run in inference mode.
+    return torch.inference_mode()(_generate_batch)(fast, list(items), batch_size)
+
+
+def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> Iterator[BatchDone]:
+    """The body of ``generate_batch`` (a generator; see there)."""
+    import torch
+
+    if not items:
+        return
+    capacity = max(item.gpt_cond_latent.shape[1] + int(c.shape[-1]) + 3 for item in items for c in item.chunks)
+    capacity += max(fast.max_new_tokens if i.max_new_tokens is None else int(i.max_new_tokens) for i in items)
+    slots = min(batch_size, len(items))
+    cache = fast.new_cache(slots, capacity)
+    touched = [0] * slots  # per slot: positions below this hold finite values (written or zeroed)
+    waiting = list(range(len(items)))[::-1]
+    active: list[_Row] = []  # active[s] decodes in cache slot s
+    while waiting or active:
+        while waiting and len(active) < slots:
+            row = _Row(waiting[-1], items[waiting.pop()])
+            _start_chunk(fast, row, cache, len(active))
+            touched[len(active)] = max(touched[len(active)], row.pos)
+            active.append(row)
+        n = len(active)
+        for row in active:
+            row.rows_seen = max(row.rows_seen, n)
+        t0 = time.perf_counter()
+        x = torch.stack([row.next_x for row in active])
+        pos = torch.tensor([row.pos for row in active], device=fast.device)
+        _clear_padding(cache, touched, n, max(row.pos for row in active) + 1, capacity)
+        latent, logits = fast.latent_and_logits(fast.step(x, pos, cache))
+        finished = []
+        for s, row in enumerate(active):
+            k = len(row.codes)
+            scores = row.processors(row.ids[:, : row.prompt_len + k], logits[s: s + 1])
+            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1,
+                                      generator=row.item.generator)
+            code = int(token)
+            row.ids[0, row.prompt_len + k] = code
+            row.codes.append(code)
+            row.latents.append(latent[s])
+            row.pos += 1
+            if code == fast.stop_audio or k + 1 == row.limit:
+                finished.append(s)
+            else:  # code k sits at audio position k + 1 (the start code is position 0)
+                row.next_x = fast.mel_embedding[code] + fast.mel_pos[k + 1]
+        step_seconds = time.perf_counter() - t0
+        for row in active:
+            row.timings["decode"] += step_seconds
+        # Highest slot first: a row moved down from the end is never one still to remove.
+        leaving = []
+        for s in reversed(finished):
+            row = active[s]
+            row.generations.append(Generation(
+                tokens=torch.tensor([row.codes], dtype=torch.long, device=fast.device),
+                latents=torch.stack(row.latents)[None], timings=row.timings))
+            row.chunk += 1
+            if row.chunk < len(row.item.chunks):
+                _start_chunk(fast, row, cache, s)
+                touched[s] = max(touched[s], row.pos)
+                continue
+            last = active.pop()
+            if last is not row:
+                _move_slot(cache, len(active), s, last.pos)
+                touched[s] = max(touched[s], last.pos)
+                active[s] = last
+            leaving.append(BatchDone(row.index, row.generations, time.perf_counter() - row.t_start, row.rows_seen))
+        yield from sorted(leaving, key=lambda done: done.index)  # rows done at the same step: in order
+
+
+def _clear_padding(cache: tuple, touched: list[int], n: int, length: int, capacity: int) -> None:
+    """Zero never-written cache positions that rows 0..n-1 are about to read as masked padding.
+
+    Masking is not enough on its own: fresh memory may hold NaN bit patterns, and NaN stays NaN
+    under a -inf mask (NaN - inf, 0 * NaN). Zeroing ahead in blocks of 64 positions keeps this
+    rare without touching (making resident) the whole cache up front.
+    """
+    for s in range(n):
+        if touched[s] < length:
+            end = min(capacity, length + 64)
+            for layer in (*cache[0], *cache[1]):
+                layer[s, :, touched[s]:end] = 0.0
+            touched[s] = end
+
+
+def _move_slot(cache: tuple, src: int, dst: int, length: int) -> None:
+    """Copy a sequence's cached keys/values from slot ``src`` to ``dst`` (keeps rows 0..n-1 dense)."""
+    for layer in (*cache[0], *cache[1]):
+        layer[dst, :, :length] = layer[src, :, :length]
 
 
 # ---------------------------------------------------------------------------------------------
