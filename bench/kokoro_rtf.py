@@ -10,7 +10,6 @@ audio length and RTF (synthesis seconds / audio seconds), and last the speedup o
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -18,24 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_description, load_average  # noqa: E402
+
 TEXTS = {  # about 200 characters each
     "en": ("Speech synthesis has come a long way: modern models clone a voice from a few seconds of audio, "
            "speak many languages, and run on a laptop. This benchmark measures how long that takes here."),
     "ja": "音声合成は大きく進歩しました。最近のモデルは数秒の音声から声を再現し、多くの言語を話し、ノートパソコンでも動きます。"
           "このベンチマークは、この機械でそれにどれだけ時間がかかるかを測ります。",
 }
-
-
-def cpu_model() -> tuple[str, str]:
-    """(model name, matrix extensions) from /proc/cpuinfo."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown", "unknown"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    wanted = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni", "avx2")
-    return name, " ".join(f for f in wanted if f in flags) or "none of " + ", ".join(wanted)
 
 
 def main(argv=None) -> int:
@@ -47,9 +36,8 @@ def main(argv=None) -> int:
     from components.engines.base import SynthRequest
     from components.engines.kokoro import KokoroEngine, default_threads
 
-    name, ext = cpu_model()
     cores = default_threads()
-    print(f"cpu: {name}; matrix extensions: {ext}; cores usable: {cores}; load average: {os.getloadavg()}")
+    print(f"cpu: {cpu_description()}; load average: {load_average()}")
     results: dict[tuple[str, int], float] = {}
     for threads in sorted({1, cores}):
         engine = KokoroEngine(EngineConfig(threads=threads))
@@ -68,7 +56,7 @@ def main(argv=None) -> int:
             results[(lang, threads)] = median / seconds
             print(f"  {lang}: {len(text)} chars -> {seconds:.2f} s audio in {median:.2f} s (median of "
                   f"{args.repeats}), RTF {median / seconds:.2f}")
-    print(f"load average after: {os.getloadavg()}")
+    print(f"load average after: {load_average()}")
     if cores > 1:
         for lang in TEXTS:
             print(f"speedup {lang} {cores} threads vs 1: {results[(lang, 1)] / results[(lang, cores)]:.2f}x")

@@ -36,24 +36,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.machine import cpu_description, load_average  # noqa: E402
+
 TEXT = "Hello there, this is the lab."
-MATRIX_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni", "avx2", "fma")
-
-
-def cpu() -> str:
-    """CPU model, core count and the matrix/vector extensions the kernel reports."""
-    model, flags = "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "?":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    ext = [f for f in MATRIX_FLAGS if f in flags]
-    return f"{model}, {os.cpu_count()} cores; extensions: {' '.join(ext) or 'none of ' + ' '.join(MATRIX_FLAGS)}"
 
 
 def uv() -> list[str]:
@@ -243,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3, help="warm repeats of (b) and (c); the median is printed")
     args = p.parse_args(argv)
-    print(f"cpu: {cpu()}")
+    print(f"cpu: {cpu_description()}; load average {load_average()}")
     print(f"python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
     with tempfile.TemporaryDirectory(prefix="lab-startup-") as t:
         tmp = Path(t)
@@ -271,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  now (components.metrics, numpy): {new:.3f} s")
     print(f"  ratio before/now: {old / new:.0f}x")
     print("\nfigures (targets of issue 9 in brackets):")
-    print(f"  (a) first synthesis after the page is up, new environment (empty caches) [<= 2 s]:")
+    print("  (a) first synthesis after the page is up, new environment (empty caches) [<= 2 s]:")
     print(f"        Synthesize tab (gradio_client, with images): {cold['first_ui']:.2f} s wall, "
           f"{cold['first_ui_cpu']:.2f} s CPU of the lab")
     print(f"        REST /synthesize_base64:                     {cold['first_rest']:.2f} s wall, "

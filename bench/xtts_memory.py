@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.xtts_speed import DEFAULT_CHECKPOINT, batch_items, cpu_description, ensure_checkpoint, load_average  # noqa: E402
+from bench.machine import cpu_description, load_average  # noqa: E402
+from bench.xtts_speed import DEFAULT_CHECKPOINT, batch_items, ensure_checkpoint  # noqa: E402
 
 
 def measure(checkpoint: Path, precision: str, batch: int, tokens: int, keep: bool) -> dict:

@@ -26,13 +26,14 @@ GPT tokens/s / one-after-another GPT tokens/s).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the checkout
+
+from bench.machine import cpu_description, load_average  # noqa: E402
 
 TEXT = "the quick brown fox jumps over the lazy dog. hello world, how are you today?"
 DEFAULT_CHECKPOINT = Path("~/.cache/xtts-lab/bench-full-seed0").expanduser()
@@ -59,13 +60,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.tokens < 2 or args.repeats < 1 or args.stream_tokens < 0 or args.batch < 0:
         p.error("--tokens must be >= 2, --repeats >= 1, --stream-tokens >= 0, --batch >= 0")
     return args
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def ensure_checkpoint(folder: Path) -> Path:
@@ -246,23 +240,6 @@ BATCH_ROWS = (
     ("съешь же ещё этих мягких французских булок.", "ru"),
     ("quel vituperabile xenofobo zelante assaggia il whisky.", "it"),
 )
-
-
-def cpu_description() -> str:
-    """CPU model and the matrix extensions that decide bf16/int8 speed (from /proc/cpuinfo)."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("amx_tile", "amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx512f", "avx_vnni")
-    have = [f for f in wanted if f in flags]
-    return f"{model}; matrix extensions: {', '.join(have) if have else 'none of ' + ', '.join(wanted)}"
 
 
 def batch_items(model, voices, n: int, tokens: int, seed: int):

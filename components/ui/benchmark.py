@@ -9,7 +9,6 @@ import gradio as gr
 import pandas as pd
 
 from components.context import LabContext
-from experiments import runner
 from experiments.benchmark import SUMMARY_COLUMNS, summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 

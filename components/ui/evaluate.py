@@ -11,12 +11,11 @@ import gradio as gr
 from components.context import LabContext
 from components.engines import engine_class
 from components.engines.base import LabError
-from experiments import runner
 from experiments.evaluate import summarize, summary_view
 from experiments.sentences import read_sentences
 from experiments.specs import EvaluateSpec
 
-from .common import outputs_panel, panel_values, results_table, ui_errors
+from .common import judges_switch, outputs_panel, panel_values, results_table, reveal_filled, run_judged, ui_errors
 
 DEFAULT_LANGS = ["en", "ja"]
 
@@ -70,6 +69,7 @@ def render(lab: LabContext) -> None:
                                 info="ray: one actor per engine instance (README: Ray cluster)")
             address = gr.Textbox("", label="Ray address", placeholder="empty = a local Ray instance; auto; HOST:PORT")
             workers = gr.Slider(1, 16, 1, step=1, label="Ray workers per engine")
+    judges = judges_switch(lab)  # the summary's CER, speaker similarity and DNSMOS come from these
     run_btn = gr.Button("Run evaluation", variant="primary")
     summary = results_table("Summary (engine × variant × language)", "evaluate-summary",
                             ("engine", "variant", "lang", "rows", "CER", "CER>0", "spk_sim", "DNSMOS OVRL", "RTF", "notes"))
@@ -78,15 +78,17 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def evaluate(engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference, executor,
-                 address, workers, progress=gr.Progress()):
+                 address, workers, judges=None, progress=gr.Progress()):
         spec = EvaluateSpec(engines=tuple(engines or ()), langs=tuple(langs or ()), sentences=int(sentences),
                             sentence_file=sentence_file or None, sentence_lang=sentence_lang or None,
                             speakers=_list("voices", speakers), seeds=_list("seeds", seeds, int),
                             references=(reference,) if reference else (), executor=executor or "local",
                             ray_address=(address or "").strip() or None, workers=int(workers))
-        with lab.store.running("evaluate", spec) as run:
-            df = runner("evaluate")(spec, lab.engines, run, progress)
-        return [summary_view(summarize(df)), *panel_values("evaluate", df, run), run.run_id]
+        # Timings first; the summary again with the judges' columns once they have scored every row.
+        for df, run in run_judged(lab, "evaluate", spec, progress, judges):
+            yield [summary_view(summarize(df)), *panel_values("evaluate", df, run), run.run_id]
 
-    run_btn.click(evaluate, [engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference,
-                             executor, address, workers], [summary, *panel.outputs, last_run], api_name="evaluate")
+    ran = run_btn.click(evaluate, [engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference,
+                                   executor, address, workers, judges], [summary, *panel.outputs, last_run],
+                        api_name="evaluate", show_progress_on=[summary])
+    reveal_filled(ran, panel.hidden)

@@ -10,7 +10,6 @@ import gradio as gr
 from components.context import LabContext
 from components.engines import lab_languages
 from components.engines.base import LabError
-from experiments import runner
 from experiments.specs import DEFAULT_SENTENCES, LanguagesSpec
 
 from .common import (

@@ -28,7 +28,7 @@ from experiments import script as script_exp
 from experiments.script_format import Voice, parse_script
 from experiments.specs import ScriptSpec
 
-from .common import servable, table_view, ui_errors
+from .common import judges_switch, servable, table_view, ui_errors
 
 EXAMPLE = """# One line per utterance: "Name: text". A blank line is a longer pause.
 Narrator: It was a quiet evening in the lab.
@@ -108,6 +108,7 @@ def render(lab: LabContext) -> None:
         paragraph = gr.Number(0.8, minimum=0, maximum=10, label="Pause at a blank line (s)", scale=1)
         speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed", scale=2)
         seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
+    judges = judges_switch(lab)
     run_btn = gr.Button("Read the script aloud", variant="primary", elem_id="script-run")
     with gr.Row():
         first = gr.Audio(label="First line (plays while the rest is made)", type="filepath", autoplay=True,
@@ -149,7 +150,9 @@ def render(lab: LabContext) -> None:
                 stitched.speakers.round(4), servable(run.csv_path)]
 
     @ui_errors
-    def read_script(text, table, refs, lang, pause, paragraph, speed, seed, progress=gr.Progress()):
+    def read_script(text, table, refs, lang, pause, paragraph, speed, seed, judges=None, progress=gr.Progress()):
+        from components.judges.session import attach
+
         try:
             seed_int = int(seed if seed is not None else 0)
         except (TypeError, ValueError):
@@ -160,6 +163,7 @@ def render(lab: LabContext) -> None:
                           speed=float(speed), seed=seed_int)
         first_line = parse_script(spec.script).lines[0].number
         with lab.store.running("script", spec) as run:
+            judging = attach(run, lab.judges, judges or lab.judge_choice)
             rows, shown = [], 0.0
             for row in script_exp.render(spec, lab.engines, run, progress):
                 rows.append(row)
@@ -171,8 +175,13 @@ def render(lab: LabContext) -> None:
             progress(0.99, desc="stitching")
             stitched = script_exp.finish(spec, run)
         yield (gr.skip(), *outputs_of(run, stitched), run.run_id)
+        if judging is not None:  # the audio is out; the lines table gains the judge columns when ready
+            progress(0.99, desc=f"judging {judging.pending} line(s)")
+            run.wait_for_judges()
+            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), lines_view(run.frame(), stitched), gr.skip(),
+                   gr.skip(), gr.skip())
 
-    run_btn.click(read_script, [script, voices, references, lang, pause, paragraph, speed, seed],
+    run_btn.click(read_script, [script, voices, references, lang, pause, paragraph, speed, seed, judges],
                   [first, whole, srt, vtt, lines, speakers, csv, run_id], api_name="read_script")
 
     def _line_wav(run_id: str, line: Any) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gradio as gr
 
 from components.context import LabContext
-from experiments import runner
 from experiments.specs import DEFAULT_TEXT, SpeedSweepSpec
 
 from .common import (
