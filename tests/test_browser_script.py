@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.test_browser import (  # noqa: F401 - fixtures
-    CHROMIUM, expect_audio, lab_url, no_error_toasts, page, rows_shown, shot,
+    CHROMIUM, expect_audio, lab_server, lab_url, no_error_toasts, page, rows_shown, shot,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

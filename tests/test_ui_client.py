@@ -324,3 +324,17 @@ def test_speed_sweep_with_judges_shows_quality_columns_and_the_judge_plot(client
     assert list(df["speed"]) == [0.8, 1.5] and df["dnsmos_ovrl"].astype(float).between(1, 5).all()
     png = client.predict("speed-sweep", "espeak", "all", "dnsmos_ovrl", "speed", api_name="/judge_plot")
     assert Path(png).is_file() and Path(png).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_speaker_judge_compares_a_built_in_voice_with_the_recording_given_in_the_ui(client, reference_wav):
+    """For a built-in voice there is no reference to clone: the Judges accordion's recording is what
+    ``spk_sim`` compares with. Without it the cell stays empty and judge_notes says why (never 0)."""
+    args = ("Who is speaking now?", "espeak", "female", "en", None, 0, *SETTINGS, 1.0)
+    *_, rows, _csv = client.predict(*args, "all", handle_file(str(reference_wav)), api_name="/synthesize")
+    judged = table(rows).iloc[0]
+    assert -1.0 <= float(judged["spk_sim"]) <= 1.0  # the reference is espeak's female voice too
+    *_, rows, _csv = client.predict(*args, "all", None, api_name="/synthesize")
+    alone = table(rows).iloc[0]
+    assert "spk_sim" not in alone or pd.isna(alone["spk_sim"]) or alone["spk_sim"] == ""
+    assert "speaker" in str(alone.get("judge_notes", ""))

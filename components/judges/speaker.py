@@ -2,7 +2,7 @@
 
 Column ``spk_sim``: cosine similarity between Resemblyzer (GE2E speaker encoder, weights in the
 wheel) embeddings of the output and of the reference recording: the cloned reference, or a
-recording the user gives for a built-in voice (``--reference`` / the Reference widget). Without
+recording the user gives for a built-in voice (``--judge-reference`` / the Judges accordion). Without
 a reference the cell stays empty. XTTS's own speaker encoder similarity is a different column,
 ``xtts_spk_sim`` (components.similarity): that encoder is the one XTTS conditions on, so it
 favours XTTS; this one judges every engine alike.
@@ -88,8 +88,8 @@ class SpeakerJudge:
 
     def judge(self, item: JudgeInput) -> dict[str, Any]:
         if not item.reference:
-            raise CannotJudge("speaker: no reference recording to compare with (clone from one, or give "
-                              "--judge-reference for built-in voices)")
+            raise CannotJudge("speaker: no reference recording to compare with (clone from one; for a built-in "
+                              "voice give a recording of it: the Judges accordion, or --judge-reference)")
         if not Path(item.reference).is_file():
             raise CannotJudge(f"speaker: the reference {item.reference} is gone")
         ref = self.reference_embedding(item.reference)

@@ -8,9 +8,10 @@ API endpoints (stable names for ``gradio_client``; engine controls come in this 
 ``engine, speaker, lang, reference, seed, temperature, top_k, top_p, repetition_penalty,
 length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - lang>`` without lang):
 
-Every experiment endpoint takes one more, optional, last argument: ``judges`` ("all" | "fast" |
-"none"; default the lab's ``--judges``). Generator endpoints yield the table twice: with the
-audio and timings, then with the judge columns.
+Every experiment endpoint takes two more, optional, last arguments: ``judges`` ("all" | "fast" |
+"none"; default the lab's ``--judges``) and ``judge_reference`` (a recording the speaker judge compares
+built-in voices with; cloned rows use their own reference). Generator endpoints yield the table twice:
+with the audio and timings, then with the judge columns.
 
 - ``/synthesize``  (text, <controls>, speed) -> (live stream, audio wav, waveform png,
   spectrogram png, row table, results.csv)

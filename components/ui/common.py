@@ -299,15 +299,34 @@ def parse_floats(name: str, text: str) -> tuple[float, ...]:
 JUDGE_CHOICES = [("all installed judges", "all"), ("fast (DNSMOS only)", "fast"), ("none", "none")]
 
 
-def judges_switch(lab: LabContext) -> gr.Radio:
-    """Which judges score this run's rows (their columns arrive after the audio and timings)."""
+@dataclass
+class JudgeControls:
+    """Which judges score a run, and the voice the speaker judge compares built-in voices with."""
+
+    choice: gr.Radio
+    reference: gr.Audio
+
+    @property
+    def inputs(self) -> list[gr.components.Component]:
+        """judges, judge_reference — the two optional last arguments of every experiment endpoint."""
+        return [self.choice, self.reference]
+
+
+def judges_switch(lab: LabContext) -> JudgeControls:
+    """Which judges score this run's rows (their columns arrive after the audio and timings), and,
+    for built-in voices, a recording of the voice to compare with (cloned rows use their reference)."""
     value = lab.judge_choice if lab.judge_choice in ("all", "fast", "none") else "all"
-    return gr.Radio(JUDGE_CHOICES, value=value, label="Judges",
-                    info="quality columns (DNSMOS, CER/WER, speaker similarity) computed after synthesis",
-                    elem_classes=["judges-select"])
+    choice = gr.Radio(JUDGE_CHOICES, value=value, label="Judges",
+                      info="quality columns (DNSMOS, CER/WER, speaker similarity) computed after synthesis",
+                      elem_classes=["judges-select"])
+    with gr.Accordion("Speaker judge: a recording to compare built-in voices with (optional)", open=False):
+        reference = gr.Audio(sources=["upload"], type="filepath", label="Voice to compare with",
+                             elem_classes=["judge-reference"])
+    return JudgeControls(choice, reference)
 
 
-def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judges: str | None):
+def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judges: str | None,
+               judge_reference: str | None = None):
     """Run ``experiment`` with the chosen judges; yields ``(table, run)`` twice: at once when the
     synthesis is done (audio and timings), then again with the judge columns when judging is
     done (skipped when nothing was judged)."""
@@ -316,7 +335,7 @@ def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judge
     from experiments import runner
 
     with lab.store.running(experiment, spec) as run:
-        judging = attach(run, lab.judges, judges or lab.judge_choice)
+        judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
         df = runner(experiment)(spec, lab.engines, run, progress)
     yield df, run
     if judging is not None and (judging.pending or (run.dir / JUDGES_CSV).exists()):

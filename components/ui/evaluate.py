@@ -78,17 +78,17 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def evaluate(engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference, executor,
-                 address, workers, judges=None, progress=gr.Progress()):
+                 address, workers, judges=None, judge_reference=None, progress=gr.Progress()):
         spec = EvaluateSpec(engines=tuple(engines or ()), langs=tuple(langs or ()), sentences=int(sentences),
                             sentence_file=sentence_file or None, sentence_lang=sentence_lang or None,
                             speakers=_list("voices", speakers), seeds=_list("seeds", seeds, int),
                             references=(reference,) if reference else (), executor=executor or "local",
                             ray_address=(address or "").strip() or None, workers=int(workers))
         # Timings first; the summary again with the judges' columns once they have scored every row.
-        for df, run in run_judged(lab, "evaluate", spec, progress, judges):
+        for df, run in run_judged(lab, "evaluate", spec, progress, judges, judge_reference):
             yield [summary_view(summarize(df)), *panel_values("evaluate", df, run), run.run_id]
 
     ran = run_btn.click(evaluate, [engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference,
-                                   executor, address, workers, judges], [summary, *panel.outputs, last_run],
+                                   executor, address, workers, *judges.inputs], [summary, *panel.outputs, last_run],
                         api_name="evaluate", show_progress_on=[summary])
     reveal_filled(ran, panel.hidden)

@@ -48,15 +48,15 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def languages(langs, texts, speed, engine, speaker, reference, seed, temperature, top_k, top_p,
-                  repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
+                  repetition_penalty, length_penalty, text_splitting, precision, judges=None, judge_reference=None, progress=gr.Progress()):
         spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
-        for df, run in run_judged(lab, "languages", spec, progress, judges):  # table first, judge columns next
+        for df, run in run_judged(lab, "languages", spec, progress, judges, judge_reference):  # table first, judge columns next
             yield [*panel_values("languages", df, run), run.run_id]
 
-    ran = run_btn.click(languages, [langs, texts, speed, *controls.inputs, judges], [*panel.outputs, last_run],
+    ran = run_btn.click(languages, [langs, texts, speed, *controls.inputs, *judges.inputs], [*panel.outputs, last_run],
                         api_name="languages", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
     controls.gate(run_btn)

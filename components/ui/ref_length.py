@@ -37,15 +37,15 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def ref_length(text, lengths, repeats, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
+                   repetition_penalty, length_penalty, text_splitting, precision, judges=None, judge_reference=None, progress=gr.Progress()):
         spec = RefLengthSpec(text=text, lang=lang, lengths=parse_floats("lengths", lengths), repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
-        for df, run in run_judged(lab, "ref-length", spec, progress, judges):  # table first, judge columns next
+        for df, run in run_judged(lab, "ref-length", spec, progress, judges, judge_reference):  # table first, judge columns next
             yield [*panel_values("ref-length", df, run), run.run_id]
 
-    ran = run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs, judges], [*panel.outputs, last_run],
+    ran = run_btn.click(ref_length, [text, lengths, repeats, *controls.inputs, *judges.inputs], [*panel.outputs, last_run],
                         api_name="ref_length", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
     controls.gate(run_btn)

@@ -150,7 +150,7 @@ def render(lab: LabContext) -> None:
                 stitched.speakers.round(4), servable(run.csv_path)]
 
     @ui_errors
-    def read_script(text, table, refs, lang, pause, paragraph, speed, seed, judges=None, progress=gr.Progress()):
+    def read_script(text, table, refs, lang, pause, paragraph, speed, seed, judges=None, judge_reference=None, progress=gr.Progress()):
         from components.judges.session import attach
 
         try:
@@ -163,7 +163,7 @@ def render(lab: LabContext) -> None:
                           speed=float(speed), seed=seed_int)
         first_line = parse_script(spec.script).lines[0].number
         with lab.store.running("script", spec) as run:
-            judging = attach(run, lab.judges, judges or lab.judge_choice)
+            judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
             rows, shown = [], 0.0
             for row in script_exp.render(spec, lab.engines, run, progress):
                 rows.append(row)
@@ -181,7 +181,7 @@ def render(lab: LabContext) -> None:
             yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), lines_view(run.frame(), stitched), gr.skip(),
                    gr.skip(), gr.skip())
 
-    run_btn.click(read_script, [script, voices, references, lang, pause, paragraph, speed, seed, judges],
+    run_btn.click(read_script, [script, voices, references, lang, pause, paragraph, speed, seed, *judges.inputs],
                   [first, whole, srt, vtt, lines, speakers, csv, run_id], api_name="read_script")
 
     def _line_wav(run_id: str, line: Any) -> str:

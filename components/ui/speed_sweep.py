@@ -28,15 +28,15 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def speed_sweep(text, speeds, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                    repetition_penalty, length_penalty, text_splitting, precision, judges=None, progress=gr.Progress()):
+                    repetition_penalty, length_penalty, text_splitting, precision, judges=None, judge_reference=None, progress=gr.Progress()):
         spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
                               **common_kwargs(engine, speaker, reference, seed,
                                               [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
-        for df, run in run_judged(lab, "speed-sweep", spec, progress, judges):  # table first, judge columns next
+        for df, run in run_judged(lab, "speed-sweep", spec, progress, judges, judge_reference):  # table first, judge columns next
             yield [*panel_values("speed-sweep", df, run), run.run_id]
 
-    ran = run_btn.click(speed_sweep, [text, speeds, *controls.inputs, judges], [*panel.outputs, last_run],
+    ran = run_btn.click(speed_sweep, [text, speeds, *controls.inputs, *judges.inputs], [*panel.outputs, last_run],
                         api_name="speed_sweep", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
     controls.gate(run_btn)

@@ -62,14 +62,14 @@ def render(lab: LabContext) -> None:
 
     @ui_errors
     def synthesize(text, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, precision, speed, judges=None,
+                   repetition_penalty, length_penalty, text_splitting, precision, speed, judges=None, judge_reference=None,
                    progress=gr.Progress()):
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
                                          [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
                                              voices=lab.voices))
         with lab.store.running("synth", spec) as run:
-            judging = attach(run, lab.judges, judges or lab.judge_choice)
+            judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
             caps = lab.engines.get(spec.engine, progress).capabilities
             if caps.streaming and streaming_ok:
                 row = None
@@ -89,7 +89,7 @@ def render(lab: LabContext) -> None:
             judged = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
             yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), table_view(judged), gr.skip(), gr.skip())
 
-    ran = run_btn.click(synthesize, [text, *controls.inputs, speed, judges], [live, audio, wave, spec_img, table, csv, last_run],
+    ran = run_btn.click(synthesize, [text, *controls.inputs, speed, *judges.inputs], [live, audio, wave, spec_img, table, csv, last_run],
                         api_name="synthesize", show_progress_on=[audio])
     reveal_filled(ran, [wave, spec_img, csv])
     controls.gate(run_btn)
