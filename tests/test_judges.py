@@ -258,3 +258,18 @@ def test_experiment_summaries_show_quality_beside_speed():
     fig = plots.languages(langs)
     assert "character error rate" in [ax.get_ylabel() for ax in fig.axes]
     plots.close(fig)
+
+
+def test_a_judge_with_nothing_to_score_is_never_loaded(tmp_path):
+    """The speaker judge's class says "no reference" before Resemblyzer is loaded: a built-in voice
+    judged without a recording to compare with costs no model load, and the note says why."""
+    from components.judges import JudgeConfig, Judges
+    from components.judges.base import JudgeInput
+    from components.judges.session import JudgingSession
+
+    judges = Judges(JudgeConfig())
+    session = JudgingSession(judges, ("speaker",), tmp_path)
+    audio = (0.1 * np.sin(np.linspace(0, 2000, 32000))).astype(np.float32)
+    out = session.judge_row(1, JudgeInput(audio, 16000, "hello", "en", None))
+    assert "spk_sim" not in out and "no reference recording" in out["judge_notes"]
+    assert judges._judges == {}  # nothing was loaded

@@ -108,6 +108,15 @@ class Judges:
                 raise LabError(f"judge {n} is unavailable: {reason}")
         return names
 
+    def cannot_judge(self, name: str, item: JudgeInput) -> str | None:
+        """Why judge ``name`` cannot score ``item``, from its class's cheap check (None: it may
+        try). Loads nothing, so a judge with nothing to score never costs a model load."""
+        try:
+            check = getattr(judge_class(name), "cannot_judge", None)
+        except Exception:  # noqa: BLE001 - get() reports an unknown or broken judge, with its reason
+            return None
+        return check(item) if check else None
+
     def get(self, name: str) -> Any:
         """The loaded judge ``name`` (loads it once)."""
         with self._guard:

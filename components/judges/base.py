@@ -74,6 +74,10 @@ class Judge(Protocol):
         """Load the model (called once, from the judging thread)."""
         ...
 
+    # Optional: ``cannot_judge(item) -> str | None``, a cheap check on the class, run before the
+    # judge is loaded: why it cannot score ``item`` (a missing reference...), so that a judge with
+    # nothing to score never costs a model load. ``judge`` may still raise ``CannotJudge``.
+
     def judge(self, item: JudgeInput) -> dict[str, Any]:
         """Columns for one output (a subset of ``columns``); raise ``CannotJudge`` to leave them empty.
         Keys starting with ``_`` are bookkeeping, not columns (``_load_seconds``: time spent loading

@@ -147,6 +147,10 @@ class JudgingSession:
         used: dict[str, Any] = {}
         notes: list[str] = []
         for name in self.names:
+            why = self.judges.cannot_judge(name, item)
+            if why:  # nothing to score: the judge is not even loaded
+                notes.append(why)
+                continue
             try:  # loading (first row only) is not judging time: judge_seconds is per-row cost
                 self.judges.get(name)
             except Exception as e:  # noqa: BLE001 - recorded; the other judges still run

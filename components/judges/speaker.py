@@ -86,12 +86,20 @@ class SpeakerJudge:
             self._refs[key] = emb
         return emb
 
-    def judge(self, item: JudgeInput) -> dict[str, Any]:
+    @staticmethod
+    def cannot_judge(item: JudgeInput) -> str | None:
+        """No reference, nothing to compare: said before Resemblyzer is ever loaded."""
         if not item.reference:
-            raise CannotJudge("speaker: no reference recording to compare with (clone from one; for a built-in "
-                              "voice give a recording of it: the Judges accordion, or --judge-reference)")
+            return ("speaker: no reference recording to compare with (clone from one; for a built-in "
+                    "voice give a recording of it: the Judges accordion, or --judge-reference)")
         if not Path(item.reference).is_file():
-            raise CannotJudge(f"speaker: the reference {item.reference} is gone")
+            return f"speaker: the reference {item.reference} is gone"
+        return None
+
+    def judge(self, item: JudgeInput) -> dict[str, Any]:
+        why = self.cannot_judge(item)
+        if why:
+            raise CannotJudge(why)
         ref = self.reference_embedding(item.reference)
         out = self.embed(item.audio, item.sample_rate)
         cos = float(np.dot(ref, out) / (np.linalg.norm(ref) * np.linalg.norm(out)))
