@@ -163,6 +163,44 @@ def stft(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return np.fft.rfft(frames(np.asarray(y, dtype=np.float64), n_fft, hop) * _hann(n_fft), axis=1).T
 
 
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default, ``htk=False``): linear below 1 kHz, log above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / (200.0 / 3)
+    log = hz >= 1000.0
+    return np.where(log, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), mel)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * (200.0 / 3))
+
+
+def mel_filters(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """``(n_mels, 1 + n_fft // 2)`` triangular filters from 0 Hz to sr/2 on Slaney's mel scale with
+    Slaney's area normalisation: librosa's ``filters.mel`` defaults."""
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
+    width = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / width[:-1, None]
+    upper = ramps[2:] / width[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    return weights * (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]
+
+
+def mel_power(y: np.ndarray, sr: int, n_fft: int, hop: int, n_mels: int) -> np.ndarray:
+    """``(n_mels, n_frames)`` mel power spectrogram: librosa's ``feature.melspectrogram`` defaults
+    (periodic Hann, centred zero-padded frames, power 2) without librosa and its JIT start-up."""
+    return mel_filters(sr, n_fft, n_mels) @ (np.abs(stft(y, n_fft, hop)) ** 2)
+
+
+def power_to_db(power: np.ndarray, *, amin: float = 1e-10, top_db: float = 80.0) -> np.ndarray:
+    """Decibels relative to the maximum, floored ``top_db`` below it (``librosa.power_to_db(S, ref=np.max)``)."""
+    db = 10.0 * np.log10(np.maximum(amin, power)) - 10.0 * np.log10(max(amin, float(np.max(power))))
+    return np.maximum(db, db.max() - top_db)
+
+
 def istft(spec: np.ndarray, hop: int, length: int) -> np.ndarray:
     """Inverse of :func:`stft` by windowed overlap-add, cut to ``length`` samples."""
     n_fft = 2 * (spec.shape[0] - 1)

@@ -98,3 +98,17 @@ def test_a_synthesis_row_and_its_images_import_no_librosa_numba_or_scipy_signal(
     facts = json.loads(out.stdout.strip().splitlines()[-1])
     assert facts["heavy"] == []
     assert facts["f0"] is not None and facts["lufs"] is not None  # the metrics were really computed
+
+
+def test_p808_features_equal_librosas():
+    """DNSMOS P.808's mel features (speechmos computes them with librosa) come from numpy in the lab:
+    same values, without librosa's first-call JIT compilation."""
+    import speechmos.dnsmos as sm
+
+    from components.judges.dnsmos import p808_features
+
+    y = (0.2 * np.random.default_rng(3).standard_normal(16000 * 2)).astype(np.float32)
+    theirs = sm.DNSMOS.audio_melspec(None, audio=y)
+    ours = p808_features(y)
+    assert ours.shape == theirs.shape and ours.shape[1] == 120
+    assert np.max(np.abs(ours - theirs)) < 1e-4

@@ -25,6 +25,18 @@ MIN_SECONDS = 0.25         # shorter clips are tiled ~36x to fill a window: no h
 SILENT_PEAK = 1e-4         # |sample| below this everywhere = silence (the mel features are -inf)
 
 
+def p808_features(audio: np.ndarray, n_mels: int = 120, frame_size: int = 320, hop_length: int = 160,
+                  sr: int = SAMPLE_RATE, to_db: bool = True) -> np.ndarray:
+    """``(frames, n_mels)`` features of the P.808 model, as speechmos's ``audio_melspec`` computes
+    them with librosa (``n_fft = frame_size + 1``, dB relative to the clip's maximum, scaled)."""
+    from components import dsp
+
+    mel = dsp.mel_power(np.asarray(audio, dtype=np.float64), sr, frame_size + 1, hop_length, n_mels)
+    if to_db:
+        mel = (dsp.power_to_db(mel) + 40.0) / 40.0
+    return mel.T
+
+
 class DnsmosJudge:
     name = "dnsmos"
     columns = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
@@ -60,6 +72,10 @@ class DnsmosJudge:
                                                providers=["CPUExecutionProvider"])
         model.p808_onnx_sess = ort.InferenceSession(os.path.join(folder, "model_v8.onnx"), sess_options=opts,
                                                     providers=["CPUExecutionProvider"])
+        # The P.808 model's mel features in numpy: librosa's melspectrogram costs seconds of numba
+        # compilation on first use (tens of seconds in a new environment); tests/test_dsp.py checks
+        # that these features equal librosa's.
+        model.audio_melspec = p808_features
         # One warm-up window: the first run pays ONNX Runtime's allocations and librosa's first
         # mel filterbank; that belongs to loading, not to the first row's judge_seconds.
         noise = 0.1 * np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)
