@@ -25,6 +25,8 @@ and ``worker``.
 
 from __future__ import annotations
 
+import re
+
 import os
 import socket
 from dataclasses import dataclass, field, fields, replace
@@ -50,6 +52,8 @@ DONE_STATUSES = ("ok", "unsupported")  # rows a resume keeps; others (error, una
 # (summary column, row column, what it is) for the judge columns the summary reads.
 JUDGED = (("cer", "cer", "character error rate"), ("spk_sim", "spk_sim", "speaker similarity"),
           ("dnsmos_ovrl", "dnsmos_ovrl", "DNSMOS OVRL"))
+# The judge that writes each summary column: only its own notes say why that column's cell is empty.
+JUDGE_OF = {"cer": "asr", "spk_sim": "speaker", "dnsmos_ovrl": "dnsmos"}
 
 
 # -- variants ------------------------------------------------------------------------------------
@@ -377,7 +381,16 @@ def _num(df: pd.DataFrame, col: str) -> pd.Series:
 def _why_empty(group: pd.DataFrame, col: str, label: str) -> str:
     if col not in group:
         return f"{label}: no judge wrote it (judges off or not installed)"
-    notes = [n for n in dict.fromkeys(group.get("judge_notes", pd.Series(dtype=str)).dropna().astype(str)) if n]
+    from components.judges import REGISTRY
+
+    # judge_notes joins every judge's reason with "; " (a reason may hold "; " itself): split where
+    # the next judge's name starts, and keep the notes of the judge that writes this column.
+    starts = re.compile(r"; (?=(?:%s)\b)" % "|".join(map(re.escape, REGISTRY)))
+    judge = JUDGE_OF.get(col)
+    notes = []
+    for text in dict.fromkeys(group.get("judge_notes", pd.Series(dtype=str)).dropna().astype(str)):
+        notes += [n for n in starts.split(text) if n and (judge is None or n.startswith(judge))]
+    notes = list(dict.fromkeys(notes))
     return f"{label}: " + ("; ".join(notes[:2]) if notes else "no judge scored these rows")
 
 

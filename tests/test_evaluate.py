@@ -237,3 +237,20 @@ def test_one_failing_row_does_not_stop_the_others():
     assert sorted(out) == [0, 1, 2]
     assert out[0][0].seconds > 0 and out[2][0].seconds > 0 and out[0][1] is None
     assert out[1][0] is None and "nobody" in out[1][1]
+
+
+def test_an_empty_cell_gives_only_its_own_judges_reason():
+    """judge_notes holds every judge's reason; the CER cell names the recogniser's, the speaker
+    similarity cell the speaker judge's (a reason may itself contain '; ')."""
+    from experiments.evaluate import summarize
+
+    notes = ("speaker: no reference recording to compare with (clone from one; or give one); "
+             "asr: no recogniser for 'ja' here (vosk for ko; pocketsphinx for en)")
+    df = pd.DataFrame({"engine": ["espeak"] * 2, "variant": ["default"] * 2, "language": ["ja"] * 2,
+                       "status": ["ok"] * 2, "rtf": [0.01, 0.01], "dnsmos_ovrl": [2.5, 2.7],
+                       "cer": [np.nan, np.nan], "spk_sim": [np.nan, np.nan], "judge_notes": [notes, notes]})
+    why = summarize(df).iloc[0]["notes"]
+    cer = why.split("character error rate: ", 1)[1]
+    assert cer.startswith("asr: no recogniser for 'ja' here (vosk for ko; pocketsphinx for en)")
+    assert "speaker similarity: speaker: no reference" in why
+    assert "character error rate: speaker" not in why
