@@ -205,6 +205,25 @@ def test_synthesize_by_clicking(page):
     shot(page, "synthesize")
 
 
+def test_synthesize_with_judges_shows_images_then_the_judge_columns(page):
+    """With judges on, the tab updates twice (audio first, judge columns next): the waveform,
+    spectrogram and CSV still show after the second update."""
+    page.get_by_role("tab", name="Synthesize", exact=True).click()
+    page.get_by_label("Text").first.fill("Judged in a real browser.")
+    page.get_by_label("fast (DNSMOS only)").first.check()
+    try:
+        page.get_by_role("button", name="Synthesize", exact=True).click()
+        page.locator("#synth-table").filter(has_text="dnsmos_ovrl").wait_for(timeout=120_000)
+        assert "Judged in a real browser." in page.locator("#synth-table").inner_text()
+        expect_image(page, "synth-waveform")
+        expect_image(page, "synth-spectrogram")
+        page.locator("#synth-csv").wait_for(state="visible")
+        no_error_toasts(page)
+        shot(page, "synthesize-judged")
+    finally:
+        page.get_by_label("none").first.check()
+
+
 def test_speed_sweep_by_clicking(page):
     page.get_by_role("tab", name="Speed sweep", exact=True).click()
     page.get_by_label("Speeds").fill("0.75, 1, 2")
@@ -219,7 +238,7 @@ def test_speed_sweep_by_clicking(page):
 
 def test_results_tab_shows_the_rows_just_made(page):
     page.get_by_role("tab", name="Results", exact=True).click()  # selecting the tab refreshes it
-    rows_shown(page, "results-table", 4)  # 1 synthesis + 3 speeds
+    rows_shown(page, "results-table", 5)  # 2 syntheses (one judged) + 3 speeds
     expect_image(page, "results-plot")
     page.get_by_role("button", name="Open run").click()
     rows_shown(page, "run-table", 3)  # the newest run: the speed sweep

@@ -87,7 +87,9 @@ def render(lab: LabContext) -> None:
         if judging is not None:  # the audio is out; the judge columns follow when ready
             run.wait_for_judges()
             judged = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
-            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), table_view(judged), gr.skip(), gr.skip())
+            # The images and CSV again, not skipped: the private step that shows filled outputs reads
+            # these values after the last update, and a skipped one reaches it as an update dict.
+            yield (gr.skip(), gr.skip(), w, s, table_view(judged), servable(run.csv_path), gr.skip())
 
     ran = run_btn.click(synthesize, [text, *controls.inputs, speed, *judges.inputs], [live, audio, wave, spec_img, table, csv, last_run],
                         api_name="synthesize", show_progress_on=[audio])
