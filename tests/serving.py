@@ -33,6 +33,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def ui_client(lab) -> Iterator:
+    """The lab's Gradio app for ``lab`` (a ``LabContext``) served in this process on a free port, and a
+    ``gradio_client.Client`` on it; the app is closed afterwards."""
+    from gradio_client import Client
+
+    from components.ui.app import build_app
+
+    demo = build_app(lab)
+    demo.queue().launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
 def wait_healthy(url: str, *, auth: tuple[str, str] | None = None, timeout: float = 90.0,
                  proc: subprocess.Popen | None = None) -> httpx.Response:
     """Poll ``url``/health until it answers 200 (or fail with what the server printed)."""

@@ -147,27 +147,17 @@ def test_more_workers_than_the_cluster_has_is_refused(ray_local, results_dir):
 
 def test_evaluate_tab_runs_on_ray(ray_local, tmp_path):
     """The Evaluate tab through gradio_client with the ray executor: its summary is the run's."""
-    import socket
+    from serving import ui_client
 
-    from gradio_client import Client
 
     from components.context import LabContext
     from components.results import read_csv
-    from components.ui.app import build_app
     from experiments.evaluate import summary_view
 
     lab = LabContext.create(results=str(tmp_path / "results"))
-    demo = build_app(lab)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with ui_client(lab) as client:
         summary, *_, rows, csv = client.predict(["espeak"], ["en", "ja"], 1, None, "", "", "0", None, "ray", "", 1,
                                                 api_name="/evaluate")
-    finally:
-        demo.close()
     df = read_csv(csv)
     assert len(df) == 2 and set(df["executor"]) == {"ray"} and df["worker"].str.contains("/actor-").all()
     shown = pd.DataFrame(summary["data"], columns=summary["headers"])

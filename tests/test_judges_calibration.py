@@ -61,10 +61,12 @@ def ovrl(judges: Judges, audio: np.ndarray, sr: int) -> float:
 
 
 def test_dnsmos_ranks_kokoro_over_espeak_over_noise(judges, kokoro_clips, espeak_clips):
-    kokoro = np.mean([ovrl(judges, kokoro_clips[(v, SENTENCES[0])], 24000) for v in VOICES])
-    espeak = ovrl(judges, *espeak_clips[SENTENCES[0]])
+    # Means over both sentences (and Kokoro's voices): espeak is not sample-exact from one call to
+    # the next (it carries synthesiser state), so one clip's score moves by ~0.2 between runs.
+    kokoro = np.mean([ovrl(judges, kokoro_clips[(v, s)], 24000) for v in VOICES for s in SENTENCES])
+    espeak = np.mean([ovrl(judges, *espeak_clips[s]) for s in SENTENCES])
     noise = ovrl(judges, 0.1 * np.random.default_rng(1).standard_normal(3 * 16000).astype(np.float32), 16000)
-    assert kokoro > espeak + 0.3 > noise + 0.6, (kokoro, espeak, noise)
+    assert kokoro > espeak + 0.15 and espeak > noise + 1.0, (kokoro, espeak, noise)
 
 
 def test_dnsmos_hears_noise_at_10_db_snr(judges, kokoro_clips):

@@ -157,30 +157,20 @@ def test_every_experiment_runs_with_kokoro_from_the_cli(tmp_path, reference_wav)
 def test_the_ui_offers_kokoro_with_its_voices(tmp_path):
     """Through gradio_client against the real app: kokoro is a choice, speaks with a chosen voice,
     and once loaded every engine selector lists its five voices."""
+    from serving import ui_client
     pytest.importorskip("gradio_client")
-    import socket
 
-    from gradio_client import Client
 
     from components.context import LabContext
-    from components.ui.app import build_app
     from components.ui.common import engine_choices, speakers_for
 
     lab = LabContext.create(results=str(tmp_path / "results"))
     assert ("kokoro", "kokoro") in engine_choices(lab)  # available: labelled by its bare name
-    demo = build_app(lab)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with ui_client(lab) as client:
         settings = (0.75, 50, 0.85, 10.0, 1.0, True, "default")  # ignored: kokoro takes no sampling settings
         live, audio, *_ = client.predict("こんにちは。", "kokoro", "jf_tebukuro", "ja", None, 0, *settings, 1.0,
                                          api_name="/synthesize")
         assert sf.info(audio).samplerate == 24000 and sf.info(audio).duration > 0.3
-    finally:
-        demo.close()
     assert speakers_for(lab, "kokoro") == list(VOICES)
 
 

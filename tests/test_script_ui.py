@@ -4,7 +4,6 @@ plays and re-renders, and bad input is a gradio error while the server keeps ser
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,9 @@ import pytest
 import soundfile as sf
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client  # noqa: E402
 
 from components.context import LabContext  # noqa: E402
-from components.ui.app import build_app  # noqa: E402
+from serving import ui_client  # noqa: E402
 from experiments.script_format import parse_srt  # noqa: E402
 from tests.test_script import kokoro_available, speech_spans  # noqa: E402
 
@@ -25,22 +23,11 @@ VOICES = {"headers": ["speaker", "voice"],
           "data": [["Narrator", "espeak:male"], ["Ada", "espeak:female"], ["Bob", "espeak:whisper"]]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    lab = LabContext.create(results=str(tmp_path_factory.mktemp("script-ui-results")))
-    demo = build_app(lab)
-    port = free_port()
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with ui_client(LabContext.create(results=str(tmp_path_factory.mktemp("script-ui-results")))) as c:
+        yield c
 
 
 def table(value: dict) -> pd.DataFrame:

@@ -6,7 +6,6 @@ Engine: espeak (real audio, always available). Each tab's endpoint is called wit
 
 from __future__ import annotations
 
-import socket
 import zipfile
 from pathlib import Path
 
@@ -15,20 +14,15 @@ import pytest
 import soundfile as sf
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 
 from components.context import LabContext  # noqa: E402
 from components.engines.base import SynthRequest  # noqa: E402
-from components.ui.app import build_app  # noqa: E402
+from serving import ui_client  # noqa: E402
 
 # temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting (ignored by espeak)
 SETTINGS = (0.75, 50, 0.85, 10.0, 1.0, True, "default")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +32,8 @@ def lab(tmp_path_factory) -> LabContext:
 
 @pytest.fixture(scope="module")
 def client(lab):
-    demo = build_app(lab)
-    port = free_port()
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with ui_client(lab) as c:
+        yield c
 
 
 def seconds(path: str) -> float:
@@ -229,16 +218,10 @@ def test_synthesize_with_xtts_shows_precision_and_latent_cache(xtts_dir, tmp_pat
 
     lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir)), results=str(tmp_path))
     speaker = lab.engines.get("xtts").speakers()[0]
-    demo = build_app(lab)
-    port = free_port()
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with ui_client(lab) as client:
         job = client.submit("Hello.", "xtts", speaker, "en", None, 7, *SETTINGS, 1.0, api_name="/synthesize")
         _, audio, wave, spec, row, csv, *_ = job.result(timeout=300)
         updates = job.outputs()
-    finally:
-        demo.close()
     from components.ui.synthesize import can_stream_audio
 
     if can_stream_audio():  # chunks went to the live player before the final outputs (needs ffmpeg)

@@ -187,22 +187,15 @@ def test_xtts_uses_the_saved_conditioning_everywhere(xtts_dir, tmp_path, recordi
 @pytest.mark.slow
 def test_ui_saves_a_voice_and_every_tab_can_clone_it(xtts_dir, tmp_path, recording):
     """Through gradio_client: /voice_add, then /synthesize with the saved voice as XTTS's speaker."""
-    import socket
+    from serving import ui_client
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
-    from components.ui.app import build_app
     from components.ui.common import speaker_update
 
     lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir), cache_dir=str(tmp_path / "cache")),
                             results=str(tmp_path / "results"))
-    demo = build_app(lab)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with ui_client(lab) as client:
         table, _, message = client.predict("alice", handle_file(str(recording)), False, api_name="/voice_add")
         assert [r[0] for r in table["data"]] == ["alice"] and "Saved **alice**" in message
         with pytest.raises(Exception, match="path characters"):
@@ -222,5 +215,3 @@ def test_ui_saves_a_voice_and_every_tab_can_clone_it(xtts_dir, tmp_path, recordi
             client.predict("Hello.", "espeak", "voice:alice", "en", None, 0, *settings, 1.0, api_name="/synthesize")
         table, _, _ = client.predict("alice", api_name="/voice_remove")
         assert table["data"] == []
-    finally:
-        demo.close()
