@@ -7,12 +7,12 @@ cloning, one-pass speed sweep, precision switching, similarity), never the audio
 from __future__ import annotations
 
 import pytest
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from components.context import LabContext
 from components.engines import EngineConfig
-from components.ui.app import build_app
-from test_ui_client import SETTINGS, csv_rows, free_port, seconds, table
+from serving import ui_client
+from test_ui_client import SETTINGS, csv_rows, seconds, table
 
 pytestmark = pytest.mark.slow
 
@@ -24,13 +24,8 @@ def xtts_client(xtts_dir, tmp_path_factory):
                             results=str(root / "results"))
     assert lab.engines.default() == "xtts"  # weights present -> xtts is the default engine
     speaker = lab.engines.get("xtts").speakers()[0]
-    demo = build_app(lab)
-    port = free_port()
-    demo.queue().launch(prevent_thread_lock=True, server_port=port, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False), speaker
-    finally:
-        demo.close()
+    with ui_client(lab) as client:
+        yield client, speaker
 
 
 def test_speed_sweep_on_xtts_in_bf16(xtts_client):
