@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -632,6 +635,7 @@ class _Row:
         self.generations: list[Generation] = []
         self.t_start = time.perf_counter()
         self.rows_seen = 1
+        self.sink: RowHandle | None = None  # BatchDecoder's per-request delivery; None in generate_batch
 
 
 def _start_chunk(fast: FastGPT, row: _Row, cache: tuple, slot: int) -> None:
@@ -680,30 +684,97 @@ def generate_batch(model: Any, items: Sequence[BatchItem], batch_size: int = DEF
 
 def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> Iterator[BatchDone]:
     """The body of ``generate_batch`` (a generator; see there)."""
-    import torch
-
     if not items:
         return
-    capacity = max(item.gpt_cond_latent.shape[1] + int(c.shape[-1]) + 3 for item in items for c in item.chunks)
-    capacity += max(fast.max_new_tokens if i.max_new_tokens is None else int(i.max_new_tokens) for i in items)
-    slots = min(batch_size, len(items))
-    cache = fast.new_cache(slots, capacity)
-    touched = [0] * slots  # per slot: positions below this hold finite values (written or zeroed)
+    batch = _Slots(fast, min(batch_size, len(items)))
+    # One cache for the whole call, sized for its longest row (BatchDecoder grows its own).
+    batch.reserve(max(_positions(fast, item) for item in items))
     waiting = list(range(len(items)))[::-1]
-    active: list[_Row] = []  # active[s] decodes in cache slot s
-    while waiting or active:
-        while waiting and len(active) < slots:
-            row = _Row(waiting[-1], items[waiting.pop()])
-            _start_chunk(fast, row, cache, len(active))
-            touched[len(active)] = max(touched[len(active)], row.pos)
-            active.append(row)
+    while waiting or batch.active:
+        while waiting and len(batch.active) < batch.slots:
+            batch.admit(waiting[-1], items[waiting.pop()])
+        leaving, failed = batch.step()
+        if failed:
+            raise failed[0][1]
+        yield from leaving
+
+
+def _positions(fast: FastGPT, item: BatchItem) -> int:
+    """KV-cache positions ``item`` needs: its longest prompt (cond + [START] text [STOP] + start
+    code) plus its token limit."""
+    limit = fast.max_new_tokens if item.max_new_tokens is None else int(item.max_new_tokens)
+    return max(item.gpt_cond_latent.shape[1] + int(c.shape[-1]) + 3 for c in item.chunks) + limit
+
+
+class _Slots:
+    """The rows decoding together and their KV cache: the step loop ``generate_batch`` and
+    ``BatchDecoder`` share. Row ``active[s]`` decodes in cache slot ``s``; slots stay dense
+    (a leaving row's slot is taken by the last row)."""
+
+    def __init__(self, fast: FastGPT, slots: int):
+        self.fast, self.slots = fast, slots
+        self.capacity = 0
+        self.cache: tuple | None = None
+        self.touched = [0] * slots  # per slot: positions below this hold finite values (written or zeroed)
+        self.active: list[_Row] = []
+
+    def reserve(self, capacity: int) -> None:
+        """Make every slot hold at least ``capacity`` positions, keeping what active rows cached.
+
+        Growing copies the active rows' keys/values into a bigger cache (a rare event: the
+        decoder starts from the largest prompt + limit it has seen, and ``torch.empty`` pages
+        cost nothing until a row writes them).
+        """
+        if capacity <= self.capacity:
+            return
+        old = self.cache
+        self.cache = self.fast.new_cache(self.slots, capacity)
+        self.touched = [0] * self.slots
+        if old is not None:
+            for s, row in enumerate(self.active):
+                for new, prev in zip((*self.cache[0], *self.cache[1]), (*old[0], *old[1])):
+                    new[s, :, :row.pos] = prev[s, :, :row.pos]
+                self.touched[s] = row.pos
+        self.capacity = capacity
+
+    def admit(self, index: int, item: BatchItem, sink: "RowHandle | None" = None) -> _Row:
+        """Prefill ``item``'s first chunk into the next free slot; it decodes from the next step.
+        Raises (and takes no slot) if its inputs are unusable."""
+        self.reserve(_positions(self.fast, item))
+        slot = len(self.active)
+        row = _Row(index, item)
+        row.sink = sink
+        _start_chunk(self.fast, row, self.cache, slot)
+        self.touched[slot] = max(self.touched[slot], row.pos)
+        self.active.append(row)
+        return row
+
+    def remove(self, s: int) -> None:
+        """Take the row in slot ``s`` out; the last row moves into its slot."""
+        last = self.active.pop()
+        if s < len(self.active):
+            _move_slot(self.cache, len(self.active), s, last.pos)
+            self.touched[s] = max(self.touched[s], last.pos)
+            self.active[s] = last
+
+    def reset(self) -> None:
+        """Forget every row and the cache (after a failed step its contents are unknown)."""
+        self.active, self.cache, self.capacity = [], None, 0
+        self.touched = [0] * self.slots
+
+    def step(self) -> tuple[list[BatchDone], list[tuple[_Row, BaseException]]]:
+        """One token for every active row. Returns (rows that finished all their chunks, in
+        index order; rows whose next chunk could not start, with the error)."""
+        import torch
+
+        fast, cache, active = self.fast, self.cache, self.active
         n = len(active)
         for row in active:
             row.rows_seen = max(row.rows_seen, n)
         t0 = time.perf_counter()
         x = torch.stack([row.next_x for row in active])
         pos = torch.tensor([row.pos for row in active], device=fast.device)
-        _clear_padding(cache, touched, n, max(row.pos for row in active) + 1, capacity)
+        _clear_padding(cache, self.touched, n, max(row.pos for row in active) + 1, self.capacity)
         latent, logits = fast.latent_and_logits(fast.step(x, pos, cache))
         finished = []
         for s, row in enumerate(active):
@@ -716,6 +787,8 @@ def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> I
             row.codes.append(code)
             row.latents.append(latent[s])
             row.pos += 1
+            if row.sink is not None:
+                row.sink._token(code, latent[s])
             if code == fast.stop_audio or k + 1 == row.limit:
                 finished.append(s)
             else:  # code k sits at audio position k + 1 (the start code is position 0)
@@ -724,24 +797,29 @@ def _generate_batch(fast: FastGPT, items: list[BatchItem], batch_size: int) -> I
         for row in active:
             row.timings["decode"] += step_seconds
         # Highest slot first: a row moved down from the end is never one still to remove.
-        leaving = []
+        leaving, failed = [], []
         for s in reversed(finished):
             row = active[s]
-            row.generations.append(Generation(
-                tokens=torch.tensor([row.codes], dtype=torch.long, device=fast.device),
-                latents=torch.stack(row.latents)[None], timings=row.timings))
+            generation = Generation(tokens=torch.tensor([row.codes], dtype=torch.long, device=fast.device),
+                                    latents=torch.stack(row.latents)[None], timings=row.timings)
+            row.generations.append(generation)
+            if row.sink is not None:
+                row.sink._chunk_done(generation)
             row.chunk += 1
             if row.chunk < len(row.item.chunks):
-                _start_chunk(fast, row, cache, s)
-                touched[s] = max(touched[s], row.pos)
-                continue
-            last = active.pop()
-            if last is not row:
-                _move_slot(cache, len(active), s, last.pos)
-                touched[s] = max(touched[s], last.pos)
-                active[s] = last
-            leaving.append(BatchDone(row.index, row.generations, time.perf_counter() - row.t_start, row.rows_seen))
-        yield from sorted(leaving, key=lambda done: done.index)  # rows done at the same step: in order
+                try:
+                    _start_chunk(fast, row, cache, s)
+                    self.touched[s] = max(self.touched[s], row.pos)
+                    continue
+                except Exception as e:  # noqa: BLE001 - this row's next chunk only; the batch goes on
+                    failed.append((row, e))
+            self.remove(s)
+            if not failed or failed[-1][0] is not row:
+                done = BatchDone(row.index, row.generations, time.perf_counter() - row.t_start, row.rows_seen)
+                leaving.append(done)
+                if row.sink is not None:
+                    row.sink._finish(done)
+        return sorted(leaving, key=lambda done: done.index), failed  # rows done at the same step: in order
 
 
 def _clear_padding(cache: tuple, touched: list[int], n: int, length: int, capacity: int) -> None:
@@ -763,6 +841,181 @@ def _move_slot(cache: tuple, src: int, dst: int, length: int) -> None:
     """Copy a sequence's cached keys/values from slot ``src`` to ``dst`` (keeps rows 0..n-1 dense)."""
     for layer in (*cache[0], *cache[1]):
         layer[dst, :, :length] = layer[src, :, :length]
+
+
+# ---------------------------------------------------------------------------------------------
+# Continuous batching: requests join a running batch
+# ---------------------------------------------------------------------------------------------
+
+class BatchDecodeError(LabError):
+    """A batched decoding step failed: every request decoding in it at that moment fails."""
+
+
+class RowHandle:
+    """One request's row in a ``BatchDecoder``: its codes and latents as they are sampled, then
+    its result. Read it from one thread: ``tokens()`` once per text chunk (streaming) and/or
+    ``result()``; either raises the row's error (a LabError) if it failed."""
+
+    def __init__(self) -> None:
+        self._events: queue.SimpleQueue = queue.SimpleQueue()  # filled by the decoder's thread
+        self._done: BatchDone | None = None
+        self._error: BaseException | None = None
+        self.generations: list[Generation] = []  # chunks read so far
+        self.cancelled = False
+
+    # -- the decoder's side ------------------------------------------------------------------
+    def _token(self, code: int, latent: "torch.Tensor") -> None:
+        self._events.put(("token", (code, latent)))
+
+    def _chunk_done(self, generation: Generation) -> None:
+        self._events.put(("chunk", generation))
+
+    def _finish(self, done: BatchDone) -> None:
+        self._events.put(("done", done))
+
+    def _fail(self, error: BaseException) -> None:
+        self._events.put(("error", error))
+
+    # -- the request's side ------------------------------------------------------------------
+    def _next(self) -> tuple[str, Any]:
+        if self._error is not None:
+            raise self._error
+        kind, value = self._events.get()
+        if kind == "error":
+            self._error = value
+            raise value
+        if kind == "chunk":
+            self.generations.append(value)
+        elif kind == "done":
+            self._done = value
+        return kind, value
+
+    def tokens(self, timings: dict[str, float] | None = None) -> Iterator[tuple[int, "torch.Tensor"]]:
+        """Yield the next text chunk's (code, latent [dim]) as the decoder samples them; the
+        chunk's prefill/decode seconds go into ``timings`` when it ends."""
+        while self._done is None:
+            kind, value = self._next()
+            if kind == "token":
+                yield value
+            elif kind == "chunk":
+                if timings is not None:
+                    timings.update(value.timings)
+                return
+
+    def result(self) -> BatchDone:
+        """Wait for the row to finish all its chunks; its ``BatchDone``."""
+        while self._done is None:
+            self._next()
+        return self._done
+
+    def cancel(self) -> None:
+        """The request went away (a closed stream): the decoder drops its row at the next step."""
+        self.cancelled = True
+
+
+class BatchDecoder:
+    """Continuous batching: rows submitted at any time join the running batch at its next step.
+
+    One worker thread (started by ``submit``, ended when no row is left) runs ``generate_batch``'s
+    step loop over up to ``slots`` rows, admitting waiting rows into free slots before each step.
+    Each ``submit`` returns a ``RowHandle`` that receives the row's codes and latents as they are
+    sampled (so a stream can vocode as it goes) and then its result. As in ``generate_batch``,
+    each row samples from its own generator with its own processors: in fp32 its codes equal
+    ``generate`` alone with the same seed, whenever it joined and whoever decoded beside it.
+
+    Failures stay as small as they can: a row whose inputs cannot be prefilled fails alone (the
+    others never see it); a step that raises fails the rows decoding in it with a
+    ``BatchDecodeError``, and the decoder starts afresh for the next rows. Create one per model
+    and precision (it keeps the ``FastGPT`` it was made with; a precision switch needs a new one).
+    """
+
+    def __init__(self, model: Any, slots: int = DEFAULT_BATCH):
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise LabError(f"batch size must be at least 1, got {slots!r}")
+        self.fast = _fast(model)
+        self.slots = slots
+        self.busiest = 0          # the most rows that decoded together so far (for tests and logs)
+        self._lock = threading.Lock()
+        self._waiting: deque[tuple[RowHandle, BatchItem]] = deque()
+        self._worker: threading.Thread | None = None
+        self._admitted = 0        # rows admitted so far (each row's BatchDone.index)
+
+    def serves(self, model: Any) -> bool:
+        """True while ``model`` is still prepared in the precision this decoder was made for."""
+        return getattr(model, _STATE_ATTR, None) is self.fast
+
+    def submit(self, item: BatchItem) -> RowHandle:
+        """Queue ``item`` to join the batch at its next step; returns its handle at once."""
+        if not item.chunks:
+            raise LabError("a batch row needs at least one text chunk")
+        if item.max_new_tokens is not None and int(item.max_new_tokens) < 1:
+            raise LabError(f"max_new_tokens must be at least 1, got {item.max_new_tokens!r}")
+        handle = RowHandle()
+        with self._lock:
+            self._waiting.append((handle, item))
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="xtts-batch-decoder", daemon=True)
+                self._worker.start()
+        return handle
+
+    def _run(self) -> None:
+        import torch
+
+        batch = _Slots(self.fast, self.slots)
+        try:
+            with torch.inference_mode():
+                while self._admit(batch):
+                    self._step(batch)
+        except BaseException as e:  # noqa: BLE001 - nobody would see it on this thread: tell every row
+            error = BatchDecodeError(f"the XTTS batch decoder stopped: {type(e).__name__}: {e}")
+            for row in batch.active:
+                row.sink._fail(error)
+            with self._lock:
+                waiting, self._worker = list(self._waiting), None
+                self._waiting.clear()
+            for handle, _item in waiting:
+                handle._fail(error)
+
+    def _admit(self, batch: _Slots) -> bool:
+        """Drop cancelled rows, prefill waiting rows into free slots; False when nothing is left
+        (the worker then ends; the next ``submit`` starts another)."""
+        for s in reversed(range(len(batch.active))):
+            if batch.active[s].sink.cancelled:
+                batch.remove(s)
+        with self._lock:
+            free = batch.slots - len(batch.active)
+            joining = [self._waiting.popleft() for _ in range(min(free, len(self._waiting)))]
+            if not joining and not batch.active:
+                self._worker = None
+                return False
+        for handle, item in joining:
+            if handle.cancelled:
+                continue
+            index, self._admitted = self._admitted, self._admitted + 1
+            try:
+                batch.admit(index, item, sink=handle)
+            except Exception as e:  # noqa: BLE001 - this row's inputs only: it fails alone
+                handle._fail(e if isinstance(e, LabError) else LabError(
+                    f"this request's XTTS inputs could not be decoded: {type(e).__name__}: {e}"))
+        return True
+
+    def _step(self, batch: _Slots) -> None:
+        if not batch.active:
+            return
+        self.busiest = max(self.busiest, len(batch.active))
+        try:
+            _leaving, failed = batch.step()  # finished rows were told through their handles
+        except Exception as e:  # noqa: BLE001 - fail the rows in this step, keep serving new ones
+            n = len(batch.active)
+            for row in batch.active:
+                row.sink._fail(BatchDecodeError(
+                    f"batched XTTS decoding failed ({type(e).__name__}: {e}); the {n} request(s) "
+                    "decoding together were stopped, later requests decode afresh"))
+            batch.reset()
+            return
+        for row, e in failed:
+            row.sink._fail(e if isinstance(e, LabError) else LabError(
+                f"this request's next text chunk could not be decoded: {type(e).__name__}: {e}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -899,9 +1152,25 @@ def stream(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Tens
         speed, first_chunk_tokens, chunk_tokens, crossfade, min_new_tokens, max_new_tokens, stats)
 
 
+def stream_row(model: Any, handle: RowHandle, speaker_embedding: "torch.Tensor", *, speed: float = 1.0,
+               first_chunk_tokens: int = STREAM_FIRST_TOKENS, chunk_tokens: int = STREAM_CHUNK_TOKENS,
+               crossfade: int = STREAM_CROSSFADE, stats: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
+    """``stream`` for the next text chunk of a ``BatchDecoder`` row: its audio, chunk by chunk, as
+    the batch samples its codes (the same vocoding and the same samples as ``stream``)."""
+    import torch
+
+    if first_chunk_tokens < 1 or chunk_tokens < 1:
+        raise LabError(f"chunk sizes must be at least 1 token, got {first_chunk_tokens!r}, {chunk_tokens!r}")
+    return torch.inference_mode()(_stream)(
+        model, None, None, speaker_embedding, None, speed, first_chunk_tokens, chunk_tokens, crossfade,
+        0, None, stats, handle.tokens)
+
+
 def _stream(model, text_tokens, gpt_cond_latent, speaker_embedding, settings, speed, first_chunk_tokens,
-            chunk_tokens, crossfade, min_new_tokens, max_new_tokens, stats) -> Iterator[np.ndarray]:
-    """The body of ``stream`` (a generator; see there)."""
+            chunk_tokens, crossfade, min_new_tokens, max_new_tokens, stats, decoded=None) -> Iterator[np.ndarray]:
+    """The body of ``stream`` and ``stream_row`` (a generator; see there). ``decoded``: a callable
+    that takes the timings dict and returns the (code, latent) iterator (a decoder row's
+    ``tokens``) instead of decoding here."""
     import torch
 
     t_start = time.perf_counter()
@@ -949,8 +1218,9 @@ def _stream(model, text_tokens, gpt_cond_latent, speaker_embedding, settings, sp
         t_voc += time.perf_counter() - t0
         return out.cpu().numpy().astype(np.float32, copy=False)
 
-    for _code, latent in _decode(model, text_tokens, gpt_cond_latent, settings,
-                                 min_new_tokens, max_new_tokens, gen_timings):
+    source = (decoded(gen_timings) if decoded is not None else
+              _decode(model, text_tokens, gpt_cond_latent, settings, min_new_tokens, max_new_tokens, gen_timings))
+    for _code, latent in source:
         latents.append(latent)
         chunk = render(done=False)
         if chunk is not None and len(chunk):
