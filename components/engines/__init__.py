@@ -14,7 +14,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .base import Capabilities, Engine, EngineUnavailable, LabError, License, Progress, no_progress
 
@@ -112,7 +112,9 @@ class Engines:
 
     ``use(name)`` hands out a loaded engine while holding that engine's lock, so
     requests to one engine queue (the models are not re-entrant) while different
-    engines run side by side.
+    engines run side by side. An engine that serves several requests at once (its
+    ``concurrent`` attribute, else ``capabilities.concurrent``: XTTS batches them) is
+    entered by all of them together.
     """
 
     def __init__(self, config: EngineConfig | None = None):
@@ -122,7 +124,7 @@ class Engines:
         self._failed_at: dict[str, float] = {}   # name -> time.monotonic() of that failure
         self._loading: dict[str, threading.Event] = {}
         self._guard = threading.Lock()
-        self._use_locks = {name: threading.Lock() for name in REGISTRY}
+        self._holders = {name: _Holders() for name in REGISTRY}
 
     # -- discovery ---------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -265,23 +267,31 @@ class Engines:
         thread.start()
         return thread
 
+    def _concurrent(self, name: str) -> bool:
+        """Whether the loaded engine ``name`` takes several requests at once."""
+        engine = self._engines.get(name)
+        if engine is None:
+            return False
+        return bool(getattr(engine, "concurrent", getattr(engine.capabilities, "concurrent", False)))
+
     @contextmanager
     def use(self, name: str, progress: Progress = no_progress) -> Iterator[Engine]:
-        """Hold engine ``name`` exclusively: requests to one engine queue here (and only here:
-        requests to different engines run side by side)."""
+        """Hold engine ``name``: requests to one engine queue here (and only here: requests to
+        different engines run side by side), unless the engine is ``concurrent``: then they all
+        enter, and the engine batches them itself."""
         engine = self.get(name, progress)
-        lock = self._use_locks.setdefault(name, threading.Lock())
-        while not lock.acquire(timeout=0.5):
-            progress(0.0, desc=f"queued behind another {name} request")
+        holders = self._holders.setdefault(name, _Holders())
+        shared = self._concurrent(name)
+        holders.enter(shared, lambda: progress(0.0, desc=f"queued behind another {name} request"))
         try:
             yield engine
         finally:
-            lock.release()
+            holders.leave()
 
     def busy(self, name: str) -> bool:
         """True while a request holds engine ``name`` (inside ``use``)."""
-        lock = self._use_locks.get(name)
-        return bool(lock and lock.locked())
+        holders = self._holders.get(name)
+        return bool(holders and holders.count)
 
     @contextmanager
     def released(self, name: str) -> Iterator[None]:
@@ -290,9 +300,36 @@ class Engines:
         For work that needs no engine (signal metrics, writing the WAV and the row), so the next
         request to this engine starts synthesising meanwhile.
         """
-        lock = self._use_locks[name]
-        lock.release()
+        holders = self._holders[name]
+        shared = self._concurrent(name)
+        holders.leave()
         try:
             yield
         finally:
-            lock.acquire()
+            holders.enter(shared)
+
+
+class _Holders:
+    """Who is inside ``Engines.use`` for one engine: one request at a time, or (for a concurrent
+    engine) any number of them at once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.count = 0
+        self._shared = False
+
+    def enter(self, shared: bool, waiting: Callable[[], None] | None = None) -> None:
+        while True:
+            with self._cond:
+                if not self.count or (shared and self._shared):
+                    self.count += 1
+                    self._shared = shared
+                    return
+                self._cond.wait(0.5)
+            if waiting is not None:  # outside the lock: a progress callback may take its time
+                waiting()
+
+    def leave(self) -> None:
+        with self._cond:
+            self.count -= 1
+            self._cond.notify_all()

@@ -31,6 +31,8 @@ class Capabilities:
     sampling_settings: bool = False  # uses GenerationSettings' sampling knobs (the UI shows them)
     speeds: bool = False             # implements ``synthesize_speeds(request, speeds, progress)``
     batching: bool = False           # implements ``synthesize_batch(requests, progress)``
+    concurrent: bool = False         # may serve several requests at once (``Engines.use`` lets them in
+                                     # together); an instance may decline (its ``concurrent`` attribute)
     precisions: tuple[str, ...] = () # values ``GenerationSettings.precision`` may pick; () = not settable
     speaker_encoder: bool = False    # implements ``speaker_embedding(audio, sr) -> 1-D vector``
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -62,13 +63,54 @@ class PreparedReference:
     timings: dict[str, float] = field(default_factory=dict)   # "reference", "conditioning"
 
 
+class _ModelGate:
+    """Who may use the loaded model now: any number of requests that decode in the shared batch
+    (``BatchDecoder``: own KV cache, own generators), or one request alone: solo decoding uses the
+    model's own KV cache and torch's global seed, and a precision switch repacks the weights the
+    batch reads. A request that needs the model alone goes before requests that arrive after it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0          # holders decoding in the batch
+        self._alone = False       # one holder has the model to itself
+        self._waiting_alone = 0   # requests waiting for it alone (later shared requests wait behind them)
+
+    def acquire(self, shared: bool) -> None:
+        with self._cond:
+            if shared:
+                self._cond.wait_for(lambda: not self._alone and not self._waiting_alone)
+                self._shared += 1
+                return
+            self._waiting_alone += 1
+            try:
+                self._cond.wait_for(lambda: not self._alone and not self._shared)
+            finally:
+                self._waiting_alone -= 1
+            self._alone = True
+
+    def share(self) -> None:
+        """Alone -> shared, with nobody getting in between (after a precision switch)."""
+        with self._cond:
+            self._alone, self._shared = False, self._shared + 1
+            self._cond.notify_all()
+
+    def release(self, shared: bool) -> None:
+        with self._cond:
+            if shared:
+                self._shared -= 1
+            else:
+                self._alone = False
+            self._cond.notify_all()
+
+
 class XttsEngine:
     """XTTS v2 through coqui-tts: 17 languages, built-in speakers, cloning, streaming, seeds."""
 
     name = "xtts"
     languages: tuple[str, ...] = LANGUAGES   # load() narrows them to the checkpoint's own list
     capabilities = Capabilities(cloning=True, streaming=True, seeded=True, sampling_settings=True, speeds=True,
-                                batching=True, precisions=("fp32", "bf16", "int8"), speaker_encoder=True)
+                                batching=True, concurrent=True, precisions=("fp32", "bf16", "int8"),
+                                speaker_encoder=True)
     preference = 100  # the lab's subject: the default whenever its weights are present
     license = License("Coqui Public Model License (CPML)", CPML_URL, acceptance_required=True,
                       config_field="agree_cpml", note="non-commercial use only")
@@ -96,6 +138,9 @@ class XttsEngine:
         self._speakers: dict[str, dict[str, Any]] = {}
         self._latents = None                # components.xtts.latents.LatentCache
         self._load_lock = threading.Lock()
+        self._gate = _ModelGate()
+        self._decoder = None                # components.xtts.fast.BatchDecoder, made on first use
+        self._decoder_lock = threading.Lock()
 
     # -- discovery (light: no torch) -----------------------------------------------------------
     @classmethod
@@ -338,26 +383,100 @@ class XttsEngine:
 
             torch.cuda.synchronize()
 
-    def _precision(self, settings: GenerationSettings, progress: Progress) -> str:
-        """The precision this request runs in, prepared on the model (fast path only).
+    def _precision(self, settings: GenerationSettings) -> str:
+        """The precision a request runs in: its own, else the lab's (the stock path is fp32 only).
 
-        A request may ask for another precision than the lab was started with, so users can
-        A/B them on one loaded model; switching repacks the GPT weights once (seconds).
+        A request may ask for another precision than the lab was started with, so users can A/B
+        them on one loaded model; ``_holding`` switches (repacks the GPT weights once, seconds).
         """
-        precision = settings.precision or self.config.precision
         if not self.fast_path:
-            return "fp32"  # the stock coqui path only runs in fp32
+            return "fp32"
+        return settings.precision or self.config.precision
+
+    @property
+    def concurrent(self) -> bool:
+        """Several requests may use this engine at once (``Engines.use`` lets them in together):
+        with the fast path and ``--batch`` above 1 their rows join one running batch
+        (``components.xtts.fast.BatchDecoder``). ``--batch 1`` or the stock path: one at a time."""
+        return self.fast_path and self.batch_size > 1
+
+    @contextmanager
+    def _holding(self, precision: str, progress: Progress, shared: bool) -> Iterator[None]:
+        """Use the model in ``precision``: ``shared`` with the other requests decoding in the batch,
+        else alone. Switching precision needs the model alone (the batch reads the packed weights),
+        so a request for another precision waits for the batch to drain, switches, then shares."""
         from components.xtts import fast
 
-        if fast.precision_of(self.model) != precision:
-            progress(0.05, desc=f"preparing the GPT in {precision}")
-            fast.apply_precision(self.model, precision)
-        return precision
+        def prepared() -> bool:
+            return not self.fast_path or fast.precision_of(self.model) == precision
+
+        self._gate.acquire(shared)
+        if not prepared():
+            if shared:  # trade the shared hold for the model alone, switch, then share again
+                self._gate.release(True)
+                self._gate.acquire(False)
+            try:
+                if not prepared():
+                    progress(0.05, desc=f"preparing the GPT in {precision}")
+                    fast.apply_precision(self.model, precision)
+            except BaseException:
+                self._gate.release(False)
+                raise
+            if shared:
+                self._gate.share()
+        try:
+            yield
+        finally:
+            self._gate.release(shared)
+
+    def _batch_decoder(self):
+        """The decoder that batches this engine's concurrent requests, for the model's current
+        precision (call while holding the model shared: the precision cannot change then)."""
+        from components.xtts import fast
+
+        with self._decoder_lock:
+            if self._decoder is None or not self._decoder.serves(self.model):
+                self._decoder = fast.BatchDecoder(self.model, self.batch_size)
+            return self._decoder
+
+    def _submit(self, tokens: list[Any], voice: Any, request: SynthRequest):
+        """Queue ``request``'s text chunks to join the running batch; its ``RowHandle``."""
+        import torch
+
+        from components.xtts import fast
+
+        # Its own generator, seeded as ``_seed`` seeds torch's global one (the same draws as a
+        # solo synthesis); unseeded requests get a random seed, never the global generator that
+        # a solo request beside them may have seeded.
+        generator = torch.Generator(self.device)
+        if request.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(request.seed)
+        return self._batch_decoder().submit(fast.BatchItem(
+            chunks=tokens, gpt_cond_latent=voice.gpt_cond_latent.to(self.device),
+            settings=request.settings, generator=generator))
+
+    def _batch_info(self, done: Any) -> dict[str, Any]:
+        n_tokens = sum(int(g.tokens.shape[-1]) for g in done.generations)
+        return {"gpt_tokens": n_tokens, "gpt_ms_per_token": round(1e3 * done.seconds / max(n_tokens, 1), 2),
+                "batch_size": self.batch_size, "batch_rows": done.rows_seen}
+
+    def _generate_batched(self, tokens: list[Any], voice: Any, request: SynthRequest,
+                          progress: Progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
+        """Like ``_generate_fast``, in the shared batch: (latents per chunk, {"gpt"}, info)."""
+        handle = self._submit(tokens, voice, request)
+        progress(0.1, desc="decoding in the shared batch")
+        try:
+            done = handle.result()
+        finally:
+            handle.cancel()  # if we are leaving early (an error, an interrupt), free its slot
+        return [g.latents for g in done.generations], {"gpt": done.seconds}, self._batch_info(done)
 
     def _begin(self, request: SynthRequest, progress: Progress):
         self._require_model(progress)
         check_language(self, request.lang)
-        precision = self._precision(request.settings, progress)
+        precision = self._precision(request.settings)
         voice, timings, info = self._voice(request, progress)
         tokens, notes = self._token_chunks(request)
         if notes:
@@ -374,10 +493,16 @@ class XttsEngine:
     def synthesize(self, request: SynthRequest, progress: Progress = no_progress) -> SynthResult:
         """Synthesise ``request`` whole. Timings: reference, conditioning, gpt, vocoder (seconds)."""
         voice, tokens, timings, info = self._begin(request, progress)
-        with self._oom_guard():
-            self._seed(request.seed)
-            audio, stage_timings, stage_info = self._run_pipeline(
-                tokens, voice, request.settings, request.speed, progress)
+        shared = self.concurrent
+        with self._holding(info["precision"], progress, shared), self._oom_guard():
+            if shared:  # decode in the batch other requests share; vocode alone
+                latents, gpt_timings, stage_info = self._generate_batched(tokens, voice, request, progress)
+                audio, t_voc = self._vocode_fast(latents, voice, request.speed)
+                stage_timings = {**gpt_timings, "vocoder": t_voc}
+            else:
+                self._seed(request.seed)
+                audio, stage_timings, stage_info = self._run_pipeline(
+                    tokens, voice, request.settings, request.speed, progress)
         timings.update(stage_timings)
         info.update(stage_info)
         progress(1.0, desc="done")
@@ -394,9 +519,14 @@ class XttsEngine:
         stats: dict[str, Any] = {}
         chunks: list[np.ndarray] = []
         ttfa = None
-        with self._oom_guard():
-            self._seed(request.seed)
-            for chunk in self._run_stream(tokens, voice, request.settings, request.speed, stats, progress):
+        shared = self.concurrent
+        with self._holding(info["precision"], progress, shared), self._oom_guard():
+            if shared:
+                source = self._stream_batched(tokens, voice, request, stats, progress)
+            else:
+                self._seed(request.seed)
+                source = self._run_stream(tokens, voice, request.settings, request.speed, stats, progress)
+            for chunk in source:
                 if ttfa is None:
                     ttfa = time.perf_counter() - t_start
                 chunks.append(chunk)
@@ -589,6 +719,28 @@ class XttsEngine:
         stats["gpt_tokens"] = n_tokens
         stats["gpt_ms_per_token"] = round(1e3 * t_gpt / max(n_tokens, 1), 2)
 
+    def _stream_batched(self, tokens: list[Any], voice: Any, request: SynthRequest, stats: dict[str, Any],
+                        progress: Progress = no_progress) -> Iterator[np.ndarray]:
+        """``_stream_fast`` with the codes decoded in the shared batch: each text chunk is vocoded
+        piece by piece as the batch samples its codes (``components.xtts.fast.stream_row``)."""
+        from components.xtts import fast
+
+        handle = self._submit(tokens, voice, request)
+        t_voc = 0.0
+        try:
+            for i in range(len(tokens)):
+                progress(0.1 + 0.85 * i / len(tokens), desc=f"streaming chunk {i + 1} of {len(tokens)}")
+                part: dict[str, Any] = {}
+                yield from fast.stream_row(self.model, handle, voice.speaker_embedding, speed=request.speed,
+                                           first_chunk_tokens=min(fast.STREAM_FIRST_TOKENS, self.stream_chunk_tokens),
+                                           chunk_tokens=self.stream_chunk_tokens, stats=part)
+                t_voc += part["timings"]["vocoder"]
+            done = handle.result()
+        finally:
+            handle.cancel()  # a client that closed its stream frees its slot at the next step
+        stats["timings"] = {"gpt": done.seconds, "vocoder": t_voc}
+        stats.update(self._batch_info(done))
+
     def synthesize_speeds(self, request: SynthRequest, speeds: list[float],
                           progress: Progress = no_progress) -> list[SynthResult]:
         """``request`` at each of ``speeds`` from one GPT pass (speed only rescales the latents).
@@ -603,9 +755,13 @@ class XttsEngine:
             if not (SPEED_MIN <= s <= SPEED_MAX):
                 raise LabError(f"speed must be between {SPEED_MIN} and {SPEED_MAX}, got {s}")
         voice, tokens, timings, info = self._begin(request, progress)
-        with self._oom_guard():
-            self._seed(request.seed)
-            latents, gpt_timings, gpt_info = self._generate_fast(tokens, voice, request.settings, progress)
+        shared = self.concurrent
+        with self._holding(info["precision"], progress, shared), self._oom_guard():
+            if shared:
+                latents, gpt_timings, gpt_info = self._generate_batched(tokens, voice, request, progress)
+            else:
+                self._seed(request.seed)
+                latents, gpt_timings, gpt_info = self._generate_fast(tokens, voice, request.settings, progress)
             results = []
             for s in speeds:
                 audio, t_voc = self._vocode_fast(latents, voice, s)
@@ -660,9 +816,12 @@ class XttsEngine:
         for i, request in enumerate(requests):
             groups.setdefault(request.settings.precision or self.config.precision, []).append(i)
         done = 0
-        for indices in groups.values():
+        for precision, indices in groups.items():
             begun = [self._begin(requests[i], progress) for i in indices]
-            yield from self._decode_group(requests, indices, begun, size, progress, done)
+            # Shared: generate_batch has its own KV cache and generators, so requests decoding in
+            # the server's batch meanwhile are no trouble; only a precision switch waits.
+            with self._holding(precision, progress, shared=True):
+                yield from self._decode_group(requests, indices, begun, size, progress, done)
             done += len(indices)
         progress(1.0, desc="done")
 
