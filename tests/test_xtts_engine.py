@@ -260,7 +260,7 @@ def test_language_and_oom_errors_keep_the_engine_serving(engine, monkeypatch):
     def out_of_memory(*args, **kwargs):  # stands in for a real CUDA OOM: there is no GPU here
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine, "_run_pipeline", out_of_memory)
+    monkeypatch.setattr(engine, "_vocode_fast", out_of_memory)  # on the batched and the solo path
     with pytest.raises(LabError, match="GPU out of memory"):
         engine.synthesize(SynthRequest(text="Too big.", lang="en"))
     monkeypatch.undo()

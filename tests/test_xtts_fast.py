@@ -254,6 +254,8 @@ def test_engine_speed_sweep_is_one_gpt_pass_equal_to_separate_syntheses(engine, 
     calls = []
     real = fast.generate
     monkeypatch.setattr(fast, "generate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real_submit = fast.BatchDecoder.submit  # a GPT pass in the shared batch (the engine's default)
+    monkeypatch.setattr(fast.BatchDecoder, "submit", lambda *a, **k: calls.append(1) or real_submit(*a, **k))
     request = SynthRequest(text="One pass, two speeds.", lang="en", seed=5)
     rows = engine.synthesize_speeds(request, [0.8, 1.6])
     assert len(calls) == rows[0].info["text_chunks"] == 1  # one GPT pass for both rows

@@ -757,7 +757,7 @@ class XttsEngine:
         voice, tokens, timings, info = self._begin(request, progress)
         shared = self.concurrent
         with self._holding(info["precision"], progress, shared), self._oom_guard():
-            if shared:
+            if shared:  # the same decoding as synthesize(), so each speed equals it exactly
                 latents, gpt_timings, gpt_info = self._generate_batched(tokens, voice, request, progress)
             else:
                 self._seed(request.seed)
