@@ -210,7 +210,7 @@ def served_with_xtts(tmp_path_factory, xtts_dir):
                             results=str(root))
     lab.engines.get("xtts")  # loaded before the race: the test is about decoding, not loading
     with uvicorn_thread(create_app(lab, ServerOptions(), ui=build_app(lab))) as url:
-        yield lab, url
+        yield lab, url, root
 
 
 @pytest.mark.slow
@@ -220,7 +220,7 @@ def test_espeak_answers_while_xtts_decodes(served_with_xtts):
     only requests for the same engine wait for each other)."""
     from gradio_client import Client
 
-    lab, url = served_with_xtts
+    lab, url, _ = served_with_xtts
     client = Client(url, verbose=False)
     speaker = lab.engines.get("xtts").speakers()[0]
     solo = [post(url, body) for body in REQUESTS]  # also warms espeak and the metrics
@@ -240,6 +240,41 @@ def test_espeak_answers_while_xtts_decodes(served_with_xtts):
     assert_each_is_its_own(got, [fingerprint(*decode_wav(r["audio_base64"])) for r in solo], REQUESTS)
     _, xtts_wav, *_ = xtts_job.result(timeout=300)
     assert sf.info(xtts_wav).duration > 1.0
+
+
+@pytest.mark.slow
+def test_eight_xtts_clients_join_one_batch_and_each_gets_its_own_result(served_with_xtts, monkeypatch):
+    """Eight XTTS requests at once, five by REST and three through the UI (gradio_client): they
+    decode as one continuously batched GPT pass (the decoder's third step is held until all eight
+    have joined, so requests that arrive while it decodes join it), and each response is
+    sample-for-sample its own request's solo result (same seed), not a neighbour's."""
+    from gradio_client import Client
+
+    from test_xtts_continuous import Rendezvous
+
+    lab, url, root = served_with_xtts
+    speakers = lab.engines.get("xtts").speakers()
+    texts = ["The quick brown fox jumps.", "Hola, ¿cómo estás?", "Bonjour à tous.", "Guten Morgen!",
+             "Buongiorno a tutti.", "Bom dia, amigos.", "Dzień dobry.", "Goedemorgen allemaal."]
+    langs = ["en", "es", "fr", "de", "it", "pt", "pl", "nl"]
+    bodies = [{"engine": "xtts", "text": t, "lang": lang, "speaker": speakers[i % len(speakers)],
+               "speed": (1.0, 1.25, 0.8)[i % 3], "seed": 10 + i} for i, (t, lang) in enumerate(zip(texts, langs))]
+    solo = [decode_wav(post(url, body)["audio_base64"]) for body in bodies]  # one at a time
+    Rendezvous(monkeypatch, rows=len(bodies))
+    client = Client(url, verbose=False)
+    ui_bodies, rest_bodies = bodies[:3], bodies[3:]
+    jobs = [client.submit(b["text"], "xtts", b["speaker"], b["lang"], None, b["seed"], *SETTINGS, b["speed"],
+                          api_name="/synthesize") for b in ui_bodies]
+    rest = burst(url, rest_bodies)
+    got = [sf.read(job.result(timeout=300)[1], dtype="float32") for job in jobs]
+    got += [decode_wav(r["audio_base64"]) for r in rest]
+    for body, (audio, sr), (want, want_sr) in zip(bodies, got, solo):
+        assert sr == want_sr and audio.shape == want.shape, body
+        # Both went through 16-bit WAVs: equal up to the rounding of one step of 16 bits.
+        np.testing.assert_allclose(audio, want, rtol=0, atol=1e-4 * np.abs(want).max() + 2.0 / 32768,
+                                   err_msg=f"{body} got another request's audio")
+    rows = {row["run_id"]: row for row in all_rows(root)}
+    assert {int(float(rows[r["run_id"]]["batch_rows"])) for r in rest} == {len(bodies)}
 
 
 class _Blocking:

@@ -166,7 +166,8 @@ def test_synthesize_many_yields_rows_as_they_finish(engine):
         assert seconds == pytest.approx(sum(result.timings.values()))
         assert result.info["batch_size"] == 3
     one_by_one = list(synthesize_many(engine, requests, batch_size=1))
-    assert [i for i, _, _ in one_by_one] == [0, 1, 2] and "batch_size" not in one_by_one[0][1].info
+    # One at a time: each request decoded alone (through the engine's shared batch, with nobody beside it).
+    assert [i for i, _, _ in one_by_one] == [0, 1, 2] and one_by_one[0][1].info.get("batch_rows", 1) == 1
     for (i, a, _), (j, b, _) in zip(sorted(out, key=lambda x: x[0]), one_by_one):
         np.testing.assert_allclose(a.audio, b.audio, rtol=0, atol=1e-4 * np.abs(b.audio).max())
 
