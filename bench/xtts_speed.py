@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere in the checkout
 
 from bench.machine import cpu_description, load_average  # noqa: E402
+from components.core import PRECISIONS  # noqa: E402
 
 TEXT = "the quick brown fox jumps over the lazy dog. hello world, how are you today?"
 DEFAULT_CHECKPOINT = Path("~/.cache/xtts-lab/bench-full-seed0").expanduser()
@@ -41,7 +42,7 @@ DEFAULT_CHECKPOINT = Path("~/.cache/xtts-lab/bench-full-seed0").expanduser()
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="int8",
+    p.add_argument("--precision", choices=PRECISIONS, default="int8",
                    help="lab path precision (stock is always fp32); default int8, the fastest here. "
                         "fp32 is the exact mode (same codes as stock), bf16/int8 are opt-in")
     p.add_argument("--tokens", type=int, default=86, help="GPT tokens per synthesis (86 = 4.0 s of audio)")
@@ -97,13 +98,19 @@ def sync(device) -> None:
 
 
 def gpt_bytes_per_token(model, precision: str) -> int:
-    """Weight bytes one decoding step must read: the transformer blocks in ``precision``, the
+    """Weight bytes one decoding step must read: the transformer blocks' matrices in
+    ``precision`` (int8/int4 with their per-block fp32 scales), their norms and biases and the
     mel head in fp32 (what the lab path keeps there)."""
-    per = {"fp32": 4, "bf16": 2, "int8": 1}[precision]
-    blocks = sum(p.numel() for n, p in model.gpt.gpt.h.named_parameters() if n.endswith("weight") and p.dim() == 2)
+    from components.xtts.ort_gpt import BITS, block_size
+
+    matrices = [p for n, p in model.gpt.gpt.h.named_parameters() if n.endswith("weight") and p.dim() == 2]
+    if precision in BITS:  # MatMulNBits: bits per weight plus one fp32 scale per block of K rows
+        blocks = sum(p.numel() * BITS[precision] // 8 + p.numel() // block_size(p.shape[0]) * 4 for p in matrices)
+    else:
+        blocks = sum(p.numel() for p in matrices) * {"fp32": 4, "bf16": 2}[precision]
     rest = sum(p.numel() for n, p in model.gpt.gpt.h.named_parameters() if not (n.endswith("weight") and p.dim() == 2))
     head = model.gpt.mel_head.weight.numel()
-    return blocks * per + (rest + head) * 4
+    return blocks + (rest + head) * 4
 
 
 def stock_run(model, voice, tokens: int, seed: int, device) -> dict:
