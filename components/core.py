@@ -11,6 +11,9 @@ from typing import Any, Callable
 Progress = Callable[..., Any]  # progress(fraction: float, desc: str = "")
 
 SPEED_MIN, SPEED_MAX = 0.25, 4.0  # playback-speed factor accepted anywhere in the lab
+# Number formats an engine may run its weights in (engines list theirs in capabilities.precisions):
+# fp32 exact; bf16 half the bytes; int8/int4 weight-only block-quantised (a quarter/eighth).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8", "int4")
 
 
 class LabError(ValueError):

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from components.core import PRECISIONS
 from components.engines import REGISTRY, EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError
 from components.judges import JudgeConfig, Judges, default_choice
@@ -105,8 +106,8 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """Machine-level engine options, shared by the app and ``run``."""
     p.add_argument("--xtts-dir", help="XTTS v2 folder (config.json, model.pth, vocab.json, speakers_xtts.pth)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"],
-                   help="XTTS GPT precision (default fp32, exact; bf16/int8 are faster)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="XTTS GPT precision (default fp32, exact; bf16, int8 and int4 are faster)")
     p.add_argument("--agree-cpml", action="store_true",
                    help="accept the Coqui Public Model License so XTTS weights may be downloaded")
     p.add_argument("--melo-python", help="python of MeloTTS's own environment (or MELO_PYTHON)")

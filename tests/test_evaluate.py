@@ -87,7 +87,7 @@ def test_variants_are_settings_the_engine_accepts():
     with pytest.raises(LabError, match="top_k"):
         variant_settings(XttsEngine, "xtts", "top_k=zero", base)
     with pytest.raises(LabError, match="precision"):
-        variant_settings(XttsEngine, "xtts", "precision=int4", base)
+        variant_settings(XttsEngine, "xtts", "precision=int2", base)
 
 
 def test_spec_names_the_bad_field():

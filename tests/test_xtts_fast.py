@@ -187,9 +187,9 @@ def test_stream_vocodes_linearly_not_quadratically(model, voice, monkeypatch):
     assert max(sizes) <= bound < total_frames
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "int4"])
 def test_reduced_precisions_stay_close_to_fp32(model, voice, precision, xtts_dir):
-    """bf16/int8 change the numbers a little: bounded latent error on the same codes."""
+    """bf16/int8/int4 change the numbers a little: bounded latent error on the same codes."""
     import torch
 
     from components.xtts import fast

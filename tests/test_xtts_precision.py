@@ -24,5 +24,5 @@ def test_requests_switch_precision_and_come_back_exact(xtts_dir, tmp_path):
 
 
 def test_unknown_precision_names_the_field():
-    with pytest.raises(LabError, match="precision must be fp32, bf16 or int8, got 'fp8'"):
+    with pytest.raises(LabError, match="precision must be one of fp32, bf16, int8, int4, got 'fp8'"):
         GenerationSettings(precision="fp8")

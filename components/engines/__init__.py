@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from components.core import PRECISIONS
+
 from .base import Capabilities, Engine, EngineUnavailable, LabError, License, Progress, no_progress
 
 # A failed load is reported (status, refusals) for this long; then the next request loads again.
@@ -40,7 +42,7 @@ class EngineConfig:
 
     xtts_dir: str | None = None     # release layout folder; None = env XTTS_MODEL_DIR, then coqui's cache
     device: str = "auto"            # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"         # fp32 | bf16 | int8 (XTTS GPT weights)
+    precision: str = "fp32"         # one of components.core.PRECISIONS (XTTS GPT weights)
     agree_cpml: bool = False        # user accepted the Coqui Public Model License (allows download)
     melo_python: str | None = None  # python of MeloTTS's own environment; None = env MELO_PYTHON
     cache_dir: str | None = None    # speaker-latent cache; None = ~/.cache/xtts-lab
@@ -48,8 +50,8 @@ class EngineConfig:
     threads: int | None = None      # CPU threads per model call (ONNX intra-op); None = the cores we may use
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16", "int8"):
-            raise LabError(f"precision must be fp32, bf16 or int8, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise LabError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not (1 <= self.batch <= 64):

@@ -17,7 +17,7 @@ import numpy as np
 # Shared types live in components.core; re-exported so ``from components.engines.base import
 # LabError`` keeps working everywhere.
 from components.core import (  # noqa: F401 - re-exports
-    SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError, Progress, no_progress,
+    PRECISIONS, SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError, Progress, no_progress,
 )
 
 
@@ -69,7 +69,7 @@ class GenerationSettings:
     repetition_penalty: float = 10.0   # >1 discourages repeated audio tokens
     length_penalty: float = 1.0        # beam-search length penalty (kept for parity with coqui)
     enable_text_splitting: bool = True # split long text at sentence ends before the token limit
-    precision: str | None = None       # fp32 | bf16 | int8 (engines listing it in capabilities.precisions);
+    precision: str | None = None       # fp32 | bf16 | int8 | int4 (engines listing it in capabilities.precisions);
                                        # None = the lab's --precision
 
     def __post_init__(self) -> None:
@@ -79,8 +79,8 @@ class GenerationSettings:
             raise LabError(f"top_k must be a positive integer, got {self.top_k!r}")
         if not (0.0 < self.top_p <= 1.0):
             raise LabError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.precision not in (None, "fp32", "bf16", "int8"):
-            raise LabError(f"precision must be fp32, bf16 or int8, got {self.precision!r}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not (self.repetition_penalty >= 1.0):
             raise LabError(f"repetition_penalty must be >= 1, got {self.repetition_penalty!r}")
 

@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .base import (
-    SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, GenerationSettings, LabError, License, Progress,
+    PRECISIONS, SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, GenerationSettings, LabError, License, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
 )
 
@@ -109,8 +109,7 @@ class XttsEngine:
     name = "xtts"
     languages: tuple[str, ...] = LANGUAGES   # load() narrows them to the checkpoint's own list
     capabilities = Capabilities(cloning=True, streaming=True, seeded=True, sampling_settings=True, speeds=True,
-                                batching=True, concurrent=True, precisions=("fp32", "bf16", "int8"),
-                                speaker_encoder=True)
+                                batching=True, concurrent=True, precisions=PRECISIONS, speaker_encoder=True)
     preference = 100  # the lab's subject: the default whenever its weights are present
     license = License("Coqui Public Model License (CPML)", CPML_URL, acceptance_required=True,
                       config_field="agree_cpml", note="non-commercial use only")
@@ -120,6 +119,7 @@ class XttsEngine:
         "fp32": {"precision": "fp32"},   # exact: the same tokens as stock coqui
         "bf16": {"precision": "bf16"},
         "int8": {"precision": "int8"},
+        "int4": {"precision": "int4"},
         "greedy": {"top_k": 1},          # always the most likely token: no sampling noise across seeds
     }
 

@@ -23,6 +23,7 @@ import pandas as pd
 import soundfile as sf
 
 from components import plots
+from components.core import PRECISIONS
 from components.context import LabContext
 from components.engines import engine_class, engine_languages
 from components.engines.base import GenerationSettings, LabError
@@ -225,9 +226,9 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
             rep = gr.Slider(1.0, 20.0, d.repetition_penalty, step=0.5, label="repetition_penalty")
             length_pen = gr.Slider(0.5, 2.0, d.length_penalty, step=0.1, label="length_penalty")
             split = gr.Checkbox(d.enable_text_splitting, label="split text at sentence ends")
-            precision = gr.Radio(["default", "fp32", "bf16", "int8"], value="default", label="precision",
+            precision = gr.Radio(["default", *PRECISIONS], value="default", label="precision",
                                  info=f"GPT precision; default = the lab's --precision "
-                                      f"({lab.engines.config.precision}). fp32 is exact; bf16/int8 are faster")
+                                      f"({lab.engines.config.precision}). fp32 is exact; bf16, int8 and int4 are faster")
     controls = EngineControls(engine, speaker, lang_dd, reference, seed, box,
                               [temperature, top_k, top_p, rep, length_pen, split, precision], note)
 

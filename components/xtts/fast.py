@@ -20,8 +20,10 @@ Precision modes (``apply_precision``), all opt-in except fp32:
     fp32  exact: same tokens and (within float tolerance) the same audio as stock coqui
     bf16  GPT weights and activations in bfloat16 (oneDNN, AVX512-BF16/AMX where the CPU has it),
           residual stream, layer norms and logits in fp32; HiFiGAN under bf16 autocast
-    int8  GPT matrices dynamically quantised (int8 weights per output channel, activations
-          quantised per call; fbgemm), the rest fp32; HiFiGAN as bf16
+    int8  the GPT blocks run as one ONNX Runtime graph (``ort_gpt``) with weight-only int8
+          matrices (one scale per 128 input rows, activations int8 per block on VNNI/AMX), the
+          residual stream, norms and attention fp32; HiFiGAN as bf16
+    int4  as int8 with 4-bit weights (an eighth of fp32's bytes)
 
 With random-weight checkpoints only the numerical deviation from fp32 can be measured
 (``bench/xtts_speed.py`` reports it); whether bf16/int8 sound as good needs the real weights.
@@ -43,12 +45,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from components.core import PRECISIONS
 from components.engines.base import GenerationSettings, LabError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+ORT_PRECISIONS = ("int8", "int4")  # run by ONNX Runtime's quantised kernels (``ort_gpt``)
 
 HOP_SAMPLES = 256              # HiFiGAN output samples per input frame (8*8*2*2 upsampling)
 CONTEXT_FRAMES = 16            # HiFiGAN receptive-field radius is ~14 frames (measured); margin of 2
@@ -69,8 +72,8 @@ class _Linear:
 
     fp32/bf16 on CPU: oneDNN prepacked weights (``mkldnn._linear_pointwise``), which streams the
     weights at close to memory bandwidth where MKL's fp32 gemv manages about half and bf16
-    ``F.linear`` falls back to a slow path. int8: dynamic quantisation (CPU only).
-    Elsewhere (CUDA): plain ``F.linear`` in the chosen dtype.
+    ``F.linear`` falls back to a slow path. Elsewhere (CUDA): plain ``F.linear`` in the chosen
+    dtype. (int8/int4 run all blocks in ONNX Runtime instead: ``ort_gpt.OrtBlocks``.)
     """
 
     def __init__(self, conv1d: Any, precision: str, device: "torch.device", gelu: bool = False):
@@ -81,18 +84,7 @@ class _Linear:
         self.gelu = gelu
         self.out_features = w.shape[0]
         self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
-        if precision == "int8":
-            if device.type != "cpu":
-                raise LabError(f"precision 'int8' runs on the CPU only, not on {device.type}; use bf16 there")
-            # Dynamic quantisation: int8 weights per output channel, activations quantised per
-            # call (fbgemm/x86). Faster here than weight-only int8 (14.5 vs 20.4 ms for the 30
-            # blocks' matrices), which must dequantise every weight in bf16 arithmetic.
-            scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
-            qw = torch.quantize_per_channel(w, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
-            self.kind = "int8"
-            self.dtype = torch.float32
-            self.w = torch.ops.quantized.linear_prepack(qw, b)
-        elif device.type == "cpu" and _mkldnn_usable(self.dtype):
+        if device.type == "cpu" and _mkldnn_usable(self.dtype):
             self.kind = "mkldnn"
             self.w = torch.ops.mkldnn._reorder_linear_weight(w.to(self.dtype), 1)
             self.b = b.to(self.dtype)
@@ -110,12 +102,7 @@ class _Linear:
             if self.gelu:
                 return torch.ops.mkldnn._linear_pointwise(x, self.w, self.b, "gelu", [], "tanh")
             return torch.ops.mkldnn._linear_pointwise(x, self.w, self.b, "none", [], "")
-        if self.kind == "int8":
-            # reduce_range as torch's dynamic Linear does on x86: 7-bit activations cannot
-            # saturate the u8*s8 pair sums of the VNNI-less kernel path.
-            y = torch.ops.quantized.linear_dynamic(x, self.w, True)
-        else:
-            y = F.linear(x, self.w, self.b)
+        y = F.linear(x, self.w, self.b)
         return F.gelu(y, approximate="tanh") if self.gelu else y
 
 
@@ -170,11 +157,21 @@ class FastGPT:
         self.n_heads = cfg.n_head
         self.dim = cfg.n_embd
         self.head_dim = self.dim // self.n_heads
+        self.n_layers = len(hf.h)
 
         def ln(m):
             return (m.weight.detach().float(), m.bias.detach().float(), m.eps)
 
-        self.blocks = [
+        self.ort = None  # int8/int4: every block (and ln_f) in one ONNX Runtime graph
+        if precision in ORT_PRECISIONS:
+            if device.type != "cpu":
+                raise LabError(f"precision {precision!r} runs on the CPU only, not on {device.type}; use bf16 there")
+            import torch
+
+            from components.xtts.ort_gpt import OrtBlocks
+
+            self.ort = OrtBlocks(hf, precision, threads=torch.get_num_threads())
+        self.blocks = [] if self.ort is not None else [
             _Block(ln1=ln(b.ln_1), qkv=_Linear(b.attn.c_attn, precision, device),
                    proj=_Linear(b.attn.c_proj, precision, device), ln2=ln(b.ln_2),
                    fc=_Linear(b.mlp.c_fc, precision, device, gelu=True),
@@ -203,7 +200,7 @@ class FastGPT:
             # fp32 in every precision: CPU attention over bf16 keys is ~5x slower than over fp32
             # ones, and the cache is small next to the weights.
             mk = lambda: [torch.empty(shape, dtype=torch.float32, device=self.device)  # noqa: E731
-                          for _ in self.blocks]
+                          for _ in range(self.n_layers)]
             self._cache = (mk(), mk())
         return self._cache
 
@@ -216,7 +213,7 @@ class FastGPT:
 
         shape = (slots, self.n_heads, capacity, self.head_dim)
         mk = lambda: [torch.empty(shape, dtype=torch.float32, device=self.device)  # noqa: E731
-                      for _ in self.blocks]
+                      for _ in range(self.n_layers)]
         return mk(), mk()
 
     def forward(self, x: "torch.Tensor", start: int, cache: tuple | None = None, slot: int = 0) -> "torch.Tensor":
@@ -233,6 +230,11 @@ class FastGPT:
         if T > 1 and start != 0:  # is_causal below assumes the prompt starts the sequence
             raise ValueError("a multi-token forward must start at position 0")
         end = start + T
+        if self.ort is not None:
+            import torch
+
+            lengths = torch.tensor([end - 1], dtype=torch.int32)
+            return self.ort.run(x[None], (keys, values), slot, lengths, end)[0]
         for i, blk in enumerate(self.blocks):
             h = F.layer_norm(x, (self.dim,), *blk.ln1[:2], blk.ln1[2])
             qkv = blk.qkv(h).float().view(T, 3, H, D).permute(1, 2, 0, 3)  # [3, H, T, D]
@@ -262,6 +264,8 @@ class FastGPT:
         import torch.nn.functional as F
 
         keys, values = cache
+        if self.ort is not None:  # per-row lengths go to GroupQueryAttention (seqlens_k)
+            return self.ort.run(x[:, None], cache, 0, pos, int(pos.max()) + 1)[:, 0]
         n, H, D = x.shape[0], self.n_heads, self.head_dim
         rows = torch.arange(n, device=x.device)
         length = int(pos.max()) + 1
