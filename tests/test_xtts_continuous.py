@@ -293,3 +293,62 @@ def test_batch_one_queues_requests_one_at_a_time(engines):
         assert not entered.wait(1.0), "a second request entered a --batch 1 engine in use"
     assert entered.wait(30)
     leave.set()
+
+
+def test_int8_rows_decode_together_through_onnx_runtime(xtts_dir, monkeypatch):
+    """The int8 GPT (one ONNX Runtime graph on the shared KV cache) serves the decoder too; on
+    this checkpoint its batched codes equal its solo ones as well."""
+    import torch
+
+    from components.xtts import fast
+
+    model = fast.load_fast(xtts_dir, precision="int8")
+    assert fast.precision_of(model) == "int8"
+    rows = [("The first row starts alone and decodes for a while.", "en", 0, 0), ("hola", "es", 1, 1),
+            ("Bonjour tout le monde.", "fr", 0, 2)]
+    pairs = [item_and_solo(model, *row) for row in rows]
+    Rendezvous(monkeypatch, rows=len(rows))
+    decoder = fast.BatchDecoder(model, slots=4)
+    handles = [decoder.submit(item) for item, _ in pairs]
+    for handle, (_, alone) in zip(handles, pairs):
+        done = handle.result()
+        assert torch.equal(done.generations[0].tokens, alone.tokens) and done.rows_seen == 3
+
+
+def test_a_request_for_another_precision_waits_for_the_batch_then_switches(engines, monkeypatch):
+    """A request in another precision does not repack the weights under rows decoding in the
+    batch: it waits for them, switches, and both get what they asked for. (Last in this file: it
+    leaves the shared engine in fp32 again, with the stop bias.)"""
+    from components.xtts import fast
+
+    batched, alone = engines
+    engine = batched.get("xtts")
+    fp32 = SynthRequest("This row is decoding when the other arrives.", "en", seed=0, settings=SETTINGS)
+    int8 = SynthRequest("This one wants int8.", "en", seed=1, settings=replace(SETTINGS, precision="int8"))
+    expected = alone.synthesize(fp32)
+    real_step, release, held = fast.FastGPT.step, threading.Event(), threading.Event()
+
+    def step(fg, *args, **kwargs):
+        if fg.precision == "fp32" and not release.is_set():
+            held.set()
+            release.wait(60)
+        return real_step(fg, *args, **kwargs)
+
+    monkeypatch.setattr(fast.FastGPT, "step", step)
+    out: dict[str, object] = {}
+    threads = [threading.Thread(target=lambda k=k, r=r: out.__setitem__(k, engine.synthesize(r)))
+               for k, r in (("fp32", fp32), ("int8", int8))]
+    threads[0].start()
+    assert held.wait(60)  # the fp32 row is mid-decode in the batch
+    threads[1].start()
+    with engine._gate._cond:  # the int8 request is waiting to have the model alone
+        assert engine._gate._cond.wait_for(lambda: engine._gate._waiting_alone == 1, timeout=60)
+    assert fast.precision_of(engine.model) == "fp32"
+    release.set()
+    for t in threads:
+        t.join(300)
+    assert out["fp32"].info["precision"] == "fp32" and out["int8"].info["precision"] == "int8"
+    np.testing.assert_allclose(out["fp32"].audio, expected.audio, rtol=0, atol=1e-4 * np.abs(expected.audio).max())
+    assert fast.precision_of(engine.model) == "int8"
+    engine.synthesize(replace(fp32, settings=SETTINGS))  # back to fp32 ...
+    stopping(engine.model)  # ... with the stop bias the other tests expect
