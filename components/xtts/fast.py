@@ -142,7 +142,8 @@ class FastGPT:
     packed copy replaces them in memory instead of doubling it (they come back from the file
     if the stock path reads them). A model runs one generation at a
     time: a new ``generate``/``stream`` on the same model overwrites an unfinished stream's
-    cache (the lab's engine lock already serialises requests).
+    cache (the XTTS engine runs solo generations with the model to itself). Batches
+    (``generate_batch``, ``BatchDecoder``) use caches of their own and can run beside each other.
     """
 
     def __init__(self, gpt: Any, precision: str, device: "torch.device"):
