@@ -142,7 +142,8 @@ def _run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress) ->
             done += 1 + len(texts) * spec.repeats
             continue
         load_seconds = time.perf_counter() - t0
-        with engines.use(name, progress) as engine:
+        # Alone: other users' requests batched beside these rows would be in their timings.
+        with engines.use(name, progress, alone=True) as engine:
             speaker = spec.speaker if spec.speaker in engine.speakers() else None
             reference = spec.reference if engine.capabilities.cloning else None
             plan = [(next(iter(texts)), 0, True)] + [(label, r + 1, False) for label in texts for r in range(spec.repeats)]

@@ -352,3 +352,30 @@ def test_a_request_for_another_precision_waits_for_the_batch_then_switches(engin
     assert fast.precision_of(engine.model) == "int8"
     engine.synthesize(replace(fp32, settings=SETTINGS))  # back to fp32 ...
     stopping(engine.model)  # ... with the stop bias the other tests expect
+
+
+def test_a_benchmark_has_a_concurrent_engine_to_itself(engines):
+    """``Engines.use(alone=True)`` (the benchmark experiment) waits for the shared users to leave,
+    and later shared users wait for it: no other request is batched into its timings."""
+    batched, _ = engines
+    inside, leave = threading.Event(), threading.Event()
+
+    def benchmark() -> None:
+        with batched.use("xtts", alone=True):
+            inside.set()
+            leave.wait(60)
+
+    with batched.use("xtts"):  # a request decoding
+        threading.Thread(target=benchmark, daemon=True).start()
+        assert not inside.wait(1.0), "the benchmark entered beside a request"
+    assert inside.wait(30)
+    late = threading.Event()
+
+    def request() -> None:
+        with batched.use("xtts"):
+            late.set()
+
+    threading.Thread(target=request, daemon=True).start()
+    assert not late.wait(1.0), "a request entered beside the benchmark"
+    leave.set()
+    assert late.wait(30)

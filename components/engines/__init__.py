@@ -277,13 +277,14 @@ class Engines:
         return bool(getattr(engine, "concurrent", getattr(engine.capabilities, "concurrent", False)))
 
     @contextmanager
-    def use(self, name: str, progress: Progress = no_progress) -> Iterator[Engine]:
+    def use(self, name: str, progress: Progress = no_progress, *, alone: bool = False) -> Iterator[Engine]:
         """Hold engine ``name``: requests to one engine queue here (and only here: requests to
         different engines run side by side), unless the engine is ``concurrent``: then they all
-        enter, and the engine batches them itself."""
+        enter, and the engine batches them itself. ``alone``: have even a concurrent engine to
+        yourself (a benchmark whose timings other users' requests would disturb)."""
         engine = self.get(name, progress)
         holders = self._holders.setdefault(name, _Holders())
-        shared = self._concurrent(name)
+        shared = self._concurrent(name) and not alone
         holders.enter(shared, lambda: progress(0.0, desc=f"queued behind another {name} request"))
         try:
             yield engine
@@ -303,7 +304,7 @@ class Engines:
         request to this engine starts synthesising meanwhile.
         """
         holders = self._holders[name]
-        shared = self._concurrent(name)
+        shared = holders.shared  # the caller's own way of holding it (all holders share one)
         holders.leave()
         try:
             yield
@@ -318,18 +319,29 @@ class _Holders:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self.count = 0
-        self._shared = False
+        self.shared = False
+        self._waiting_alone = 0  # requests waiting to hold it alone: later shared ones wait behind them
 
     def enter(self, shared: bool, waiting: Callable[[], None] | None = None) -> None:
-        while True:
+        with self._cond:
+            self._waiting_alone += not shared
+        try:
+            while True:
+                with self._cond:
+                    if shared:  # beside other shared holders, unless someone waits to be alone
+                        may_enter = not self._waiting_alone and (not self.count or self.shared)
+                    else:
+                        may_enter = not self.count
+                    if may_enter:
+                        self.count += 1
+                        self.shared = shared
+                        return
+                    self._cond.wait(0.5)
+                if waiting is not None:  # outside the lock: a progress callback may take its time
+                    waiting()
+        finally:
             with self._cond:
-                if not self.count or (shared and self._shared):
-                    self.count += 1
-                    self._shared = shared
-                    return
-                self._cond.wait(0.5)
-            if waiting is not None:  # outside the lock: a progress callback may take its time
-                waiting()
+                self._waiting_alone -= not shared
 
     def leave(self) -> None:
         with self._cond:
