@@ -122,6 +122,10 @@ class OrtBlocks:
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No spin-waiting after a step: the worker threads would keep a core busy while torch
+        # samples the next token (and while the lab's judges or another engine run). With one
+        # core taken by another process, decoding measured 37.5 ms/token spinning, 18.1 without.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = _session_from_files(model, options)
 
     def _graph(self, hf: Any):
