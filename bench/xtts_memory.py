@@ -1,6 +1,6 @@
 """XTTS v2 memory on the lab path: resident memory after loading, peak at batch 1 and batch N.
 
-    uv run python bench/xtts_memory.py                    # fp32 and int8, batch 1 and 8, 40 tokens
+    uv run python bench/xtts_memory.py                    # fp32, int8 and int4, batch 1 and 8, 40 tokens
 
 Each precision runs in a fresh process (so one measurement's pages never count in another's) on
 the full-size random-weight checkpoint of ``bench/xtts_speed.py``. For comparison the same is
@@ -48,7 +48,7 @@ def measure(checkpoint: Path, precision: str, batch: int, tokens: int, keep: boo
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--precisions", default="fp32,int8,int4")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tokens", type=int, default=40, help="GPT tokens per row (pinned)")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)

@@ -868,11 +868,12 @@ class XttsEngine:
         return emb.detach().float().cpu().numpy().reshape(-1)
 
     def versions(self) -> dict[str, str]:
-        """coqui-tts, torch and transformers versions, plus which checkpoint is loaded."""
+        """coqui-tts, torch, transformers and onnxruntime (int8/int4 decode on it) versions, plus
+        which checkpoint is loaded."""
         from importlib.metadata import PackageNotFoundError, version
 
         out = {}
-        for package in ("coqui-tts", "torch", "transformers"):
+        for package in ("coqui-tts", "torch", "transformers", "onnxruntime"):
             try:
                 out[package] = version(package)
             except PackageNotFoundError:

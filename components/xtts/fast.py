@@ -326,7 +326,25 @@ def apply_precision(model: Any, precision: str = "fp32") -> FastGPT:
     mapped = getattr(model, _MAPPED_ATTR, None)
     if mapped is not None:
         release_mapped_pages(_packed_sources(model.gpt), mapped)
+    _return_freed_heap()
     return fast
+
+
+def _return_freed_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Packing frees hundreds of MB of temporaries (quantisation copies, the serialized ONNX graph,
+    the previous precision's packed weights) in pieces glibc keeps mapped for reuse: measured on
+    the full-size model, int8 sat at 4.0 GB resident after packing and 1.8 GB after a trim.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):  # not glibc (musl, macOS): nothing to trim
+        pass
 
 
 def _packed_sources(gpt: Any) -> list:

@@ -81,6 +81,27 @@ def dequantize_blocks(packed: np.ndarray, scales: np.ndarray, bits: int, K: int)
     return w.reshape(N, K).T.astype(np.float32)
 
 
+def _session_from_files(model: Any, options: Any) -> Any:
+    """An InferenceSession of ``model`` loaded from a temporary folder with its weights as external data.
+
+    Why not from bytes: ORT then holds two copies of every weight (the parsed graph's and the
+    kernels' prepacked one): +780 MB for the 370 MB of int8 matrices, measured. From files it
+    memory-maps the originals, reads them once to prepack and leaves them as file pages the
+    kernel can drop: +400 MB. The folder is deleted at once; on Linux the mappings outlive the
+    file names (and where a mapped file cannot be deleted, cleanup errors are ignored).
+    """
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="xtts-lab-gpt-", ignore_cleanup_errors=True) as folder:
+        path = f"{folder}/blocks.onnx"
+        onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="blocks.weights", size_threshold=1024)
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
 class OrtBlocks:
     """The blocks of a GPT-2 (``hf``: transformers ``GPT2Model``) plus its final ``ln_f``."""
 
@@ -101,8 +122,11 @@ class OrtBlocks:
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The serialized graph is dropped after this call; ORT keeps its own (prepacked) copy.
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        # No spin-waiting after a step: the worker threads would keep a core busy while torch
+        # samples the next token (and while the lab's judges or another engine run). With one
+        # core taken by another process, decoding measured 37.5 ms/token spinning, 18.1 without.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = _session_from_files(model, options)
 
     def _graph(self, hf: Any):
         from onnx import TensorProto, helper, numpy_helper
