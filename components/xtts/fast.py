@@ -767,7 +767,16 @@ class _Slots:
         slot = len(self.active)
         row = _Row(index, item)
         row.sink = sink
-        _start_chunk(self.fast, row, self.cache, slot)
+        try:
+            _start_chunk(self.fast, row, self.cache, slot)
+        except BaseException:
+            # A prefill that failed part-way may have left non-finite keys where the next row in
+            # this slot reads masked padding (NaN survives the mask): zero what it could reach.
+            end = min(self.capacity, _positions(self.fast, item))
+            for layer in (*self.cache[0], *self.cache[1]):
+                layer[slot, :, :end] = 0.0
+            self.touched[slot] = max(self.touched[slot], end)
+            raise
         self.touched[slot] = max(self.touched[slot], row.pos)
         self.active.append(row)
         return row
