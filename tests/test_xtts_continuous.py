@@ -317,8 +317,8 @@ def test_int8_rows_decode_together_through_onnx_runtime(xtts_dir, monkeypatch):
 
 def test_a_request_for_another_precision_waits_for_the_batch_then_switches(engines, monkeypatch):
     """A request in another precision does not repack the weights under rows decoding in the
-    batch: it waits for them, switches, and both get what they asked for. (Last in this file: it
-    leaves the shared engine in fp32 again, with the stop bias.)"""
+    batch: it waits for them, switches, and both get what they asked for. (It leaves the shared
+    engine in fp32 again, with the stop bias the other tests expect.)"""
     from components.xtts import fast
 
     batched, alone = engines
@@ -379,3 +379,24 @@ def test_a_benchmark_has_a_concurrent_engine_to_itself(engines):
     assert not late.wait(1.0), "a request entered beside the benchmark"
     leave.set()
     assert late.wait(30)
+
+
+def test_out_of_memory_in_the_batch_is_the_engine_s_clear_error(engines, monkeypatch):
+    """A CUDA out-of-memory in a batched step reaches the request as the engine's usual advice,
+    and the next request decodes (stands in for a real OOM: there is no GPU here)."""
+    import torch
+
+    from components.xtts import fast
+
+    batched, _ = engines
+    engine = batched.get("xtts")
+    real_step = fast.FastGPT.step
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(fast.FastGPT, "step", out_of_memory)
+    with pytest.raises(LabError, match="GPU out of memory"):
+        engine.synthesize(SynthRequest("Too big.", "en", seed=1, settings=SETTINGS))
+    monkeypatch.setattr(fast.FastGPT, "step", real_step)
+    assert engine.synthesize(SynthRequest("Recovered.", "en", seed=1, settings=SETTINGS)).info["batch_rows"] == 1

@@ -466,8 +466,11 @@ class XttsEngine:
                           progress: Progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
         """Like ``_generate_fast``, in the shared batch: (latents per chunk, {"gpt"}, info)."""
         handle = self._submit(tokens, voice, request)
-        progress(0.1, desc="decoding in the shared batch")
         try:
+            for i in range(len(tokens)):
+                progress(0.1 + 0.8 * i / len(tokens), desc=f"decoding chunk {i + 1} of {len(tokens)} in the shared batch")
+                for _ in handle.tokens():  # wait for the chunk (its codes are kept by the handle)
+                    pass
             done = handle.result()
         finally:
             handle.cancel()  # if we are leaving early (an error, an interrupt), free its slot
@@ -548,7 +551,11 @@ class XttsEngine:
         def guard():
             try:
                 yield
-            except torch.cuda.OutOfMemoryError as e:
+            except (torch.cuda.OutOfMemoryError, LabError) as e:
+                # The shared batch reports a failed step as a LabError caused by the OOM.
+                if not isinstance(e, torch.cuda.OutOfMemoryError) and not isinstance(
+                        e.__cause__, torch.cuda.OutOfMemoryError):
+                    raise
                 torch.cuda.empty_cache()
                 raise LabError(
                     "GPU out of memory while synthesising: try shorter text (text splitting on), "

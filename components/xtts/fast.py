@@ -1040,10 +1040,12 @@ class BatchDecoder:
         except Exception as e:  # noqa: BLE001 - fail the rows in this step, keep serving new ones
             n = len(batch.active)
             for row in batch.active:
-                row.sink._fail(BatchDecodeError(
+                error = BatchDecodeError(
                     f"batched XTTS decoding failed ({type(e).__name__}: {e}); the {n} request(s) "
-                    "decoding together were stopped, later requests decode afresh"))
-            batch.reset()
+                    "decoding together were stopped, later requests decode afresh")
+                error.__cause__ = e  # what failed, for callers that handle it (CUDA out of memory)
+                row.sink._fail(error)
+            batch.reset()  # drop the cache too: after an out-of-memory its memory can go back
             return
         for row, e in failed:
             row.sink._fail(e if isinstance(e, LabError) else LabError(
