@@ -32,8 +32,8 @@ class Rendezvous:
         self.submitted = self.steps = 0
         real_submit, real_step = fast.BatchDecoder.submit, fast.FastGPT.step
 
-        def submit(decoder, item):
-            handle = real_submit(decoder, item)
+        def submit(decoder, item, *args, **kwargs):
+            handle = real_submit(decoder, item, *args, **kwargs)
             with self.cond:
                 self.submitted += 1
                 self.cond.notify_all()
@@ -400,3 +400,36 @@ def test_out_of_memory_in_the_batch_is_the_engine_s_clear_error(engines, monkeyp
         engine.synthesize(SynthRequest("Too big.", "en", seed=1, settings=SETTINGS))
     monkeypatch.setattr(fast.FastGPT, "step", real_step)
     assert engine.synthesize(SynthRequest("Recovered.", "en", seed=1, settings=SETTINGS)).info["batch_rows"] == 1
+
+
+def test_an_experiment_s_rows_and_a_request_share_one_batch(engines, monkeypatch):
+    """An experiment's rows (synthesize_many: the languages, ref-length and benchmark tabs) join the
+    batch a concurrent request decodes in, and each still equals its solo run."""
+    from experiments.common import synthesize_many
+
+    batched, alone = engines
+    rows = [SynthRequest("An experiment row that runs on.", "en", seed=0, settings=SETTINGS),
+            SynthRequest("hola", "es", seed=1, settings=SETTINGS)]
+    request = SynthRequest("A request from another tab.", "de", speaker="Ana Florence", seed=2, settings=SETTINGS)
+    expected = [alone.synthesize(r) for r in (*rows, request)]
+    Rendezvous(monkeypatch, rows=3)
+    got: dict[int, object] = {}
+
+    def experiment() -> None:
+        with batched.use("xtts") as e:
+            for i, result, _seconds in synthesize_many(e, rows):
+                got[i] = result
+
+    def other_tab() -> None:
+        with batched.use("xtts") as e:
+            got[2] = e.synthesize(request)
+
+    threads = [threading.Thread(target=experiment), threading.Thread(target=other_tab)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(got) == [0, 1, 2]
+    for i, want in enumerate(expected):
+        np.testing.assert_allclose(got[i].audio, want.audio, rtol=0, atol=1e-4 * np.abs(want.audio).max())
+        assert got[i].info["batch_rows"] == 3, i

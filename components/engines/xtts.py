@@ -439,8 +439,9 @@ class XttsEngine:
                 self._decoder = fast.BatchDecoder(self.model, self.batch_size)
             return self._decoder
 
-    def _submit(self, tokens: list[Any], voice: Any, request: SynthRequest):
-        """Queue ``request``'s text chunks to join the running batch; its ``RowHandle``."""
+    def _submit(self, tokens: list[Any], voice: Any, request: SynthRequest, notify: Any = None):
+        """Queue ``request``'s text chunks to join the running batch; its ``RowHandle``
+        (``notify``: a queue that gets the handle when the row is over)."""
         import torch
 
         from components.xtts import fast
@@ -455,7 +456,7 @@ class XttsEngine:
             generator.manual_seed(request.seed)
         return self._batch_decoder().submit(fast.BatchItem(
             chunks=tokens, gpt_cond_latent=voice.gpt_cond_latent.to(self.device),
-            settings=request.settings, generator=generator))
+            settings=request.settings, generator=generator), notify)
 
     def _batch_info(self, done: Any) -> dict[str, Any]:
         n_tokens = sum(int(g.tokens.shape[-1]) for g in done.generations)
@@ -801,8 +802,10 @@ class XttsEngine:
                    batch_size: int | None = None) -> Iterator[tuple[int, SynthResult]]:
         """Yield ``(index, SynthResult)`` for ``requests`` as each one finishes.
 
-        Up to ``batch_size`` (default ``self.batch_size``) requests share each GPT step
-        (``components.xtts.fast.generate_batch``); each keeps its own voice, text chunks, sampling
+        Up to ``batch_size`` (default ``self.batch_size``) requests share each GPT step; at the
+        engine's own batch size they join the batch that concurrent requests (other tabs, REST)
+        decode in (``components.xtts.fast.BatchDecoder``), otherwise they decode as a batch of
+        their own (``generate_batch``). Each keeps its own voice, text chunks, sampling
         settings and seed (its own ``torch.Generator``, seeded as ``synthesize`` seeds torch),
         and is vocoded by HiFiGAN on its own as soon as its last chunk is decoded. Timings per
         result: reference, conditioning, gpt (wall time the request spent in the batch) and
@@ -825,8 +828,8 @@ class XttsEngine:
         done = 0
         for precision, indices in groups.items():
             begun = [self._begin(requests[i], progress) for i in indices]
-            # Shared: generate_batch has its own KV cache and generators, so requests decoding in
-            # the server's batch meanwhile are no trouble; only a precision switch waits.
+            # Shared: the rows join the engine's batch beside other users' requests (or, at another
+            # batch size, generate_batch runs with a cache of its own); only a precision switch waits.
             with self._holding(precision, progress, shared=True):
                 yield from self._decode_group(requests, indices, begun, size, progress, done)
             done += len(indices)
@@ -847,7 +850,11 @@ class XttsEngine:
                 generator=None if seed is None else torch.Generator(self.device).manual_seed(seed)))
         progress(0.1, desc=f"decoding {len(items)} rows, {min(size, len(items))} at a time")
         with self._oom_guard():
-            for row in fast.generate_batch(self.model, items, size):
+            if self.concurrent and size == self.batch_size:
+                rows = self._shared_rows(items)  # in the batch the server's requests share
+            else:
+                rows = fast.generate_batch(self.model, items, size)
+            for row in rows:
                 i = indices[row.index]
                 voice, _tokens, timings, info = begun[row.index]
                 audio, t_voc = self._vocode_fast([g.latents for g in row.generations], voice, requests[i].speed)
@@ -858,6 +865,26 @@ class XttsEngine:
                 done += 1
                 progress(0.1 + 0.9 * done / len(requests), desc=f"{done} of {len(requests)} rows done")
                 yield i, SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)
+
+    def _shared_rows(self, items: list[Any]) -> Iterator[Any]:
+        """``generate_batch`` for the engine's own decoder: ``items`` join the shared batch (beside
+        whatever other users' requests decode there) and come back as they finish, each as a
+        ``BatchDone`` whose ``index`` is its position in ``items``. If the caller stops early, the
+        rows still decoding leave the batch."""
+        import dataclasses
+        import queue
+
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+        decoder = self._batch_decoder()
+        handles = [decoder.submit(item, finished) for item in items]
+        position = {id(h): k for k, h in enumerate(handles)}
+        try:
+            for _ in handles:
+                handle = finished.get()
+                yield dataclasses.replace(handle.result(), index=position[id(handle)])
+        finally:
+            for handle in handles:
+                handle.cancel()
 
     def speaker_embedding(self, audio: np.ndarray, sr: int) -> np.ndarray:
         """XTTS's speaker embedding of ``audio`` (mono float, any rate) as a 1-D float32 vector.

@@ -894,6 +894,7 @@ class RowHandle:
         self._error: BaseException | None = None
         self.generations: list[Generation] = []  # chunks read so far
         self.cancelled = False
+        self._notify: "queue.SimpleQueue | None" = None  # gets this handle once the row is over
 
     # -- the decoder's side ------------------------------------------------------------------
     def _token(self, code: int, latent: "torch.Tensor") -> None:
@@ -904,9 +905,13 @@ class RowHandle:
 
     def _finish(self, done: BatchDone) -> None:
         self._events.put(("done", done))
+        if self._notify is not None:
+            self._notify.put(self)
 
     def _fail(self, error: BaseException) -> None:
         self._events.put(("error", error))
+        if self._notify is not None:
+            self._notify.put(self)
 
     # -- the request's side ------------------------------------------------------------------
     def _next(self) -> tuple[str, Any]:
@@ -976,13 +981,16 @@ class BatchDecoder:
         """True while ``model`` is still prepared in the precision this decoder was made for."""
         return getattr(model, _STATE_ATTR, None) is self.fast
 
-    def submit(self, item: BatchItem) -> RowHandle:
-        """Queue ``item`` to join the batch at its next step; returns its handle at once."""
+    def submit(self, item: BatchItem, notify: "queue.SimpleQueue | None" = None) -> RowHandle:
+        """Queue ``item`` to join the batch at its next step; returns its handle at once.
+        ``notify`` (if given) receives the handle when the row has finished or failed, so one
+        caller can wait for whichever of its rows ends first."""
         if not item.chunks:
             raise LabError("a batch row needs at least one text chunk")
         if item.max_new_tokens is not None and int(item.max_new_tokens) < 1:
             raise LabError(f"max_new_tokens must be at least 1, got {item.max_new_tokens!r}")
         handle = RowHandle()
+        handle._notify = notify
         with self._lock:
             self._waiting.append((handle, item))
             if self._worker is None:
