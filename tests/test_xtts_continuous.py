@@ -103,6 +103,27 @@ def test_rows_that_join_mid_decode_equal_solo_runs(model, monkeypatch):
     assert torch.equal(decoder.submit(item).result().generations[0].tokens, alone.tokens)
 
 
+def test_a_long_row_joining_grows_the_cache_under_a_decoding_row(model, monkeypatch):
+    """The cache is sized for the rows it has; a longer row joining mid-decode makes it grow, and
+    the row already decoding carries on from its copied keys/values exactly as alone."""
+    import torch
+
+    from components.xtts import fast
+
+    short = item_and_solo(model, "hola", "es", 1, 1)
+    long = item_and_solo(model, "A much longer sentence joins later, one that needs far more room in the "
+                                "cache than the short row that started the batch.", "en", 0, 0)
+    Rendezvous(monkeypatch, rows=2)
+    decoder = fast.BatchDecoder(model, slots=2)
+    first = decoder.submit(short[0])
+    second = decoder.submit(long[0])
+    for handle, (_, alone) in ((first, short), (second, long)):
+        done = handle.result()
+        assert torch.equal(done.generations[0].tokens, alone.tokens) and done.rows_seen == 2
+        torch.testing.assert_close(done.generations[0].latents, alone.latents, rtol=1e-5, atol=1e-5)
+    assert fast._positions(decoder.fast, long[0]) > 128 >= fast._positions(decoder.fast, short[0])
+
+
 def test_a_row_with_bad_inputs_fails_alone(model, monkeypatch):
     import torch
 

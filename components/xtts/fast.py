@@ -744,12 +744,13 @@ class _Slots:
     def reserve(self, capacity: int) -> None:
         """Make every slot hold at least ``capacity`` positions, keeping what active rows cached.
 
-        Growing copies the active rows' keys/values into a bigger cache (a rare event: the
-        decoder starts from the largest prompt + limit it has seen, and ``torch.empty`` pages
-        cost nothing until a row writes them).
+        Growing copies the active rows' keys/values into a bigger cache. Capacity grows in
+        steps of 128 positions, so a decoder whose rows' prompts differ by a few tokens grows
+        rarely; ``torch.empty`` pages cost nothing until a row writes them.
         """
         if capacity <= self.capacity:
             return
+        capacity = -(-capacity // 128) * 128
         old = self.cache
         self.cache = self.fast.new_cache(self.slots, capacity)
         self.touched = [0] * self.slots
