@@ -848,11 +848,13 @@ class _Slots:
                     failed.append((row, e))
             self.remove(s)
             if not failed or failed[-1][0] is not row:
-                done = BatchDone(row.index, row.generations, time.perf_counter() - row.t_start, row.rows_seen)
-                leaving.append(done)
-                if row.sink is not None:
-                    row.sink._finish(done)
-        return sorted(leaving, key=lambda done: done.index), failed  # rows done at the same step: in order
+                leaving.append((row, BatchDone(row.index, row.generations, time.perf_counter() - row.t_start,
+                                               row.rows_seen)))
+        leaving.sort(key=lambda pair: pair[1].index)  # rows done at the same step: in order
+        for row, done in leaving:
+            if row.sink is not None:
+                row.sink._finish(done)
+        return [done for _row, done in leaving], failed
 
 
 def _clear_padding(cache: tuple, touched: list[int], n: int, length: int, capacity: int) -> None:
