@@ -454,3 +454,33 @@ def test_an_experiment_s_rows_and_a_request_share_one_batch(engines, monkeypatch
     for i, want in enumerate(expected):
         np.testing.assert_allclose(got[i].audio, want.audio, rtol=0, atol=1e-4 * np.abs(want.audio).max())
         assert got[i].info["batch_rows"] == 3, i
+
+
+def test_a_closed_stream_leaves_the_batch(engines, monkeypatch):
+    """A client that stops reading (the generator is closed) takes its row out of the batch at the
+    next step, so the next request decodes alone instead of beside a row nobody will hear."""
+    from components.xtts import fast
+
+    batched, alone = engines
+    engine = batched.get("xtts")
+    real_step, steps, closed = fast.FastGPT.step, [], threading.Event()
+
+    def step(fg, x, *args, **kwargs):
+        steps.append(x.shape[0])
+        if len(steps) == 20:  # the decoder waits here until the client has gone
+            closed.wait(60)
+        return real_step(fg, x, *args, **kwargs)
+
+    monkeypatch.setattr(fast.FastGPT, "step", step)
+    long = SynthRequest("One sentence here, long enough that the lab has to split this text in two chunks. " * 3
+                        + "And then a second sentence follows it.", "en", seed=4, settings=SETTINGS)
+    chunks = engine.stream(long)
+    assert isinstance(next(chunks), np.ndarray)  # the first audio, while the row is mid-decode
+    chunks.close()
+    closed.set()
+    monkeypatch.setattr(fast.FastGPT, "step", real_step)
+    request = SynthRequest("The next request.", "en", seed=2, settings=SETTINGS)
+    got = engine.synthesize(request)
+    assert got.info["batch_rows"] == 1 and len(steps) == 20
+    want = alone.synthesize(request)
+    np.testing.assert_allclose(got.audio, want.audio, rtol=0, atol=1e-4 * np.abs(want.audio).max())
