@@ -215,12 +215,24 @@ def served_with_xtts(tmp_path_factory, xtts_dir):
 
 
 @pytest.mark.slow
-def test_espeak_answers_while_xtts_decodes(served_with_xtts):
+def test_espeak_answers_while_xtts_decodes(served_with_xtts, monkeypatch):
     """Eight espeak clients in the UI while one XTTS request decodes: every espeak request is
     answered, with its own result, before the XTTS request finishes (engines run side by side;
-    only requests for the same engine wait for each other)."""
+    only requests for the same engine wait for each other). The XTTS decoder's real steps are
+    held until the espeak answers are in, so a slow machine cannot finish XTTS first; if espeak
+    waited for XTTS, nothing would be answered and the test would fail on its timeout."""
     from gradio_client import Client
 
+    from components.xtts import fast
+
+    espeak_done = threading.Event()
+    real_step = fast.FastGPT.step
+
+    def held_step(fg, *args, **kwargs):
+        espeak_done.wait(timeout=150)
+        return real_step(fg, *args, **kwargs)
+
+    monkeypatch.setattr(fast.FastGPT, "step", held_step)
     lab, url, _ = served_with_xtts
     client = Client(url, verbose=False)
     speaker = lab.engines.get("xtts").speakers()[0]
@@ -234,10 +246,13 @@ def test_espeak_answers_while_xtts_decodes(served_with_xtts):
     espeak_jobs = [client.submit(b["text"], "espeak", b["speaker"], b["lang"], None, 0, *SETTINGS, b["speed"],
                                  api_name="/synthesize") for b in REQUESTS]
     got = []
-    for job in espeak_jobs:
-        _, wav, *_ = job.result(timeout=120)
-        got.append(fingerprint(*sf.read(wav, dtype="float32")))
-    assert not xtts_job.done(), "the espeak requests waited for the XTTS request"
+    try:
+        for job in espeak_jobs:
+            _, wav, *_ = job.result(timeout=120)
+            got.append(fingerprint(*sf.read(wav, dtype="float32")))
+        assert not xtts_job.done(), "the espeak requests waited for the XTTS request"
+    finally:
+        espeak_done.set()
     assert_each_is_its_own(got, [fingerprint(*decode_wav(r["audio_base64"])) for r in solo], REQUESTS)
     _, xtts_wav, *_ = xtts_job.result(timeout=300)
     assert sf.info(xtts_wav).duration > 1.0
