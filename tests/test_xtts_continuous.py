@@ -103,6 +103,20 @@ def test_rows_that_join_mid_decode_equal_solo_runs(model, monkeypatch):
     assert torch.equal(decoder.submit(item).result().generations[0].tokens, alone.tokens)
 
 
+def test_a_reader_of_whole_chunks_gets_no_token_events(model):
+    """``stream_tokens=False`` (requests that are not streamed): ``tokens()`` yields nothing and
+    returns at each chunk's end, and the result is the same row as a streamed one."""
+    import torch
+
+    from components.xtts import fast
+
+    item, alone = item_and_solo(model, "Whole chunks only.", "en", 0, 5)
+    handle = fast.BatchDecoder(model, slots=2).submit(item, stream_tokens=False)
+    assert list(handle.tokens()) == []
+    assert len(handle.generations) == 1 and torch.equal(handle.generations[0].tokens, alone.tokens)
+    assert torch.equal(handle.result().generations[0].tokens, alone.tokens)
+
+
 def test_a_long_row_joining_grows_the_cache_under_a_decoding_row(model, monkeypatch):
     """The cache is sized for the rows it has; a longer row joining mid-decode makes it grow, and
     the row already decoding carries on from its copied keys/values exactly as alone."""

@@ -439,9 +439,11 @@ class XttsEngine:
                 self._decoder = fast.BatchDecoder(self.model, self.batch_size)
             return self._decoder
 
-    def _submit(self, tokens: list[Any], voice: Any, request: SynthRequest, notify: Any = None):
+    def _submit(self, tokens: list[Any], voice: Any, request: SynthRequest, notify: Any = None,
+                stream_tokens: bool = True):
         """Queue ``request``'s text chunks to join the running batch; its ``RowHandle``
-        (``notify``: a queue that gets the handle when the row is over)."""
+        (``notify``: a queue that gets the handle when the row is over; ``stream_tokens=False``
+        for readers that wait for whole chunks)."""
         import torch
 
         from components.xtts import fast
@@ -456,7 +458,7 @@ class XttsEngine:
             generator.manual_seed(request.seed)
         return self._batch_decoder().submit(fast.BatchItem(
             chunks=tokens, gpt_cond_latent=voice.gpt_cond_latent.to(self.device),
-            settings=request.settings, generator=generator), notify)
+            settings=request.settings, generator=generator), notify, stream_tokens=stream_tokens)
 
     def _batch_info(self, done: Any) -> dict[str, Any]:
         n_tokens = sum(int(g.tokens.shape[-1]) for g in done.generations)
@@ -466,11 +468,11 @@ class XttsEngine:
     def _generate_batched(self, tokens: list[Any], voice: Any, request: SynthRequest,
                           progress: Progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
         """Like ``_generate_fast``, in the shared batch: (latents per chunk, {"gpt"}, info)."""
-        handle = self._submit(tokens, voice, request)
+        handle = self._submit(tokens, voice, request, stream_tokens=False)
         try:
             for i in range(len(tokens)):
                 progress(0.1 + 0.8 * i / len(tokens), desc=f"decoding chunk {i + 1} of {len(tokens)} in the shared batch")
-                for _ in handle.tokens():  # wait for the chunk (its codes are kept by the handle)
+                for _ in handle.tokens():  # returns at the chunk's end (no per-token events asked for)
                     pass
             done = handle.result()
         finally:
@@ -876,7 +878,7 @@ class XttsEngine:
 
         finished: queue.SimpleQueue = queue.SimpleQueue()
         decoder = self._batch_decoder()
-        handles = [decoder.submit(item, finished) for item in items]
+        handles = [decoder.submit(item, finished, stream_tokens=False) for item in items]
         position = {id(h): k for k, h in enumerate(handles)}
         try:
             for _ in handles:

@@ -267,6 +267,9 @@ class FastGPT:
         keys, values = cache
         if self.ort is not None:  # per-row lengths go to GroupQueryAttention (seqlens_k)
             return self.ort.run(x[:, None], cache, 0, pos, int(pos.max()) + 1)[:, 0]
+        if x.shape[0] == 1:  # a lone row (one request on the server): the single-stream path,
+            # the same arithmetic without the mask and the indexed cache writes
+            return self.forward(x, int(pos[0]), cache, 0)
         n, H, D = x.shape[0], self.n_heads, self.head_dim
         rows = torch.arange(n, device=x.device)
         length = int(pos.max()) + 1
@@ -898,10 +901,14 @@ class RowHandle:
         self.generations: list[Generation] = []  # chunks read so far
         self.cancelled = False
         self._notify: "queue.SimpleQueue | None" = None  # gets this handle once the row is over
+        # Per-token events only for readers that stream: each one wakes the reading thread, which
+        # then takes the GIL from the decoder's thread mid-step.
+        self.deliver_tokens = True
 
     # -- the decoder's side ------------------------------------------------------------------
     def _token(self, code: int, latent: "torch.Tensor") -> None:
-        self._events.put(("token", (code, latent)))
+        if self.deliver_tokens:
+            self._events.put(("token", (code, latent)))
 
     def _chunk_done(self, generation: Generation) -> None:
         self._events.put(("chunk", generation))
@@ -984,16 +991,20 @@ class BatchDecoder:
         """True while ``model`` is still prepared in the precision this decoder was made for."""
         return getattr(model, _STATE_ATTR, None) is self.fast
 
-    def submit(self, item: BatchItem, notify: "queue.SimpleQueue | None" = None) -> RowHandle:
+    def submit(self, item: BatchItem, notify: "queue.SimpleQueue | None" = None, *,
+               stream_tokens: bool = True) -> RowHandle:
         """Queue ``item`` to join the batch at its next step; returns its handle at once.
         ``notify`` (if given) receives the handle when the row has finished or failed, so one
-        caller can wait for whichever of its rows ends first."""
+        caller can wait for whichever of its rows ends first. ``stream_tokens=False``: the
+        handle's ``tokens()`` yields nothing and only returns at each chunk's end (for readers
+        that want whole chunks or the result; see ``RowHandle.deliver_tokens``)."""
         if not item.chunks:
             raise LabError("a batch row needs at least one text chunk")
         if item.max_new_tokens is not None and int(item.max_new_tokens) < 1:
             raise LabError(f"max_new_tokens must be at least 1, got {item.max_new_tokens!r}")
         handle = RowHandle()
         handle._notify = notify
+        handle.deliver_tokens = stream_tokens
         with self._lock:
             self._waiting.append((handle, item))
             if self._worker is None:
