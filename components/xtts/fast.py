@@ -26,7 +26,7 @@ Precision modes (``apply_precision``), all opt-in except fp32:
     int4  as int8 with 4-bit weights (an eighth of fp32's bytes)
 
 With random-weight checkpoints only the numerical deviation from fp32 can be measured
-(``bench/xtts_speed.py`` reports it); whether bf16/int8 sound as good needs the real weights.
+(``bench/xtts_speed.py`` reports it); whether bf16/int8/int4 sound as good needs the real weights.
 
 Nothing here imports torch or coqui at module level (the lab's registry must stay light).
 """
@@ -1079,7 +1079,7 @@ class BatchDecoder:
 # ---------------------------------------------------------------------------------------------
 
 def _vocoder_autocast(model: Any):
-    """bf16 autocast for HiFiGAN in the bf16/int8 modes; nothing (exact fp32) otherwise."""
+    """bf16 autocast for HiFiGAN in the bf16/int8/int4 modes; nothing (exact fp32) otherwise."""
     import contextlib
 
     import torch
@@ -1104,7 +1104,7 @@ def vocode(model: Any, latents: "torch.Tensor", speaker_embedding: "torch.Tensor
     """GPT latents [1, n, dim] -> mono float32 audio at the model's output rate, as stock does.
 
     ``speed`` rescales the latents first (stock ``inference()``'s ``speed``). In fp32 this is
-    exactly stock's HiFiGAN call; bf16/int8 modes run it under bf16 autocast.
+    exactly stock's HiFiGAN call; bf16/int8/int4 modes run it under bf16 autocast.
     """
     import torch
 
