@@ -33,3 +33,17 @@ class CapabilityError(LabError):
 
 def no_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
     """Default progress callback: do nothing."""
+
+
+def unavailable_reason_of(name: str, load_class: Callable[[str], Any], config: Any) -> str | None:
+    """Why the registry entry ``name`` (an engine or a judge) cannot run here, None if it can.
+
+    Cheap: imports the entry's class (``load_class``), never loads a model. A class without an
+    ``unavailable_reason(config)`` classmethod is always available.
+    """
+    try:
+        cls = load_class(name)
+    except ImportError as e:  # a missing optional dependency
+        return f"{name} cannot be imported: {e}"
+    check = getattr(cls, "unavailable_reason", None)
+    return check(config) if check else None

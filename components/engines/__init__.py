@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from components.core import PRECISIONS
+from components.core import PRECISIONS, unavailable_reason_of
 
 from .base import Capabilities, Engine, EngineUnavailable, LabError, License, Progress, no_progress
 
@@ -136,12 +136,7 @@ class Engines:
         """Why ``name`` cannot run here (None if it can). Cheap: loads no model."""
         if name in self._errors:
             return self._errors[name]
-        try:
-            cls = engine_class(name)
-        except ImportError as e:  # a missing optional dependency
-            return f"{name} cannot be imported: {e}"
-        check = getattr(cls, "unavailable_reason", None)
-        return check(self.config) if check else None
+        return unavailable_reason_of(name, engine_class, self.config)
 
     def available(self) -> dict[str, str | None]:
         """Engine name -> None if usable, else the reason it is not."""

@@ -15,6 +15,8 @@ import os
 import threading
 from typing import Any
 
+from components.core import unavailable_reason_of
+
 from .base import CannotJudge, Judge, JudgeConfig, JudgeInput, JudgeUnavailable, LabError
 
 REGISTRY: dict[str, str] = {
@@ -75,12 +77,7 @@ class Judges:
         """Why judge ``name`` cannot run here (None if it can). Cheap: loads no model."""
         if name in self._errors:
             return self._errors[name]
-        try:
-            cls = judge_class(name)
-        except ImportError as e:
-            return f"{name} cannot be imported: {e}"
-        check = getattr(cls, "unavailable_reason", None)
-        return check(self.config) if check else None
+        return unavailable_reason_of(name, judge_class, self.config)
 
     def available(self) -> dict[str, str | None]:
         """Judge name -> None if usable, else why not."""
