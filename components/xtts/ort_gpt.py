@@ -114,11 +114,9 @@ class OrtBlocks:
             raise LabError(f"ONNX Runtime blocks run {', '.join(BITS)}, not {precision!r}")
         cfg = hf.config
         self.bits = BITS[precision]
-        self.layers = len(hf.h)
         self.heads = cfg.n_head
         self.dim = cfg.n_embd
         self.head_dim = self.dim // self.heads
-        self.weight_bytes = 0  # bytes one step reads from the quantised matrices (weights + scales)
         model = self._graph(hf)
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
@@ -157,7 +155,6 @@ class OrtBlocks:
             K, N = conv1d.weight.shape
             block = block_size(int(K))
             packed, scales = quantize_blocks(conv1d.weight, self.bits, block)
-            self.weight_bytes += packed.nbytes + scales.nbytes
             nodes.append(helper.make_node(
                 "MatMulNBits", [x, const(name + ".q", packed), const(name + ".s", scales)], [name + ".mm"],
                 domain="com.microsoft", K=int(K), N=int(N), bits=self.bits, block_size=block, accuracy_level=4))
