@@ -85,6 +85,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voices", help="script voices: 'Name=engine:speaker,Me=xtts:ref=me.wav' or a YAML file")
     p.add_argument("--pause", type=float, help="script: seconds between lines (default 0.3)")
     p.add_argument("--paragraph-pause", type=float, help="script: seconds at a blank line (default 0.8)")
+    p.add_argument("--format", choices=["script", "text", "markdown"],
+                   help="script: what --script is written in (default: markdown for .md files, else script)")
+    p.add_argument("--max-cer", type=float, help="script: a take with a higher CER is retaken (default 0.2)")
+    p.add_argument("--takes", type=int, help="script: takes per line at most (default 3; seeded engines)")
     p.add_argument("--out", default="results", help="results folder (default results/)")
     # evaluate
     p.add_argument("--sentences", type=int, help="evaluate: the first N sentences per language")
@@ -98,8 +102,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="evaluate, Ray: actors per engine (default 1)")
     p.add_argument("--worker-cpus", type=float, help="evaluate, Ray: CPUs per actor (default 1)")
     p.add_argument("--worker-gpus", type=float, help="evaluate, Ray: GPUs per actor (default 0; 1 with --device cuda)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="evaluate: finish an interrupted run in its folder "
-                   "(rows already written are skipped)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="evaluate, script: finish an interrupted run in its "
+                   "folder (rows / takes already written are not redone)")
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -206,7 +210,9 @@ def _script_arguments(args: argparse.Namespace) -> dict[str, Any]:
         engine, _, rest = voice.partition(":")
         if rest.startswith("ref="):
             voices[name] = f"{engine}:ref={Path(rest[4:]).resolve()}"
-    return {"script": text, "voices": voices, "pause": args.pause, "paragraph_pause": args.paragraph_pause}
+    fmt = args.format or ("markdown" if path.suffix.lower() in (".md", ".markdown") else "script")
+    return {"script": text, "voices": voices, "pause": args.pause, "paragraph_pause": args.paragraph_pause,
+            "format": fmt, "max_cer": args.max_cer, "takes": args.takes}
 def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
     """Where an evaluation runs: options that may differ between a run and its resumption."""
     return {k: v for k, v in {"executor": args.executor, "ray_address": args.ray_address, "workers": args.workers,
@@ -219,15 +225,17 @@ def resume(args: argparse.Namespace, engines: Engines) -> tuple[str, Any, Any]:
     itself, reopened so that its rows continue."""
     from dataclasses import replace
 
-    from .specs import EvaluateSpec
+    from .specs import EvaluateSpec, ScriptSpec
 
     run_dir = Path(args.resume)
     if not (run_dir / "spec.yaml").is_file():
         raise LabError(f"--resume {args.resume!r} is not a run folder (it has no spec.yaml)")
     args.spec = str(run_dir / "spec.yaml")
     name, spec = spec_from_args(args, engines)
+    if isinstance(spec, ScriptSpec):  # its takes on disk are kept; the rest are made and checked
+        return name, spec, ResultsStore(run_dir.parent).reopen(run_dir.name)
     if not isinstance(spec, EvaluateSpec):
-        raise LabError(f"--resume works for evaluate runs; {args.resume!r} is a {name} run")
+        raise LabError(f"--resume works for evaluate and script runs; {args.resume!r} is a {name} run")
     spec = replace(spec, **_executor_options(args))
     return name, spec, ResultsStore(run_dir.parent).reopen(run_dir.name)
 
@@ -254,6 +262,7 @@ def run_command(args: argparse.Namespace) -> int:
             raise LabError(f"--judge-reference {reference!r} does not exist")
         with running as run:
             judging = attach(run, judges, choice, reference=reference)
+            run.judges = judges  # the script experiment hears its takes with the lab's asr judge
             df = runner(name)(spec, engines, run, stderr_progress)
         if judging is not None and judging.pending:
             print(f"[judging] {judging.pending} row(s) left", file=sys.stderr, flush=True)
@@ -267,8 +276,11 @@ def run_command(args: argparse.Namespace) -> int:
         if name == "script":
             from .script import SPEAKERS_CSV, STITCHED_WAV
 
-            print(f"{run.dir / STITCHED_WAV} (+ script.srt, script.vtt)", file=sys.stderr)
+            from .script import REPORT_CSV, summarize_report
+
+            print(f"{run.dir / STITCHED_WAV} (+ script.srt, script.vtt, {REPORT_CSV})", file=sys.stderr)
             print((run.dir / SPEAKERS_CSV).read_text(), file=sys.stderr)
+            print(summarize_report(read_csv(run.dir / REPORT_CSV)), file=sys.stderr)
         if name == "evaluate":
             from .evaluate import format_summary, summarize as summarize_evaluation
 

@@ -323,3 +323,95 @@ def parse_srt(text: str) -> list[Cue]:
         speaker, said = (v[1], v[2]) if v else body.partition(": ")[::2]
         cues.append(Cue(start, end, speaker, said.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")))
     return cues
+
+
+# -- plain text and Markdown -------------------------------------------------------------------------
+
+FORMATS = ("script", "text", "markdown")  # what a script's text is written in
+NARRATOR = "Narrator"                     # the speaker of plain text and Markdown (unless one voice names another)
+
+_MD_FENCE = re.compile(r"^\s*(```|~~~)")
+_MD_RULES: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"<!--.*?-->", re.S), ""),                        # HTML comments
+    (re.compile(r"!\[[^\]]*\]\([^)]*\)"), ""),                    # images say nothing
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),                # [text](url) -> text
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),               # [text][ref] -> text
+    (re.compile(r"<https?://[^>]+>"), ""),                        # autolinks
+    (re.compile(r"</?[A-Za-z][^>]*>"), ""),                       # inline HTML tags
+    (re.compile(r"`([^`]*)`"), r"\1"),                            # inline code keeps its text
+    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),                     # bold
+    (re.compile(r"(?<![\w*])[*_](?!\s)(.+?)(?<!\s)[*_](?![\w*])"), r"\1"),  # italics
+    (re.compile(r"~~(.+?)~~"), r"\1"),                            # strike-through
+)
+_MD_BLOCK = re.compile(r"^\s{0,3}(?:#{1,6}\s+|>\s?|[-*+]\s+|\d+[.)]\s+)")
+_MD_SKIP = re.compile(r"^\s*(?:[-*_]\s*){3,}$|^\s*\|?\s*:?-{3,}|^\s*\[[^\]]+\]:\s")  # rules, table rulers, link defs
+_OPENER = r"(?=[\"'“‘(\[]?[A-Z0-9À-Ý])"  # a sentence starts with a capital or a digit
+_SENTENCE_END = re.compile(rf"(?<=[.!?…])\s+{_OPENER}|(?<=[.!?…][\"'”’)\]])\s+{_OPENER}|(?<=[。！？])(?![」』”’）])|(?<=[。！？][」』”’）])")
+# Words ending in a full stop that do not end a sentence ("Dr. Smith", "e.g. this").
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Sr|Jr|Mt|vs|etc|e\.g|i\.e|cf|No|Fig|[A-Z])\.)$")
+
+
+def strip_markdown(text: str) -> str:
+    """Markdown as the words a reader says: markup, links' targets, images, code blocks and HTML
+    dropped; headings, list items and quotes become paragraphs of their own."""
+    out: list[str] = []
+    fenced = False
+    for raw in text.splitlines():
+        if _MD_FENCE.match(raw):
+            fenced = not fenced
+            continue
+        if fenced or _MD_SKIP.match(raw):
+            continue
+        block = _MD_BLOCK.match(raw)
+        line = raw[block.end():] if block else raw
+        if block and line.strip():  # a heading or an item is a paragraph: it ends where it ends
+            line = line.rstrip()
+            out += ["", line if line[-1] in ".!?…:;。！？" else line + "."]
+            out.append("")
+            continue
+        line = line.replace("|", " ")  # table cells read as a line
+        out.append(line)
+    body = "\n".join(out)
+    for pattern, repl in _MD_RULES:
+        body = pattern.sub(repl, body)
+    return body
+
+
+def sentences(paragraph: str) -> list[str]:
+    """A paragraph of prose cut at sentence ends (., !, ?, … before a capital; 。！？)."""
+    flat = " ".join(paragraph.split())
+    out: list[str] = []
+    for piece in (p.strip() for p in _SENTENCE_END.split(flat) if p and p.strip()):
+        if out and _ABBREVIATION.search(out[-1]):
+            out[-1] += " " + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def prose_to_script(text: str, fmt: str, speaker: str = NARRATOR) -> str:
+    """Plain text (``fmt="text"``) or Markdown (``"markdown"``) as a script for ``speaker``: one
+    line per sentence, a blank line (paragraph pause) between paragraphs. ``"script"`` returns
+    ``text`` unchanged."""
+    if fmt not in FORMATS:
+        raise LabError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "script":
+        return text
+    if not isinstance(text, str):
+        raise LabError(f"script must be text, got {type(text).__name__}")
+    body = strip_markdown(text) if fmt == "markdown" else text
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", body):
+        said = [s for s in sentences(paragraph) if s]
+        if not said:
+            continue
+        if out:
+            out.append("")
+        # "#" starts a comment in the script format: escape it so the text is read as written.
+        out += [f"{speaker}: " + s.replace("#", "\\#") for s in said]
+    return "\n".join(out) + "\n"
+
+
+def script_speaker(voices: Mapping[str, str]) -> str:
+    """Who reads plain text or Markdown: the one voice's name when exactly one is given."""
+    return next(iter(voices)) if len(voices) == 1 else NARRATOR

@@ -288,6 +288,9 @@ def spec_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+MAX_TAKES = 5  # takes per script line at most (the Script tab has a player for each)
+
+
 @dataclass(frozen=True)
 class ScriptSpec:
     """A multi-speaker script read aloud: one row per line, one stitched WAV, SRT and WebVTT.
@@ -295,7 +298,7 @@ class ScriptSpec:
     The script format and voices are described in ``experiments.script_format``.
     """
 
-    script: str = ""                   # the script text: "Name: text" per line
+    script: str = ""                   # the script text: "Name: text" per line (or prose: see ``format``)
     voices: Mapping[str, str] = field(default_factory=dict)  # speaker -> "engine:speaker" | "engine:ref=wav"
     lang: str = "en"                   # language of lines without a [xx] tag
     pause: float = 0.3                 # seconds of silence between lines
@@ -305,9 +308,20 @@ class ScriptSpec:
     seed: int = 0                      # seeds sampling engines; logged with every row
     batch_size: int | None = None      # lines per batch for engines that batch; None = the engine's choice
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    format: str = "script"             # script ("Name: text") | text | markdown (one line per sentence)
+    max_cer: float = 0.2               # a take whose CER (asr judge) is above this is flagged "cer"
+    takes: int = 3                     # takes per line at most: a flagged line is retaken (seeded engines)
+
+    def script_text(self) -> str:
+        """The script in the script format (plain text and Markdown converted)."""
+        from .script_format import parse_voices, prose_to_script, script_speaker
+
+        if self.format == "script":
+            return self.script
+        return prose_to_script(self.script, self.format, script_speaker(parse_voices(dict(self.voices))))
 
     def __post_init__(self) -> None:
-        from .script_format import parse_script, parse_voices, voices_for
+        from .script_format import FORMATS, parse_script, parse_voices, voices_for
 
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (0 <= self.seed < 2**32):
             raise LabError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
@@ -323,7 +337,13 @@ class ScriptSpec:
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
                                             or self.batch_size < 1):
             raise LabError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        voices_for(parse_script(self.script), parse_voices(dict(self.voices)))
+        if self.format not in FORMATS:
+            raise LabError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if isinstance(self.max_cer, bool) or not isinstance(self.max_cer, (int, float)) or not (0 <= self.max_cer <= 10):
+            raise LabError(f"max_cer must be a number between 0 and 10, got {self.max_cer!r}")
+        if isinstance(self.takes, bool) or not isinstance(self.takes, int) or not (1 <= self.takes <= MAX_TAKES):
+            raise LabError(f"takes must be an integer from 1 to {MAX_TAKES}, got {self.takes!r}")
+        voices_for(parse_script(self.script_text()), parse_voices(dict(self.voices)))
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")  # what ``judge`` picks up from a folder
