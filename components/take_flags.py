@@ -8,11 +8,12 @@ Flags (the names rows carry):
 
 - ``pace``: seconds of speech per character far outside the usual range of the engine's voice
   (measured over the run's own takes when there are enough, else a wide generic range);
+- ``runaway``: the whole take far longer than the voice's usual pace needs for the text (babble,
+  endless repetition, a long silent tail);
 - ``silence``: a long silence inside the line (a stall, a dropped word);
 - ``clipping``: samples pinned at full scale;
 - ``noise_tail``: sound without pitch after the last voiced frame (the breath, hiss or screech
   some engines append at the end of a sentence);
-- ``runaway``: far longer than the text can need (babble, endless repetition);
 - ``silent``: nothing audible at all.
 """
 
@@ -24,8 +25,7 @@ import numpy as np
 
 from components import dsp
 from components.metrics import (
-    ANALYSIS_SR, CLIP_LEVEL, FRAME, HOP, VOICED_PERIODICITY, frame_db, periodicity, runaway_limit, script_family,
-    sound_mask,
+    ANALYSIS_SR, CLIP_LEVEL, FRAME, HOP, VOICED_PERIODICITY, frame_db, periodicity, script_family, sound_mask,
 )
 
 FLAGS = ("pace", "silence", "clipping", "noise_tail", "runaway", "silent")
@@ -34,10 +34,13 @@ CLIPPED_FRACTION = 0.001       # > 0.1 % of samples at full scale is audible dis
 MAX_UNVOICED_TAIL_S = 0.45     # a final "s" or "sh" lasts 0.1-0.3 s; a longer pitchless tail is noise
 PACE_FACTOR = 2.2              # a line's s/char this many times off the voice's median is flagged
 PACE_SLACK_S = 0.3             # seconds either side: one-word lines have long vowels, short ones short
-PACE_MIN_TAKES = 5             # fewer clean takes of a voice than this: use GENERIC_PACE instead
+PACE_MIN_TAKES = 3             # fewer takes of a voice than this: GENERIC_PACE / TYPICAL_PACE instead
 # Seconds of speech per character at speed 1 that no normal reading falls outside (English
 # ~0.06-0.09 s/char, Japanese/Chinese/Korean ~0.15-0.3 s/char; espeak, Kokoro and XTTS inside).
 GENERIC_PACE = {"alphabetic": (0.025, 0.25), "cjk": (0.06, 0.8)}
+TYPICAL_PACE = {"alphabetic": 0.08, "cjk": 0.3}  # s/char of an ordinary reading, when the voice's is unknown
+RUNAWAY_FACTOR = 2.5           # a take this many times longer than its text needs at the usual pace ...
+RUNAWAY_SLACK_S = 0.5          # ... plus this (edge silence, a breath) is a runaway
 
 
 def _analysis(audio: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,11 +120,6 @@ def has_noise_tail(audio: np.ndarray, sr: int, max_seconds: float = MAX_UNVOICED
     return unvoiced_tail(audio, sr) > max_seconds
 
 
-def is_runaway(audio: np.ndarray, sr: int, text: str, lang: str | None, speed: float = 1.0) -> bool:
-    """Longer than ``text`` can plausibly need at ``speed`` (``components.metrics.runaway_limit``)."""
-    return len(np.asarray(audio).reshape(-1)) / sr > runaway_limit(text, lang, speed)
-
-
 def seconds_per_char(audio: np.ndarray, sr: int, text: str) -> float | None:
     """Seconds of speech (edges trimmed) per spoken character; None without characters."""
     chars = spoken_chars(text)
@@ -140,6 +138,34 @@ def pace_range(lang: str | None, speed: float = 1.0, usual: list[float] | None =
     return low / max(speed, 1e-3), high / max(speed, 1e-3)
 
 
+def usual_pace(lang: str | None, speed: float = 1.0, usual: list[float] | None = None) -> float:
+    """Seconds per character of the voice: the median of ``usual`` (its takes' seconds per
+    character) when there are PACE_MIN_TAKES of them, else TYPICAL_PACE at ``speed``."""
+    values = [v for v in usual or [] if v and np.isfinite(v)]
+    if len(values) >= PACE_MIN_TAKES:
+        return float(np.median(values))
+    return TYPICAL_PACE[script_family(lang)] / max(speed, 1e-3)
+
+
+def is_runaway(seconds: float, chars: int, lang: str | None, speed: float = 1.0,
+               usual: list[float] | None = None) -> bool:
+    """A take of ``seconds`` (all of it, edges included) far longer than ``chars`` spoken
+    characters need at the voice's usual pace (:func:`usual_pace`)."""
+    return seconds > RUNAWAY_FACTOR * chars * usual_pace(lang, speed, usual) + RUNAWAY_SLACK_S
+
+
+def voice_flags(speech_seconds: float, seconds: float, chars: int, lang: str | None, speed: float = 1.0,
+                usual: list[float] | None = None) -> list[str]:
+    """``pace`` and ``runaway``: the flags judged against the voice's other takes (``usual``: their
+    seconds of speech per character)."""
+    flags = []
+    if off_pace(speech_seconds, chars, pace_range(lang, speed, usual)):
+        flags.append("pace")
+    if is_runaway(seconds, chars, lang, speed, usual):
+        flags.append("runaway")
+    return flags
+
+
 def off_pace(seconds: float, chars: int, low_high: tuple[float, float]) -> bool:
     """``seconds`` of speech for ``chars`` spoken characters outside ``low_high`` seconds per
     character (give or take PACE_SLACK_S); a line without characters is never flagged."""
@@ -148,9 +174,10 @@ def off_pace(seconds: float, chars: int, low_high: tuple[float, float]) -> bool:
     return not (chars * low_high[0] - PACE_SLACK_S <= seconds <= chars * low_high[1] + PACE_SLACK_S)
 
 
-def signal_flags(audio: np.ndarray, sr: int, text: str, lang: str | None, speed: float = 1.0) -> list[str]:
-    """Every flag of ``FLAGS`` that needs only this take (all but ``pace``, which needs the
-    voice's other takes: see :func:`pace_range`)."""
+def signal_flags(audio: np.ndarray, sr: int) -> list[str]:
+    """The flags of ``FLAGS`` that need only this take's samples: ``silent``, ``silence``,
+    ``clipping``, ``noise_tail`` (``pace`` and ``runaway`` need the voice's other takes: see
+    :func:`voice_flags`)."""
     if is_silent(audio, sr):
         return ["silent"]
     flags = []
@@ -160,8 +187,6 @@ def signal_flags(audio: np.ndarray, sr: int, text: str, lang: str | None, speed:
         flags.append("clipping")
     if has_noise_tail(audio, sr):
         flags.append("noise_tail")
-    if is_runaway(audio, sr, text, lang, speed):
-        flags.append("runaway")
     return flags
 
 

@@ -64,7 +64,8 @@ MIN_LOUDNESS_S = 0.4       # EBU R128 gates 400 ms blocks: shorter lines are mea
 
 STITCHED_WAV, SRT, VTT, SPEAKERS_CSV = "script.wav", "script.srt", "script.vtt", "speakers.csv"
 CHECKS_CSV, CHOSEN_JSON, REPORT_CSV = "checks.csv", "chosen.json", "report.csv"
-CHECK_COLUMNS = ("row", "line", "take", "cer", "asr_text", "signal_flags", "speech_seconds", "chars", "check_note")
+CHECK_COLUMNS = ("row", "line", "take", "cer", "asr_text", "signal_flags", "speech_seconds", "seconds", "chars",
+                 "check_note")
 TAKE_SEED_STEP = 1_000_003  # take k is seeded spec.seed + (k-1) * this: take 1 keeps the run's seed
 
 
@@ -339,8 +340,8 @@ def check_take(wav_path: str | Path, text: str, lang: str, speed: float, judges:
     audio, sr = sf.read(str(wav_path), dtype="float32", always_2d=True)
     audio = audio.mean(axis=1)
     out: dict[str, Any] = {
-        "signal_flags": take_flags.join(take_flags.signal_flags(audio, sr, text, lang, speed)),
-        "speech_seconds": round(take_flags.speech_seconds(audio, sr), 3),
+        "signal_flags": take_flags.join(take_flags.signal_flags(audio, sr)),
+        "speech_seconds": round(take_flags.speech_seconds(audio, sr), 3), "seconds": round(len(audio) / sr, 3),
         "chars": take_flags.spoken_chars(text), "cer": None, "asr_text": None, "check_note": None,
     }
     if judges is None:
@@ -418,12 +419,13 @@ def takes(df: pd.DataFrame, checks: pd.DataFrame, spec: ScriptSpec, chosen: dict
     # Rows from before checked takes carry no take: number them per line in row order.
     d["take"] = pd.to_numeric(d["take"], errors="coerce").fillna(d.groupby("line").cumcount() + 1).astype(int)
     c = checks.set_index("row") if checks is not None and not checks.empty else pd.DataFrame()
-    for col in ("cer", "asr_text", "signal_flags", "speech_seconds", "chars", "check_note"):
+    for col in ("cer", "asr_text", "signal_flags", "speech_seconds", "seconds", "chars", "check_note"):
         d[col] = d["row"].map(c[col]) if col in c else None
     d["cer"] = pd.to_numeric(d["cer"], errors="coerce")
     d["checked"] = d["row"].isin(c.index) if len(c) else False
     d["speech_seconds"] = pd.to_numeric(d["speech_seconds"], errors="coerce")
     d["chars"] = pd.to_numeric(d["chars"], errors="coerce")
+    d["seconds"] = pd.to_numeric(d["seconds"], errors="coerce")
     spc = d["speech_seconds"] / d["chars"].where(d["chars"] > 0)
     voice = d["voice"].astype(str) if "voice" in d else pd.Series("", index=d.index)
     flags_col = []
@@ -433,9 +435,9 @@ def takes(df: pd.DataFrame, checks: pd.DataFrame, spec: ScriptSpec, chosen: dict
             flags.append("cer")
         if row["checked"] and pd.notna(row["speech_seconds"]) and "silent" not in flags:
             usual = spc[(voice == voice[i]) & (d["take"] == 1)].dropna().tolist()
-            bounds = take_flags.pace_range(str(row.get("language") or spec.lang), spec.speed, usual)
-            if take_flags.off_pace(float(row["speech_seconds"]), int(row["chars"] or 0), bounds):
-                flags.append("pace")
+            flags += take_flags.voice_flags(float(row["speech_seconds"]), float(row["seconds"]),
+                                            int(row["chars"] or 0), str(row.get("language") or spec.lang),
+                                            spec.speed, usual)
         flags_col.append(take_flags.join(flags))
     d["flags"] = flags_col
     chosen = chosen or {}
