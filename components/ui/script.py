@@ -9,6 +9,13 @@ API (``gradio_client``):
 - ``/play_line`` (run id, line number) -> that line's wav
 - ``/rerender_line`` (run id, line number, new text or "", new voice or "", reference files)
   -> (line wav, stitched wav, srt, vtt, lines table, speakers table, results.csv)
+- ``/flagged_lines`` (run id) -> (table of the lines not clean: retaken, flagged or chosen; line picker)
+- ``/line_takes`` (run id, line number) -> (one player per take [MAX_TAKES], take picker)
+- ``/choose_take`` (run id, line number, take) -> (stitched wav, srt, vtt, lines table, speakers
+  table, results.csv, flagged table): keeps that take and re-stitches, with no synthesis
+
+Every take is checked (CER from the lab's asr judge, signal flags) and flagged lines are retaken
+on engines that use a seed: see ``experiments.script``.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from components.engines import lab_languages
 from components.engines.base import LabError
 from components.results import rows_to_frame
 from experiments import script as script_exp
-from experiments.script_format import Voice, parse_script
-from experiments.specs import ScriptSpec
+from experiments.script_format import FORMATS, Voice, parse_script
+from experiments.specs import MAX_TAKES, ScriptSpec
 
 from .common import judges_switch, servable, table_view, ui_errors
 
@@ -38,8 +45,9 @@ Bob: Yes. Start with the long paragraph.
 Narrator: And so they listened, line by line.
 """
 EXAMPLE_VOICES = [["Narrator", "espeak:male"], ["Ada", "espeak:female"], ["Bob", "espeak:male 2"]]
-LINE_COLUMNS = ("line", "speaker", "voice", "text", "start", "end", "audio_seconds", "synth_seconds", "rtf",
-                "status", "note")
+LINE_COLUMNS = ("line", "take", "kept", "flags", "cer", "speaker", "voice", "text", "start", "end", "audio_seconds",
+                "synth_seconds", "rtf", "status", "note")
+FLAGGED_COLUMNS = ("line", "speaker", "text", "takes", "kept_take", "cer", "flags", "take_flags", "verdict")
 TABLE_EVERY_S = 1.0  # while a script renders, the table refreshes at most this often
 
 
@@ -75,11 +83,12 @@ def _voice_override(voice: str, references: list[Any] | None) -> str | None:
     return voices_from_table([["line", voice]], references)["line"]
 
 
-def lines_view(df: pd.DataFrame, stitched: script_exp.Stitched | None = None) -> pd.DataFrame:
-    d = script_exp.table(df, stitched)
+def lines_view(df: pd.DataFrame, stitched: script_exp.Stitched | None = None,
+               all_takes: pd.DataFrame | None = None) -> pd.DataFrame:
+    d = script_exp.table(df, stitched, all_takes)
     if "voice" in d:
         d["voice"] = d["voice"].map(lambda v: Voice.parse(v).label() if isinstance(v, str) and v else v)
-    v = table_view(d, show=("line", "voice", "start", "end"))
+    v = table_view(d, show=("line", "take", "kept", "flags", "voice", "start", "end"))
     first = [c for c in LINE_COLUMNS if c in v]
     return v[first + [c for c in v.columns if c not in first]]
 
@@ -108,6 +117,13 @@ def render(lab: LabContext) -> None:
         paragraph = gr.Number(0.8, minimum=0, maximum=10, label="Pause at a blank line (s)", scale=1)
         speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed", scale=2)
         seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
+    with gr.Row():
+        fmt = gr.Dropdown(list(FORMATS), value="script", label="Format", scale=1, elem_id="script-format",
+                          info="script: 'Name: text'; text or markdown: one line per sentence, read by the one voice")
+        max_cer = gr.Number(0.2, minimum=0, maximum=10, label="Retake above CER", scale=1, elem_id="script-max-cer",
+                            info="heard back by the asr judge")
+        n_takes = gr.Number(3, precision=0, minimum=1, maximum=MAX_TAKES, label="Takes per line (at most)", scale=1,
+                            elem_id="script-takes", info="flagged lines are retaken on engines that use a seed")
     judges = judges_switch(lab)
     run_btn = gr.Button("Read the script aloud", variant="primary", elem_id="script-run")
     with gr.Row():
@@ -134,6 +150,16 @@ def render(lab: LabContext) -> None:
             play_btn = gr.Button("Play line", elem_id="script-play")
             redo_btn = gr.Button("Re-render line", variant="secondary", elem_id="script-rerender")
         line_audio = gr.Audio(label="Line", type="filepath", interactive=False, autoplay=True, elem_id="script-line-audio")
+    with gr.Accordion("Checked takes: lines not clean", open=True):
+        flagged = gr.Dataframe(label="Retaken, flagged or chosen lines", headers=list(FLAGGED_COLUMNS),
+                               interactive=False, elem_id="script-flagged")
+        with gr.Row():
+            take_line = gr.Dropdown([], value=None, label="Line", scale=3, elem_id="script-take-line")
+            take_pick = gr.Radio([], value=None, label="Keep take", scale=2, elem_id="script-take-choice")
+            keep_btn = gr.Button("Keep this take and re-stitch", scale=1, elem_id="script-keep-take")
+        with gr.Row():
+            players = [gr.Audio(label=f"Take {k}", type="filepath", interactive=False, visible=False,
+                                elem_id=f"script-take-{k}") for k in range(1, MAX_TAKES + 1)]
 
     @ui_errors
     def add_speakers(text, table):
@@ -146,11 +172,13 @@ def render(lab: LabContext) -> None:
 
     def outputs_of(run, stitched) -> list[Any]:
         df = run.frame()
-        return [servable(stitched.wav), servable(stitched.srt), servable(stitched.vtt), lines_view(df, stitched),
-                stitched.speakers.round(4), servable(run.csv_path)]
+        all_takes = script_exp.run_takes(script_exp.open_spec(run.dir), run)
+        return [servable(stitched.wav), servable(stitched.srt), servable(stitched.vtt),
+                lines_view(df, stitched, all_takes), stitched.speakers.round(4), servable(run.csv_path)]
 
     @ui_errors
-    def read_script(text, table, refs, lang, pause, paragraph, speed, seed, judges=None, judge_reference=None, progress=gr.Progress()):
+    def read_script(text, table, refs, lang, pause, paragraph, speed, seed, judges=None, judge_reference=None,
+                    text_format="script", max_cer_value=0.2, takes_value=3, progress=gr.Progress()):
         from components.judges.session import attach
 
         try:
@@ -160,10 +188,13 @@ def render(lab: LabContext) -> None:
         spec = ScriptSpec(script=text or "", voices=voices_from_table(table, refs), lang=lang,
                           pause=float(pause if pause is not None else 0.3),
                           paragraph_pause=float(paragraph if paragraph is not None else 0.8),
-                          speed=float(speed), seed=seed_int)
-        first_line = parse_script(spec.script).lines[0].number
+                          speed=float(speed), seed=seed_int, format=text_format or "script",
+                          max_cer=float(max_cer_value if max_cer_value is not None else 0.2),
+                          takes=_int(takes_value, "takes", 3))
+        first_line = parse_script(spec.script_text()).lines[0].number
         with lab.store.running("script", spec) as run:
             judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
+            run.judges = lab.judges  # every take is heard back by the lab's asr judge
             rows, shown = [], 0.0
             for row in script_exp.render(spec, lab.engines, run, progress):
                 rows.append(row)
@@ -178,17 +209,18 @@ def render(lab: LabContext) -> None:
         if judging is not None:  # the audio is out; the lines table gains the judge columns when ready
             progress(0.99, desc=f"judging {judging.pending} line(s)")
             run.wait_for_judges()
-            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), lines_view(run.frame(), stitched), gr.skip(),
-                   gr.skip(), gr.skip())
+            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
+                   lines_view(run.frame(), stitched, script_exp.run_takes(spec, run)), gr.skip(), gr.skip(), gr.skip())
 
-    run_btn.click(read_script, [script, voices, references, lang, pause, paragraph, speed, seed, *judges.inputs],
-                  [first, whole, srt, vtt, lines, speakers, csv, run_id], api_name="read_script")
+    read_event = run_btn.click(read_script, [script, voices, references, lang, pause, paragraph, speed, seed,
+                                             *judges.inputs, fmt, max_cer, n_takes],
+                               [first, whole, srt, vtt, lines, speakers, csv, run_id], api_name="read_script")
 
     def _line_wav(run_id: str, line: Any) -> str:
         if not run_id:
             raise LabError("read a script first: there is no run to take a line from")
         run = lab.store.reopen(run_id)
-        current = script_exp.current_lines(run.frame())
+        current = script_exp.kept_lines(script_exp.open_spec(run.dir), run)
         try:
             n = int(line)
         except (TypeError, ValueError):
@@ -227,5 +259,76 @@ def render(lab: LabContext) -> None:
                                                  voice=_voice_override(voice, refs), progress=progress)
         return [servable(row["wav_path"]), *outputs_of(run, stitched)]
 
-    redo_btn.click(rerender, [run_id, line_no, new_text, new_voice, references],
-                   [line_audio, whole, srt, vtt, lines, speakers, csv], api_name="rerender_line")
+    redo_event = redo_btn.click(rerender, [run_id, line_no, new_text, new_voice, references],
+                                [line_audio, whole, srt, vtt, lines, speakers, csv], api_name="rerender_line")
+
+    def _run_and_spec(run_id: str):
+        if not run_id:
+            raise LabError("read a script first: there is no run to take a line from")
+        run = lab.store.reopen(run_id)
+        return run, script_exp.open_spec(run.dir)
+
+    def _flagged_table(run, spec) -> pd.DataFrame:
+        report = script_exp.report(script_exp.run_takes(spec, run))
+        report = report[report["verdict"] != "clean"] if not report.empty else report
+        return report[[c for c in FLAGGED_COLUMNS if c in report]].reset_index(drop=True)
+
+    @ui_errors
+    def flagged_lines(run_id):
+        run, spec = _run_and_spec(run_id)
+        table = _flagged_table(run, spec)
+        choices = [(f"line {int(r.line)}: {str(r.text)[:50]}", int(r.line)) for r in table.itertuples()]
+        return table, gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+    read_event.success(flagged_lines, [run_id], [flagged, take_line], api_name="flagged_lines")
+    redo_event.success(flagged_lines, [run_id], [flagged, take_line], api_visibility="private")
+
+    @ui_errors
+    def line_takes(run_id, line):
+        if line is None or line == "":
+            return [gr.update(visible=False, value=None) for _ in players] + [gr.update(choices=[], value=None)]
+        run, spec = _run_and_spec(run_id)
+        all_takes = script_exp.run_takes(spec, run)
+        mine = all_takes[all_takes["line"] == _int(line, "line", None)] if not all_takes.empty else all_takes
+        if mine.empty:
+            raise LabError(f"line {line} has no take in this run")
+        out = []
+        for k in range(MAX_TAKES):
+            if k < len(mine):
+                t = mine.iloc[k]
+                cer = f"CER {t['cer']:.2f}" if pd.notna(t["cer"]) else "CER -"
+                label = f"Take {int(t['take'])}{' (kept)' if t['kept'] else ''}: {cer}, {t['flags'] or 'clean'}"
+                out.append(gr.update(value=servable(t["wav_path"]), label=label, visible=True))
+            else:
+                out.append(gr.update(value=None, visible=False))
+        kept = int(mine.loc[mine["kept"], "take"].iloc[0])
+        return out + [gr.update(choices=[(f"take {int(t)}", int(t)) for t in mine["take"]], value=kept)]
+
+    take_line.change(line_takes, [run_id, take_line], [*players, take_pick], api_name="line_takes")
+
+    @ui_errors
+    def choose(run_id, line, take):
+        if line is None or take is None:
+            raise LabError("pick a line and the take to keep")
+        run, spec = _run_and_spec(run_id)
+        stitched = script_exp.choose_take(spec, run, _int(line, "line", None), _int(take, "take", None))
+        return [*outputs_of(run, stitched), _flagged_table(run, spec)]
+
+    keep_btn.click(choose, [run_id, take_line, take_pick], [whole, srt, vtt, lines, speakers, csv, flagged],
+                   api_name="choose_take").success(line_takes, [run_id, take_line], [*players, take_pick],
+                                                   api_visibility="private")
+
+
+def _int(value: Any, name: str, default: int | None) -> int:
+    """``value`` as an integer (``default`` when empty); LabError naming ``name`` otherwise."""
+    if value is None or value == "":
+        if default is None:
+            raise LabError(f"{name} must be a whole number, got nothing")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise LabError(f"{name} must be a whole number, got {value!r}") from None
+    if number != int(number):
+        raise LabError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
