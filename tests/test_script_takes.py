@@ -222,3 +222,82 @@ def test_choose_take_restitches_without_synthesis(babbled_run, tmp_path):
     assert (report.loc[2, "kept_take"], report.loc[2, "verdict"]) == (1, "chosen")
     with pytest.raises(script_exp.LabError, match="line 2 has no take 7; its takes: 1, 2"):
         script_exp.choose_take(spec, run, 2, 7)
+
+
+# -- the Script tab --------------------------------------------------------------------------------
+
+TAB_VOICES = {"headers": ["speaker", "voice"], "data": [["Narrator", "babble:male"], ["Ada", "babble:female"]]}
+
+
+@pytest.fixture(scope="module")
+def tab(lab_env, tmp_path_factory):
+    """The lab's app in this process (so the stand-in engine is registered) and a gradio_client on it."""
+    from components.context import LabContext
+    from tests.serving import ui_client
+
+    with ui_client(LabContext.create(results=str(tmp_path_factory.mktemp("takes-ui")))) as client:
+        yield client
+
+
+def _table(value: dict) -> pd.DataFrame:
+    return pd.DataFrame(value["data"], columns=value["headers"])
+
+
+def _value(update):
+    """A component's value from what gradio_client returns (a plain value, or an update dict)."""
+    return update.get("value") if isinstance(update, dict) and update.get("__type__") == "update" else update
+
+
+def test_tab_lists_flagged_lines_and_swapping_a_take_restitches(tab):
+    final = tab.predict(SCRIPT, TAB_VOICES, None, "en", 0.3, 0.8, 1.0, 0, api_name="/read_script")
+    run_id, whole = final[-1], final[1]
+    flagged, picker = tab.predict(run_id, api_name="/flagged_lines")
+    rows = _table(flagged)
+    assert rows["line"].tolist() == [2, 6] and rows["verdict"].tolist() == ["retaken", "flagged"]
+    assert _value(picker) == 2  # the first flagged line is picked
+    *players, kept = (_value(v) for v in tab.predict(run_id, 2, api_name="/line_takes"))
+    assert kept == 2 and all(sf.info(p).duration > 0.5 for p in players[:2]) and not any(players[2:])
+    before = sf.info(whole).duration
+    whole2, srt, vtt, lines, speakers, csv, flagged2 = tab.predict(run_id, 2, 1, api_name="/choose_take")
+    assert sf.info(whole2).duration > before + 0.3  # the babble (take 1) is longer than the line
+    assert parse_srt(Path(srt).read_text(encoding="utf-8"))[1].text == ONCE
+    assert _table(flagged2).set_index("line").loc[2, "kept_take"] == 1
+    with pytest.raises(Exception, match="line 2 has no take 4"):
+        tab.predict(run_id, 2, 4, api_name="/choose_take")
+    assert tab.predict(run_id, api_name="/flagged_lines")  # still serving
+
+
+@pytest.fixture(scope="module")
+def lab_url(tab):  # the browser fixtures of test_browser.py, on this module's in-process app
+    return tab.src
+
+
+@pytest.mark.browser
+def test_browser_lists_a_flagged_line_and_swaps_its_take(page):
+    """Real chromium: espeak (deterministic) reads a line Whisper cannot make out: it is listed as
+    flagged with one take. Re-rendering it with other words makes take 2 (kept); picking take 1 in
+    the takes panel and keeping it re-stitches the script from the takes on disk."""
+    from tests.test_browser import expect_audio, no_error_toasts, rows_shown, shot
+
+    page.get_by_role("tab", name="Script", exact=True).click()
+    page.locator("#script-text textarea").fill("Narrator: The lab opens in the morning.\n"
+                                               "Ada: Zxqv brrkt plomf gnarsh qwrtp.\n")
+    page.get_by_role("button", name="Read the script aloud").click()
+    expect_audio(page, "script-audio")
+    rows_shown(page, "script-flagged", 1)
+    assert "Zxqv" in page.locator("#script-flagged").inner_text()
+    page.locator("#script-take-1 audio").wait_for(state="attached")
+    assert "cer" in page.locator("#script-take-1").inner_text().lower()
+    no_error_toasts(page)
+    shot(page, "script-takes-flagged")
+
+    page.locator("#script-line input").fill("2")
+    page.locator("#script-line-text textarea").fill("Thank you all for coming today.")
+    page.get_by_role("button", name="Re-render line").click()
+    page.locator("#script-take-2 audio").wait_for(state="attached")
+    page.locator("#script-take-choice label").filter(has_text="take 1").click()
+    page.get_by_role("button", name="Keep this take and re-stitch").click()
+    page.wait_for_function("() => document.querySelector('#script-take-1').innerText.includes('(kept)')")
+    assert "chosen" in page.locator("#script-flagged").inner_text()
+    no_error_toasts(page)
+    shot(page, "script-takes-swapped")
