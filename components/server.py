@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .context import LabContext
+from .judges import JudgeConfig
 from .engines.base import LabError
 
 # UI jobs running at once (most of them waiting on an engine lock); from the same pool of 40
@@ -362,7 +363,8 @@ def serve(args: argparse.Namespace) -> int:
                                 max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB,
                                 strict_engine=bool(getattr(args, "strict_engine", False)))
         lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None),
-                                judge_choice=getattr(args, "judges", None))
+                                judge_choice=getattr(args, "judges", None),
+                                judges=JudgeConfig(asr_model=getattr(args, "asr_model", None)))
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

@@ -168,6 +168,8 @@ class JudgingSession:
             # Keys starting with "_" are the judge's own bookkeeping, not columns: "_load_seconds"
             # is time spent loading a model on first use (asr loads a recogniser per language).
             load = float(scores.pop("_load_seconds", 0.0) or 0.0)
+            if scores.get("_note"):  # scored, with a remark ("asr: nothing heard")
+                notes.append(str(scores["_note"]))
             out.update({k: v for k, v in scores.items() if not k.startswith("_")})
             used[name] = {"version": version, "seconds": round(max(time.perf_counter() - t0 - load, 0.0), 4)}
         seconds = sum(u["seconds"] for u in used.values())
