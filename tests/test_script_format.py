@@ -127,3 +127,51 @@ def test_srt_and_vtt_round_trip():
         back = parse_srt(text)
         assert [(c.speaker, c.text) for c in back] == [(c.speaker, c.text) for c in cues]
         assert [round(c.start, 3) for c in back] == [0.0, 3725.5]
+
+
+# -- plain text and Markdown ---------------------------------------------------------------------------
+
+def test_markdown_becomes_one_line_per_sentence():
+    from experiments.script_format import prose_to_script
+
+    md = """# Chapter One
+
+The *lab* opens at 9. Dr. Smith said: "Hello!" Then [the door](http://example.com) closed.
+![a figure](fig.png)
+
+- first item
+- second **item**
+
+```
+print("code is not read")
+```
+A line with # a hash. Is it `ok`? Yes.
+"""
+    script = parse_script(prose_to_script(md, "markdown"))
+    assert [line.text for line in script.lines] == [
+        "Chapter One.", "The lab opens at 9.", 'Dr. Smith said: "Hello!"', "Then the door closed.",
+        "first item.", "second item.", "A line with # a hash.", "Is it ok?", "Yes."]
+    assert {line.speaker for line in script.lines} == {"Narrator"}
+    # Paragraphs (and headings, items) start with a paragraph pause; sentences of one paragraph do not.
+    assert [line.paragraph for line in script.lines] == [False, True, False, False, True, True, True, False, False]
+
+
+def test_plain_text_is_read_as_written_and_cjk_is_split():
+    from experiments.script_format import prose_to_script, script_speaker
+
+    text = "It costs 3.50 dollars, e.g. today. Really *that* much?\n\n「はい。」次です。"
+    script = parse_script(prose_to_script(text, "text", script_speaker({"Reader": "espeak:male"})))
+    assert [(line.speaker, line.text) for line in script.lines] == [
+        ("Reader", "It costs 3.50 dollars, e.g. today."), ("Reader", "Really *that* much?"),
+        ("Reader", "「はい。」"), ("Reader", "次です。")]
+
+
+def test_script_spec_reads_prose_and_names_a_bad_format():
+    from experiments.specs import ScriptSpec
+
+    spec = ScriptSpec(script="One sentence. Two sentences.", voices={"Narrator": "espeak:male"}, format="text")
+    assert len(parse_script(spec.script_text()).lines) == 2
+    with pytest.raises(LabError, match="format must be one of script, text, markdown, got 'rst'"):
+        ScriptSpec(script="x", voices={"Narrator": "espeak:male"}, format="rst")
+    with pytest.raises(LabError, match="takes must be an integer from 1 to 5, got 9"):
+        ScriptSpec(script="A: hi", voices={"A": "espeak:male"}, takes=9)
