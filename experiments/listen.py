@@ -713,7 +713,7 @@ def make_report(test: dict[str, Any], votes: pd.DataFrame, served: pd.DataFrame 
             x = [sign * float(np.mean(means[s])) for s in named]
             y = [rank[s] for s in named]
             rho = stats.spearmanr(x, y).statistic if len(set(x)) > 1 and len(set(y)) > 1 else float("nan")
-            correlation[col] = _none(float(rho))
+            correlation[col] = _none(round(float(rho), 4))
         else:
             correlation[col] = None
     return {
