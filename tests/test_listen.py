@@ -254,6 +254,7 @@ def test_building_needs_two_systems_sharing_a_text(espeak_run, tmp_path):
     assert tests.tests() == []  # nothing half-built left behind
 
 
+@pytest.mark.slow
 def test_listen_report_cli_writes_csv_and_png(espeak_run, tmp_path):
     tests, frame = fresh(espeak_run, tmp_path)
     test_id = tests.create_from_frame(frame, "variant")
