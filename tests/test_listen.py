@@ -61,7 +61,6 @@ def simulate(tests: ListenTests, test_id: str, raters: list[str], strengths: dic
              seed: int = 0) -> None:
     """Each rater goes through the whole test. ``strengths`` (log10 odds) decide real pairs by a
     Bradley-Terry draw; None votes at random. Controls are answered as an attentive rater would."""
-    rng = np.random.default_rng(seed)
     test = tests.load(test_id)
     clips = test["clips"]
     for rater in raters:
@@ -69,6 +68,9 @@ def simulate(tests: ListenTests, test_id: str, raters: list[str], strengths: dic
             n = tests.next(test_id, rater)
             if n["done"]:
                 break
+            # Drawn per (seed, rater, pair), never from the serving order (which depends on the random
+            # test id): the same votes every time the test runs.
+            rng = np.random.default_rng([seed, *(ord(c) for c in rater + (n.get("pair_id") or n.get("item_id")))])
             if test["mode"] == "mos":
                 clip = clips[n["clip"].rsplit("/", 1)[1]]
                 if clip["kind"] == "anchor":
@@ -84,11 +86,11 @@ def simulate(tests: ListenTests, test_id: str, raters: list[str], strengths: dic
                 choice = "b" if a["kind"] == "anchor" else "a"
             elif a["path"] == b["path"]:
                 choice = "tie"
-            elif strengths is None:
-                choice = str(rng.choice(["a", "b"]))
-            else:
-                p_a = 1 / (1 + 10 ** (strengths[b["system"]] - strengths[a["system"]]))
-                choice = "a" if rng.random() < p_a else "b"
+            else:  # the draw decides between the systems, whichever side each is on
+                first, second = sorted((a["system"], b["system"]))
+                p_first = 0.5 if strengths is None else 1 / (1 + 10 ** (strengths[second] - strengths[first]))
+                winner = first if rng.random() < p_first else second
+                choice = "a" if a["system"] == winner else "b"
             tests.vote(test_id, rater, n["pair_id"], choice=choice, seconds_a=2.0, seconds_b=2.1)
 
 
@@ -378,3 +380,14 @@ def test_espeak_against_kokoro_by_rest_with_dnsmos_agreement(tmp_path):
     assert report["judge_agreement"]["dnsmos_ovrl"] == 1.0
     assert report["judge_rank_correlation"]["dnsmos_ovrl"] == 1.0
     assert all(r["pass_rate"] == 1.0 for r in report["raters"])
+
+
+def test_interval_helpers_match_scipy():
+    from scipy import stats
+
+    from experiments.listen import spearman, t975
+
+    for df in (1, 2, 5, 10, 11, 30, 200):
+        assert abs(t975(df) - stats.t.ppf(0.975, df)) < 0.0025
+    x, y = [3.1, 2.2, 2.2, 4.0, 1.0], [10, 8, 9, 12, 3]
+    assert abs(spearman(x, y) - stats.spearmanr(x, y).statistic) < 1e-12
