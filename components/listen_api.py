@@ -32,6 +32,7 @@ LISTEN_ERRORS = {
     **{k: ERRORS[k] for k in (401, 422)},
     404: {"model": ErrorResponse, "description": "no such test, pair, item or clip"},
 }
+BODY_ERRORS = {400: {"model": ErrorResponse, "description": "the body could not be parsed"}}
 
 
 class CreateTest(BaseModel):
@@ -132,7 +133,7 @@ def router(lab: LabContext, *, dependencies: Sequence[Callable] = ()) -> APIRout
     tests = ListenTests(lab.store.root)
     api = APIRouter(prefix="/listen", tags=["listen"], dependencies=[Depends(d) for d in dependencies])
 
-    @api.post("", response_model=Created, responses={**LISTEN_ERRORS, 503: ERRORS[503]})
+    @api.post("", response_model=Created, responses={**LISTEN_ERRORS, **BODY_ERRORS, 503: ERRORS[503]})
     def create(request: CreateTest) -> Created:
         """Build a test (owner). From a run: ``{"run_id", "factor", "mode"}``; from engines x sentences,
         synthesised and judged now: ``{"engines": ["espeak", "kokoro"], "sentences": 3, "lang": "en", "mode"}``."""
@@ -173,7 +174,7 @@ def router(lab: LabContext, *, dependencies: Sequence[Callable] = ()) -> APIRout
         except (NotFound, Conflict) as e:
             raise _http(e) from None
 
-    @api.post("/{test_id}/vote", responses={**LISTEN_ERRORS, 409: {"model": ErrorResponse, "description":
+    @api.post("/{test_id}/vote", responses={**LISTEN_ERRORS, **BODY_ERRORS, 409: {"model": ErrorResponse, "description":
                                             "the pair was not served to this rater, or the test is closed"}})
     def vote(test_id: str, body: Vote) -> dict:
         """Record one vote (one fsynced CSV line); the same rater voting on the same pair again replaces it."""

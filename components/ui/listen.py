@@ -20,8 +20,6 @@ from experiments.sentences import read_sentences
 
 from .common import servable, ui_errors
 
-PREFERRED = ("espeak", "kokoro")  # the pair every machine here can run, offered first
-
 
 def rater_link(test_id: str | None) -> str:
     """The rater link and the rater page itself, embedded so that the owner can rate here too."""
@@ -51,8 +49,8 @@ def render(lab: LabContext) -> None:
             from_run = gr.Button("Build test from run")
         with gr.Column():
             gr.Markdown("**From engines × sentences**: synthesised (and judged) now")
-            names = lab.engines.names()
-            engines = gr.Dropdown(names, value=[n for n in PREFERRED if n in names], multiselect=True,
+            runnable = [n for n, why in lab.engines.available().items() if why is None]
+            engines = gr.Dropdown(lab.engines.names(), value=runnable[:2], multiselect=True,
                                   label="Engines", elem_id="listen-engines")
             with gr.Row():
                 sentences = gr.Slider(1, 10, 3, step=1, label="Sentences")
