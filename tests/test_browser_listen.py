@@ -35,7 +35,8 @@ def shot(page, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab_url(tmp_path_factory):
+def lab(tmp_path_factory):
+    """``lab.py`` serving on a free port; yields (its URL, its results folder)."""
     port = free_port()
     out = tmp_path_factory.mktemp("listen-browser")
     log = open(out / "lab.log", "w")
@@ -55,7 +56,7 @@ def lab_url(tmp_path_factory):
                 if time.monotonic() > deadline:
                     pytest.fail(f"lab.py did not answer on {url} within 90 s")
                 time.sleep(0.3)
-        yield url
+        yield url, out / "results"
     finally:
         proc.terminate()
         try:
@@ -72,7 +73,8 @@ def post(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-def test_one_rater_through_the_page_then_the_report_in_the_tab(lab_url):
+def test_one_rater_through_the_page_then_the_report_in_the_tab(lab):
+    lab_url = lab[0]
     sync_api = pytest.importorskip("playwright.sync_api")
     test_id = post(lab_url + "/listen", {"engines": ["espeak", "kokoro"], "sentences": 2, "lang": "en"})["test_id"]
     with sync_api.sync_playwright() as p:
@@ -120,3 +122,35 @@ def test_one_rater_through_the_page_then_the_report_in_the_tab(lab_url):
         page.locator("#listen-systems").filter(has_text="kokoro").wait_for()
         shot(page, "4-tab")
         browser.close()
+
+
+def test_mos_rater_scores_each_clip_after_playing_it(lab):
+    """MOS mode on the page: one player, 1-5; built from the run the first test synthesised."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    lab_url, results = lab
+    runs = sorted(p.name for p in results.glob("*-evaluate-*"))
+    assert runs, "the pairwise test above synthesised an evaluate run"
+    test_id = post(lab_url + "/listen", {"run_id": runs[-1], "factor": "engine", "mode": "mos"})["test_id"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"])
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(f"{lab_url}/listen/{test_id}")
+        page.get_by_label("Your name").fill("Bo")
+        page.get_by_role("button", name="Start").click()
+        total = 4 + 2  # two sentences x two engines, the noisy anchor and a repeat
+        for k in range(1, total + 1):
+            page.locator("#progress").filter(has_text=f"{k} of {total}").wait_for()
+            good = page.get_by_role("button", name="4 Good")
+            assert good.is_disabled()
+            page.locator("#play-m").click()
+            page.wait_for_function("document.getElementById('audio-m').ended", timeout=30_000)
+            page.wait_for_function("!document.querySelector('button.score').disabled")
+            if k == 1:
+                shot(page, "5-mos")
+            good.click()
+        page.locator("#done").filter(has_text="That was everything").wait_for()
+        browser.close()
+    with urllib.request.urlopen(f"{lab_url}/listen/{test_id}/report", timeout=60) as r:
+        report = json.loads(r.read())
+    assert report["votes"] == total and all(s["mos"] == 4.0 for s in report["systems"])
