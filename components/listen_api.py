@@ -48,7 +48,8 @@ class CreateTest(BaseModel):
     sentences: int = Field(3, ge=1, le=MAX_SENTENCES, description="with engines: the first N sentences of lang")
     lang: str = Field("en", max_length=10, description="with engines: the language of the sentences")
     mode: Literal[MODES] = Field("pairwise", description="pairwise: A / B / no preference (+ strength -3..+3); "  # type: ignore[valid-type]
-                                 "mos: a 1-5 score per clip")
+                                 "mos: a 1-5 score per clip; smos: how like its reference "
+                                 "recording each clip's voice is, 1-5 (runs of cloning engines)")
     controls: bool = Field(True, description="mix in an identical pair and a low anchor (a clip under noise)")
 
 
@@ -69,6 +70,7 @@ class NextPair(BaseModel):
 class NextItem(BaseModel):
     item_id: str
     clip: str = Field(description="URL of the clip (opaque)")
+    reference: Optional[str] = Field(None, description="SMOS: URL of the reference recording (opaque)")
     position: int
     total: int
     done: Literal[False] = False
@@ -95,7 +97,7 @@ class Vote(BaseModel):
                                     "its sign must agree with choice")
     score: Optional[int] = Field(None, ge=1, le=5, description="MOS: 1 bad .. 5 excellent")
     seconds_a: float = Field(0.0, ge=0, le=3600, description="seconds listened to clip a (MOS: the clip)")
-    seconds_b: float = Field(0.0, ge=0, le=3600, description="seconds listened to clip b")
+    seconds_b: float = Field(0.0, ge=0, le=3600, description="seconds listened to clip b (SMOS: the reference)")
 
 
 class SystemReport(BaseModel):

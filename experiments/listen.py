@@ -49,7 +49,7 @@ import pandas as pd
 from components.core import LabError, Progress, no_progress
 
 LISTEN_DIR = "listen"      # under the results root
-MODES = ("pairwise", "mos")
+MODES = ("pairwise", "mos", "smos")  # smos: the voice against its reference, 1-5
 CHOICES = ("a", "b", "tie")
 STRENGTH_MAX = 3           # CMOS strength: -3 (A much better) .. +3 (B much better)
 SCORE_MIN, SCORE_MAX = 1, 5
@@ -248,7 +248,9 @@ class ListenTests:
             for system, rows in group.groupby(factor, sort=True):
                 row = rows.iloc[0]
                 token = secrets.token_urlsafe(12)
+                reference = row.get("reference")
                 clips[token] = {"system": _label(system), "text": str(row["text"]), "path": str(row["wav_path"]),
+                                "reference": str(reference) if isinstance(reference, str) and reference else None,
                                 "run_dir": str(Path(row["wav_path"]).parent.parent),
                                 "row": int(float(row["row"])) if "row" in row and pd.notna(row["row"]) else None,
                                 "kind": "real"}
@@ -260,6 +262,16 @@ class ListenTests:
                     clips.pop(t)
         if not groups:
             raise LabError(f"no text was spoken by two or more values of {factor!r}: nothing to compare")
+        references: dict[str, str] = {}  # SMOS: reference file -> its token
+        if mode == "smos":
+            for tokens in groups:
+                for t in tokens:
+                    ref = clips[t]["reference"]
+                    if ref and Path(ref).is_file() and ref not in references:
+                        references[ref] = secrets.token_urlsafe(12)
+            if not references:
+                raise LabError("smos compares each voice with the recording it cloned, and this run's clips have "
+                               "no reference recording: use pairwise or mos, or a run of an engine that clones")
         systems = sorted({c["system"] for c in clips.values()})
         test_id = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
         test_dir = self.dir / test_id
@@ -275,7 +287,14 @@ class ListenTests:
                 keep = sorted(rng.choice(len(units), max_pairs, replace=False))
                 units = [units[k] for k in keep]
         else:
-            units = [{"kind": "real", "clips": [t]} for tokens in groups for t in tokens][:max_pairs]
+            units = [{"kind": "real", "clips": [t]} for tokens in groups for t in tokens
+                     if mode == "mos" or clips[t]["reference"] in references][:max_pairs]
+            if mode == "smos":
+                for unit in units:
+                    unit["reference"] = references[clips[unit["clips"][0]]["reference"]]
+                for ref, token in references.items():
+                    clips[token] = {"system": "(reference)", "text": "", "path": ref, "reference": None,
+                                    "run_dir": "", "row": None, "kind": "reference"}
         if controls:
             base = units[int(rng.integers(len(units)))]["clips"][0]
             anchor = secrets.token_urlsafe(12)
@@ -286,8 +305,11 @@ class ListenTests:
             clips[copy] = {**clips[base], "kind": "copy"}
             if mode == "pairwise":
                 units += [{"kind": "identical", "clips": [base, copy]}, {"kind": "anchor", "clips": [base, anchor]}]
-            else:
+            elif mode == "mos":
                 units += [{"kind": "anchor", "clips": [anchor]}, {"kind": "repeat", "clips": [copy], "of": base}]
+            else:  # smos: noise hides the voice rather than changing it, so no anchor; the repeat stays
+                ref = next(u["reference"] for u in units if u["clips"][0] == base)
+                units += [{"kind": "repeat", "clips": [copy], "of": base, "reference": ref}]
         width = len(str(len(units)))
         prefix = "p" if mode == "pairwise" else "i"
         ids = [f"{prefix}{k + 1:0{width}d}" for k in range(len(units))]
@@ -389,6 +411,8 @@ class ListenTests:
             out.update(pair_id=uid, a=url + clips[0], b=url + clips[1])
         else:
             out.update(item_id=uid, clip=url + clips[0])
+            if test["mode"] == "smos":
+                out["reference"] = url + test["units"][uid]["reference"]
         return out
 
     def clip_path(self, test_id: str, token: str) -> Path:
@@ -440,10 +464,11 @@ class ListenTests:
             played = {"seconds_a": seconds_a, "seconds_b": seconds_b}
         else:
             if choice is not None or strength is not None:
-                raise LabError("this is a MOS test: send score (1-5), not choice or strength")
+                raise LabError(f"this is a {test['mode'].upper()} test: send score (1-5), not choice or strength")
             if isinstance(score, bool) or not isinstance(score, (int, np.integer)) or not SCORE_MIN <= score <= SCORE_MAX:
                 raise LabError(f"score must be an integer from {SCORE_MIN} to {SCORE_MAX}, got {score!r}")
-            played = {"seconds_a": seconds_a}
+            # SMOS: seconds_b is the reference; both must be heard to judge the likeness.
+            played = {"seconds_a": seconds_a, **({"seconds_b": seconds_b} if test["mode"] == "smos" else {})}
         for name, value in played.items():
             try:
                 ok = float(value) > 0
@@ -461,7 +486,7 @@ class ListenTests:
             row.update(left=clips[served[0]]["system"], right=clips[served[1]]["system"] if served[1] else "",
                        choice=choice or "", strength="" if strength is None else int(strength),
                        score="" if score is None else int(score), seconds_left=round(float(seconds_a), 2),
-                       seconds_right=round(float(seconds_b), 2) if test["mode"] == "pairwise" else "")
+                       seconds_right=round(float(seconds_b), 2) if test["mode"] != "mos" else "")
             row["left_clip"], row["right_clip"] = served
             append_line(test_dir / "votes.csv", VOTE_COLUMNS, row)
         return {k: row[k] for k in VOTE_COLUMNS}
@@ -664,7 +689,7 @@ def make_report(test: dict[str, Any], votes: pd.DataFrame, served: pd.DataFrame 
         lo, hi = np.percentile(boot, 2.5, axis=0), np.percentile(boot, 97.5, axis=0)
     games = wins + wins.T
     mos_by: dict[str, np.ndarray] = {}
-    if test["mode"] == "mos" and not votes.empty:
+    if test["mode"] != "pairwise" and not votes.empty:
         real = votes[votes["kind"] == "real"]
         for s in systems:
             mos_by[s] = pd.to_numeric(real.loc[real["left"] == s, "score"], errors="coerce").dropna().to_numpy()
@@ -675,7 +700,7 @@ def make_report(test: dict[str, Any], votes: pd.DataFrame, served: pd.DataFrame 
                  "comparisons": round(g, 3), "win_rate": _none(float(wins[k].sum() / g)) if g else None,
                  "strength": round(float(strength[k]), 1),
                  "ci_low": _none(round(float(lo[k]), 1)), "ci_high": _none(round(float(hi[k]), 1))}
-        if test["mode"] == "mos":
+        if test["mode"] != "pairwise":
             m, ml, mh = _mean_ci(mos_by.get(s, np.array([])))
             entry.update(mos=m, mos_ci_low=ml, mos_ci_high=mh)
         rows.append(entry)
@@ -766,7 +791,7 @@ def _rater_table(test: dict[str, Any], votes: pd.DataFrame) -> list[dict[str, An
                 if of not in scores:
                     continue  # the original not scored yet: no verdict
                 ok = abs(int(v.score) - int(scores[of])) <= 1
-            elif kind == "anchor" and test["mode"] == "mos":
+            elif kind == "anchor" and test["mode"] != "pairwise":
                 ok = int(v.score) <= 2
             elif kind == "anchor":  # the clean clip must win
                 clean_left = v.right == "(anchor)"
@@ -823,7 +848,7 @@ def plot_report(report: dict[str, Any]):
     from components.plots import _figure
 
     systems = report["systems"]
-    mos = report["mode"] == "mos"
+    mos = report["mode"] != "pairwise"
     fig, axes = _figure(1, 2 if mos else 1, size=(10 if mos else 7, 0.6 * max(3, len(systems)) + 1.2))
     names = [s["name"] for s in systems][::-1]
     ys = np.arange(len(names))
@@ -841,7 +866,7 @@ def plot_report(report: dict[str, Any]):
     bars(axes[0, 0], "strength", "ci_low", "ci_high", "listening strength (Elo-like, 95% bootstrap CI)")
     axes[0, 0].axvline(ELO_CENTER, color="grey", lw=0.8, ls="--")
     if mos:
-        bars(axes[0, 1], "mos", "mos_ci_low", "mos_ci_high", "MOS (1-5, 95% CI)")
+        bars(axes[0, 1], "mos", "mos_ci_low", "mos_ci_high", f"{report['mode'].upper()} (1-5, 95% CI)")
         axes[0, 1].set_xlim(1, 5)
     fig.suptitle(f"Listening test {report['test_id']}: {report['votes']} votes")
     fig.tight_layout()

@@ -71,7 +71,7 @@ def simulate(tests: ListenTests, test_id: str, raters: list[str], strengths: dic
             # Drawn per (seed, rater, pair), never from the serving order (which depends on the random
             # test id): the same votes every time the test runs.
             rng = np.random.default_rng([seed, *(ord(c) for c in rater + (n.get("pair_id") or n.get("item_id")))])
-            if test["mode"] == "mos":
+            if test["mode"] != "pairwise":
                 clip = clips[n["clip"].rsplit("/", 1)[1]]
                 if clip["kind"] == "anchor":
                     score = 1
@@ -79,7 +79,7 @@ def simulate(tests: ListenTests, test_id: str, raters: list[str], strengths: dic
                     score = int(rng.integers(1, 6))
                 else:
                     score = int(np.clip(np.round(3 + 2 * strengths[clip["system"]] + rng.normal(0, 0.5)), 1, 5))
-                tests.vote(test_id, rater, n["item_id"], score=score, seconds_a=1.5)
+                tests.vote(test_id, rater, n["item_id"], score=score, seconds_a=1.5, seconds_b=1.0)
                 continue
             a, b = clips[n["a"].rsplit("/", 1)[1]], clips[n["b"].rsplit("/", 1)[1]]
             if a["kind"] == "anchor" or b["kind"] == "anchor":
@@ -391,3 +391,23 @@ def test_interval_helpers_match_scipy():
         assert abs(t975(df) - stats.t.ppf(0.975, df)) < 0.0025
     x, y = [3.1, 2.2, 2.2, 4.0, 1.0], [10, 8, 9, 12, 3]
     assert abs(spearman(x, y) - stats.spearmanr(x, y).statistic) < 1e-12
+
+
+def test_smos_plays_the_reference_beside_each_clip(espeak_run, tmp_path, reference_wav):
+    tests, frame = fresh(espeak_run, tmp_path)
+    with pytest.raises(LabError, match="no reference recording"):
+        tests.create_from_frame(frame, "variant", "smos")  # built-in voices: nothing to be like
+    # Stand-in for a cloning run: the rows name the (real, espeak) recording they would have cloned.
+    test_id = tests.create_from_frame(frame.assign(reference=str(reference_wav)), "variant", "smos")
+    test = tests.load(test_id)
+    assert len(test["units"]) == 15 + 1  # every clip and a repeat (noise is no test of likeness)
+    n = tests.next(test_id, "ann")
+    assert set(n) >= {"item_id", "clip", "reference"}
+    reference = tests.clip_path(test_id, n["reference"].rsplit("/", 1)[1])
+    assert reference == Path(reference_wav) and "reference" not in n["reference"]
+    with pytest.raises(LabError, match="seconds_b"):  # the reference must be heard too
+        tests.vote(test_id, "ann", n["item_id"], score=4, seconds_a=2)
+    simulate(tests, test_id, ["ann", "bob"], {"fast": -0.8, "normal": 0.8, "slow": 0.0})
+    report = tests.report(test_id)
+    assert [s["name"] for s in report["systems"]] == ["normal", "slow", "fast"]
+    assert all(s["mos"] is not None for s in report["systems"]) and report["mode"] == "smos"

@@ -39,7 +39,8 @@ def render(lab: LabContext) -> None:
                 "systems with 95% intervals and says how often each judge (DNSMOS, CER...) agrees with the ears. "
                 "See docs/listening.md.")
     mode = gr.Radio(list(MODES), value="pairwise", label="Mode",
-                    info="pairwise: A / B / no preference (+ how much); mos: a 1-5 score per clip")
+                    info="pairwise: A / B / no preference (+ how much); mos: a 1-5 score per clip; "
+                         "smos: 1-5, how like its reference recording (runs of cloning engines)")
     with gr.Row():
         with gr.Column():
             gr.Markdown("**From a saved run**: its clips that share a text, one system per value of the factor")
