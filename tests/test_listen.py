@@ -382,6 +382,7 @@ def test_espeak_against_kokoro_by_rest_with_dnsmos_agreement(tmp_path):
     assert all(r["pass_rate"] == 1.0 for r in report["raters"])
 
 
+@pytest.mark.slow  # imports scipy / librosa: seconds
 def test_interval_helpers_match_scipy():
     from scipy import stats
 
@@ -393,6 +394,7 @@ def test_interval_helpers_match_scipy():
     assert abs(spearman(x, y) - stats.spearmanr(x, y).statistic) < 1e-12
 
 
+@pytest.mark.slow  # imports scipy / librosa: seconds
 def test_smos_plays_the_reference_beside_each_clip(espeak_run, tmp_path, reference_wav):
     tests, frame = fresh(espeak_run, tmp_path)
     with pytest.raises(LabError, match="no reference recording"):
