@@ -413,3 +413,27 @@ def test_smos_plays_the_reference_beside_each_clip(espeak_run, tmp_path, referen
     report = tests.report(test_id)
     assert [s["name"] for s in report["systems"]] == ["normal", "slow", "fast"]
     assert all(s["mos"] is not None for s in report["systems"]) and report["mode"] == "smos"
+
+
+@pytest.mark.slow
+def test_listen_tab_builds_from_a_run_and_reports(espeak_run, tmp_path):
+    """The Listen tab's endpoints through gradio_client: build from a saved run, then the report."""
+    import shutil
+
+    from serving import ui_client
+
+    results = tmp_path / "results"
+    shutil.copytree(espeak_run.parent, results)
+    lab = LabContext.create(EngineConfig(xtts_dir=str(tmp_path / "no-weights")), results=str(results))
+    with ui_client(lab) as client:
+        picked, link = client.predict(espeak_run.name, "variant", "pairwise", api_name="/listen_build_run")
+        test_id = picked["value"]  # a dropdown update: the new test, chosen
+        assert f'href="/listen/{test_id}"' in link and "<iframe" in link
+        simulate(ListenTests(results), test_id, ["ann", "bob"], {"fast": 0.8, "normal": 0.0, "slow": -0.8})
+        summary, table, plot, matrix, _ = client.predict(test_id, api_name="/listen_report")
+        assert "34 votes" in summary and "ann" in summary
+        names = [row[0] for row in table["data"]]
+        assert names == ["fast", "normal", "slow"] and Path(plot).stat().st_size > 5000
+        assert len(matrix["data"]) == 3
+        with pytest.raises(Exception, match="pick a run first"):
+            client.predict(None, "variant", "pairwise", api_name="/listen_build_run")

@@ -15,7 +15,7 @@ import gradio as gr
 
 from components.context import LabContext
 from components.engines.base import LabError
-from experiments.listen import MODES, ListenTests, factors_of, matrix_table, summary_text, systems_table
+from experiments.listen import FACTOR_COLUMNS, MODES, ListenTests, factors_of, matrix_table, summary_text, systems_table
 from experiments.sentences import read_sentences
 
 from .common import servable, ui_errors
@@ -45,8 +45,10 @@ def render(lab: LabContext) -> None:
         with gr.Column():
             gr.Markdown("**From a saved run**: its clips that share a text, one system per value of the factor")
             runs = lab.store.runs()
-            run = gr.Dropdown(runs, value=None, label="Run", elem_id="listen-run")
-            factor = gr.Dropdown([], label="Factor (its values are the systems)", elem_id="listen-factor")
+            # Custom values allowed: runs and tests made after the page loaded (checked when used).
+            run = gr.Dropdown(runs, value=None, label="Run", elem_id="listen-run", allow_custom_value=True)
+            factor = gr.Dropdown(list(FACTOR_COLUMNS), value="engine", label="Factor (its values are the systems)",
+                                 elem_id="listen-factor")
             from_run = gr.Button("Build test from run")
         with gr.Column():
             gr.Markdown("**From engines × sentences**: synthesised (and judged) now")
@@ -58,7 +60,8 @@ def render(lab: LabContext) -> None:
                 lang = gr.Dropdown(list(read_sentences()), value="en", label="Language")
             from_engines = gr.Button("Synthesise and build test", variant="primary", elem_id="listen-build")
     with gr.Row():
-        test = gr.Dropdown(tests.tests(), value=None, label="Test", elem_id="listen-test", scale=3)
+        test = gr.Dropdown(tests.tests(), value=None, label="Test", elem_id="listen-test", scale=3,
+                           allow_custom_value=True)
         report_btn = gr.Button("Show report", elem_id="listen-report-btn", scale=1)
         close_btn = gr.Button("Close test (no more votes)", variant="stop", scale=1)
     link = gr.HTML(rater_link(None), elem_id="listen-link-box")
@@ -71,7 +74,7 @@ def render(lab: LabContext) -> None:
     @ui_errors
     def pick_run(run_id):
         if not run_id:
-            return gr.Dropdown(choices=[], value=None)
+            return gr.Dropdown(choices=list(FACTOR_COLUMNS), value="engine")
         choices = factors_of(lab.store.open_run(run_id).frame)
         if not choices:
             raise LabError(f"run {run_id} varies nothing (engine, speed, speaker...): no systems to compare")
