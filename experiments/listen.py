@@ -90,7 +90,7 @@ class ListenReportSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.test, str) or not _TEST_ID.match(self.test):
-            raise LabError(f"test must be a listening test id such as 20261204-2351-1a2b3c4d, got {self.test!r}")
+            raise LabError(f"test must be a listening test id such as 20261205-002811-b5228e0c, got {self.test!r}")
 
 
 # -- fsynced CSV lines (as components.results writes rows) ----------------------------------------
@@ -892,7 +892,9 @@ def report_command(args: Any) -> int:
     import sys
 
     try:
-        spec = ListenReportSpec(test=getattr(args, "test", None) or "")
+        if not getattr(args, "test", None):
+            raise LabError("listen-report needs --test ID (a folder under results/listen/; the Listen tab shows it)")
+        spec = ListenReportSpec(test=args.test)
         tests = ListenTests(getattr(args, "out", None) or "results")
         paths = tests.save_report(spec.test)
         report = json.loads(paths[2].read_text())
