@@ -282,7 +282,7 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     from fastapi import Depends, FastAPI
     from fastapi.openapi.docs import get_swagger_ui_html
 
-    from . import openai_api
+    from . import listen_api, openai_api
     from .api import Admission, install_error_handlers, router
 
     credentials = Credentials(options.auth, options.api_keys)
@@ -296,6 +296,7 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
                               admission=admission, strict_engine=options.strict_engine))
     openai_api.install(app, lab, credentials=credentials, max_upload_bytes=options.max_upload_bytes,
                        admission=admission)
+    app.include_router(listen_api.router(lab, dependencies=guards))  # blind listening tests and their rater page
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(g) for g in guards])
     def openapi_schema() -> dict:

@@ -25,11 +25,14 @@ its figures are not comparable with the XTTS paper's, which used Whisper large-v
 
 from __future__ import annotations
 
+import atexit
+import gc
 import hashlib
 import os
 import shutil
 import tempfile
-import time
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +172,29 @@ def nothing_heard(y: np.ndarray, rate: int = SAMPLE_RATE) -> bool:
     return float(rms.max()) < 10 ** (SILENCE_DBFS / 20)
 
 
+_LIVE: "weakref.WeakSet[Whisper]" = weakref.WeakSet()  # weak: to release models at exit, never to keep one
+
+
+@atexit.register
+def _release_models() -> None:
+    """Free every loaded Whisper model before the interpreter shuts down.
+
+    CTranslate2 models freed during interpreter finalisation (or while a judging thread is still
+    inside a transcription) can abort the process with "terminate called without an active
+    exception" after all work is done (faster-whisper issues #480/#489), which turns a passing
+    test run or a finished CLI command into exit status 134. Here the main thread waits for a
+    transcription in flight (bounded), then drops the model while everything is still alive.
+    """
+    for whisper in list(_LIVE):
+        got = whisper.lock.acquire(timeout=30)
+        try:
+            whisper.model = None
+        finally:
+            if got:
+                whisper.lock.release()
+    gc.collect()
+
+
 class Whisper:
     """One faster-whisper model, decoding deterministically (see the module docstring)."""
 
@@ -185,12 +211,17 @@ class Whisper:
                                   compute_type="float16" if cuda else "int8", cpu_threads=threads)
         self.languages = set(self.model.supported_languages)
         self.version = f"{label}, {package_version('faster-whisper')}"
+        self.lock = threading.Lock()
+        _LIVE.add(self)
 
     def __call__(self, y: np.ndarray, lang: str) -> str:
-        segments, _ = self.model.transcribe(
-            y, language=lang, beam_size=BEAM_SIZE, temperature=0.0, condition_on_previous_text=False,
-            vad_filter=False)
-        return " ".join(s.text.strip() for s in segments).strip()
+        with self.lock:
+            if self.model is None:
+                raise CannotJudge("asr: the recogniser was released (the process is exiting)")
+            segments, _ = self.model.transcribe(
+                y, language=lang, beam_size=BEAM_SIZE, temperature=0.0, condition_on_previous_text=False,
+                vad_filter=False)
+            return " ".join(s.text.strip() for s in segments).strip()
 
 
 class AsrJudge:
