@@ -137,10 +137,10 @@ def test_defaults_bind_this_machine_only():
 
 
 def test_exposing_flags_warn():
-    (wide,) = exposure_warnings(ServerOptions(host="0.0.0.0"))
-    assert "0.0.0.0" in wide and "--auth" in wide
+    (wide,) = exposure_warnings(ServerOptions(host="0.0.0.0", no_auth=True))
+    assert "0.0.0.0" in wide and "nothing asks them for a password" in wide
     (share,) = exposure_warnings(ServerOptions(share=True, auth=(("a", "b"),)))
-    assert "public link" in share and "--auth" not in share
+    assert "public link" in share and "they need the access token or an --auth login" in share
 
 
 def test_parse_auth_from_argument_and_file(tmp_path):
