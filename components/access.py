@@ -156,11 +156,12 @@ class RateLimiter:
             return max(0.0, self._locked_until.get(client, 0.0) - self.clock())
 
     def fail(self, client: str) -> bool:
-        """Count one failure; True when this one locks the client out."""
+        """Count one failure; True when this one (the ``limit + 1``-th within the window) locks
+        the client out."""
         now = self.clock()
         with self._lock:
             recent = [t for t in self._failures.get(client, []) if now - t < self.window_s] + [now]
-            if len(recent) < self.limit:
+            if len(recent) <= self.limit:  # the first `limit` failures are answered 401
                 self._failures[client] = recent
                 return False
             self._failures.pop(client, None)

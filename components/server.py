@@ -244,8 +244,7 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     """
     from fastapi import FastAPI
     from fastapi.openapi.docs import get_swagger_ui_html
-    from fastapi.routing import APIRoute
-    from starlette.routing import Match
+    from starlette.routing import Match, Mount
 
     from . import openai_api
     from .access import AccessGate, install_rater_routes, make_access
@@ -280,7 +279,7 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes, upload_bytes=options.max_upload_bytes)
 
     def is_rest(scope: dict) -> bool:  # the lab's own routes, as opposed to the Gradio UI mounted at "/"
-        return any(r.matches(scope)[0] != Match.NONE for r in app.router.routes if isinstance(r, APIRoute))
+        return any(r.matches(scope)[0] != Match.NONE for r in app.router.routes if not isinstance(r, Mount))
 
     app.add_middleware(AccessGate, access=access, is_rest=is_rest)  # outermost: refuses before any body is read
     if ui is not None:
