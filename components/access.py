@@ -411,7 +411,7 @@ class AccessGate:
                                          "code": code}}).encode()
             return await _send(send, status, body, "application/json", list(headers))
         if scope.get("method") == "GET" and "text/html" in accept:
-            extra = "<p><a href='/login'>Log in</a></p>" if status == 401 and self.access.pairs else ""
+            extra = "<p><a href='/login'>Log in</a></p>" if status == 401 else ""  # (the form takes the token too)
             return await _send(send, status, _page("XTTS Lab", f"<p>{html.escape(message)}</p>{extra}"),
                                "text/html; charset=utf-8", list(headers))
         await _send(send, status, json.dumps({"detail": message}).encode(), "application/json", list(headers))
