@@ -117,8 +117,12 @@ class RaterStore:
 
     def find(self, token: str) -> dict[str, Any] | None:
         """The live (not revoked) rater entry of ``token``, or None."""
-        entry = self._raters.get(_digest(token))
+        entry = self.lookup(token)
         return entry if entry and not entry["revoked"] else None
+
+    def lookup(self, token: str) -> dict[str, Any] | None:
+        """The entry of ``token``, revoked or not, or None."""
+        return self._raters.get(_digest(token))
 
     def list(self, test_id: str) -> list[dict[str, Any]]:
         """The links of ``test_id`` (ids, never tokens)."""
@@ -187,6 +191,7 @@ class Who:
     bad: bool = False                # ...and it was wrong
     via: str = ""                    # "query", "header" or "cookie"
     secret: str = ""                 # the credential to keep as a cookie (query tokens and logins)
+    revoked: bool = False            # a real rater link, revoked: refused, but no guess to count
 
 
 @dataclass
@@ -229,9 +234,13 @@ class Access:
             ok |= secrets.compare_digest(user.encode(), u.encode()) & secrets.compare_digest(password.encode(), p.encode())
         return ok
 
-    def _rater(self, secret: str) -> Who | None:
-        entry = self.raters.find(secret) if self.raters else None
-        return Who("rater", entry["test_id"]) if entry else None
+    def _rater(self, secret: str, via: str) -> Who | None:
+        entry = self.raters.lookup(secret) if self.raters else None
+        if entry is None:
+            return None
+        if entry["revoked"]:
+            return Who(test_id=entry["test_id"], presented=True, via=via, revoked=True)
+        return Who("rater", entry["test_id"], presented=True, via=via, secret=secret)
 
     def identify(self, query_token: str | None, authorization: str | None, cookies: dict[str, str]) -> Who:
         """Who a request is. An explicit credential (``?token=``, then the Authorization header)
@@ -239,19 +248,16 @@ class Access:
         if query_token is not None:
             if self.token and secrets.compare_digest(query_token.encode(), self.token.encode()):
                 return Who("owner", presented=True, via="query", secret=query_token)
-            rater = self._rater(query_token)
-            if rater:
-                return Who("rater", rater.test_id, presented=True, via="query", secret=query_token)
-            return Who(presented=True, bad=True, via="query")
+            return self._rater(query_token, "query") or Who(presented=True, bad=True, via="query")
         if authorization:
             scheme, _, value = authorization.strip().partition(" ")
             value = value.strip()
             if scheme.lower() == "bearer" and value:
                 if self._bearer(value):
                     return Who("owner", presented=True, via="header")
-                rater = self._rater(value)
+                rater = self._rater(value, "header")
                 if rater:
-                    return Who("rater", rater.test_id, presented=True, via="header")
+                    return rater
             elif scheme.lower() == "basic" and value:
                 try:
                     user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
@@ -263,10 +269,9 @@ class Access:
         owner, rater = cookies.get(OWNER_COOKIE), cookies.get(RATER_COOKIE)
         if owner and self.owner_secret(owner):
             return Who("owner", presented=True, via="cookie")
-        if rater:
-            found = self._rater(rater)
-            if found:
-                return Who("rater", found.test_id, presented=True, via="cookie")
+        found = self._rater(rater, "cookie") if rater else None
+        if found:
+            return found
         if owner or rater:
             return Who(presented=True, bad=True, via="cookie")
         return Who()
@@ -351,9 +356,18 @@ class AccessGate:
         if wait:
             return await self._refuse(scope, send, 429, f"too many failed logins from this client: try again in "
                                       f"{wait:.0f} s", [(b"retry-after", str(int(wait) + 1).encode())])
+        if who.revoked:  # not a guess: a link its owner revoked (its browser may still send it for a while)
+            clear = [_cookie(RATER_COOKIE, "", path=f"/listen/{who.test_id}", max_age=0)] if who.via == "cookie" else []
+            return await self._refuse(scope, send, 401, "this rater link was revoked: ask the lab's owner for a new one",
+                                      clear)
         if who.bad:
             locked = self.access.limiter.fail(client)
-            clear = [_cookie(OWNER_COOKIE, "", max_age=0)] if who.via == "cookie" else []
+            clear = []
+            if who.via == "cookie":  # forget it, or the browser sends it again with every request
+                clear = [_cookie(OWNER_COOKIE, "", max_age=0)]
+                here = RATER_PATH.match(path)
+                if here:
+                    clear.append(_cookie(RATER_COOKIE, "", path=f"/listen/{here['test']}", max_age=0))
             if locked:
                 return await self._refuse(scope, send, 429, "too many failed logins from this client: try again in "
                                           f"{self.access.limiter.lockout_s:.0f} s", clear)

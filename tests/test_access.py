@@ -208,7 +208,13 @@ def test_rater_link_opens_its_test_only_revocable_and_dies_when_the_test_closes(
         assert rater["id"] in [e["id"] for e in listed] and rater["token"] not in json.dumps(listed)
         # Revoked: it stops at once.
         assert owner_client(url).delete(f"/listen/t1/raters/{rater['id']}").json()["revoked"] is True
-        assert browser.get(f"{url}/listen/t1/next").status_code == 401
+        r = browser.get(f"{url}/listen/t1/next")
+        assert r.status_code == 401 and "revoked" in r.json()["detail"]
+        assert 'xtts_lab_rater=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
+    # A revoked link is no guess: however often its page asks, nobody gets locked out.
+    for _ in range(15):
+        assert httpx.get(f"{url}/listen/t1/next", headers={"Authorization": f"Bearer {rater['token']}"}).status_code == 401
+    assert owner_client(url).get("/health").status_code == 200
     # Another link, then the test closes (the stand-in's close writes the marker the default hook reads).
     second = new_rater(url, "t2")
     as_second = {"Authorization": f"Bearer {second['token']}"}
