@@ -411,3 +411,22 @@ def test_auth_users_log_in_on_the_login_page_and_by_basic(tmp_path):
         assert httpx.get(f"{url}/health", auth=("alice", "wonder")).status_code == 200
         zipped = httpx.post(f"{url}/gradio_api/call/download_run", json={"data": [""]}, auth=("alice", "wonder"))
         assert zipped.status_code == 200
+
+
+@pytest.mark.slow
+def test_no_auth_opens_a_shared_lab_on_purpose_and_says_so_loudly(tmp_path):
+    env = {"GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9", "HOME": str(tmp_path), "LAB_TOKEN": ""}
+    log = tmp_path / "open.log"
+    with lab_process(tmp_path / "results", "--share", "--no-auth", env=env, log=log) as (proc, url):
+        health = httpx.get(f"{url}/health").json()  # no credentials asked
+        assert any("ANYONE who reaches this lab" in w for w in health["warnings"])  # the UI banner too
+        assert httpx.get(url + "/config").status_code == 200
+    printed = log.read_text()
+    assert "WARNING: --no-auth" in printed and "!!!!!!!!" in printed and "token=" not in printed
+
+
+def test_no_auth_with_credentials_is_a_one_line_error(tmp_path, capsys):
+    from lab import main
+
+    assert main(["--share", "--no-auth", "--auth", "a:b", "--out", str(tmp_path / "r")]) == 2
+    assert "--no-auth opens the lab to everyone" in capsys.readouterr().err
