@@ -46,6 +46,15 @@ def test_token_link_opens_the_ui_and_nothing_else_does(tmp_path):
             assert "access link printed in the console" in stranger.inner_text("body")
             assert stranger.locator("#lab-status").count() == 0
             stranger.screenshot(path=str(shots / "access-without-token.png"))
+            # The page's "Log in" leads to a form that takes the token (pasted by hand).
+            stranger.get_by_role("link", name="Log in").click()
+            stranger.fill("input[name=token]", "not-the-token")
+            stranger.get_by_role("button", name="Log in").click()
+            assert "Wrong user name, password or token" in stranger.inner_text("body")
+            stranger.fill("input[name=token]", TOKEN)
+            stranger.screenshot(path=str(shots / "access-login.png"))
+            stranger.get_by_role("button", name="Log in").click()
+            stranger.wait_for_selector("#lab-status", timeout=60_000)
 
             owner = browser.new_page(viewport={"width": 1280, "height": 900})
             owner.set_default_timeout(60_000)
