@@ -126,7 +126,8 @@ class RaterStore:
 
     def list(self, test_id: str) -> list[dict[str, Any]]:
         """The links of ``test_id`` (ids, never tokens)."""
-        return [dict(e) for e in self._raters.values() if e["test_id"] == test_id]
+        with self._lock:
+            return [dict(e) for e in self._raters.values() if e["test_id"] == test_id]
 
     def revoke(self, test_id: str, token_or_id: str) -> dict[str, Any] | None:
         """Revoke a link of ``test_id`` named by its id or its token; None if there is none."""
@@ -377,7 +378,8 @@ class AccessGate:
         if who.role == "owner":
             allowed = True
         elif who.role == "rater":
-            if not (rater_path and rater_path["test"] == who.test_id):
+            # No dot segments: nothing under the test's paths may name something outside them.
+            if not (rater_path and rater_path["test"] == who.test_id) or {".", ".."} & set(path.split("/")):
                 return await self._refuse(scope, send, 403, f"this rater link opens the listening test "
                                           f"{who.test_id!r} only, at /listen/{who.test_id}")
             if not self.access.test_is_open(who.test_id):

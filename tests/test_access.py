@@ -89,6 +89,17 @@ def owner_client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
 
 
+def raw_status(url: str, target: str, token: str) -> int:
+    """The status of ``GET target`` sent byte for byte (no client-side path clean-up)."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        return int(s.recv(64).split()[1])
+
+
 def new_rater(url: str, test_id: str) -> dict:
     r = owner_client(url).post(f"/listen/{test_id}/raters")
     assert r.status_code == 200, r.text
@@ -144,6 +155,10 @@ def test_every_route_class_gives_each_credential_exactly_what_the_table_says(ser
         for who in (as_rater, owner):
             r = who.request(method, path, **kw)
             assert r.status_code == 200, (path, r.status_code, r.text[:200])
+    # A rater path that climbs out of the test is refused before any route sees it (sent raw:
+    # httpx would resolve the dots itself).
+    assert raw_status(url, "/listen/t1/clip/../../../config", rater["token"]) == 403
+    assert raw_status(url, "/listen/t1/clip/a.wav", rater["token"]) == 200
     # /v1 answers in OpenAI's error shape, so OpenAI clients raise AuthenticationError.
     assert nobody.get("/v1/models").json()["error"]["code"] == "invalid_api_key"
     # An --api-key key is an owner credential in the Authorization header...
