@@ -266,6 +266,7 @@ def test_default_test_is_open_reads_the_folder_and_refuses_odd_ids(tmp_path):
     assert not is_open("t1")
 
 
+@pytest.mark.slow
 def test_saved_voices_stay_with_the_owner_and_list_names_only(served, tmp_path):
     from serving import espeak_speech, wav_bytes
 
