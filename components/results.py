@@ -180,6 +180,18 @@ class ResultsStore:
 
     def __init__(self, root: str | os.PathLike = DEFAULT_ROOT):
         self.root = Path(root)
+        self._index: Any = None
+        self._index_lock = threading.Lock()
+
+    def index(self) -> Any:
+        """This store's ``components.results_index.ResultsIndex`` (one per store, kept fresh on every
+        read): every row of every run without re-reading every folder."""
+        with self._index_lock:
+            if self._index is None:
+                from components.results_index import ResultsIndex
+
+                self._index = ResultsIndex(self.root)
+            return self._index
 
     def new_run(self, experiment: str, spec: Any | None = None) -> Run:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -326,8 +338,11 @@ class RunFiles:
 
 
 def _store_run_dir(store: "ResultsStore", run_id: str) -> Path:
-    # Only ids of runs that exist: never a path built from arbitrary user text.
-    if run_id not in store.runs():
+    # Only ids of runs that exist: never a path built from arbitrary user text (a plain folder name
+    # with a results.csv; checked directly rather than by listing thousands of folders).
+    from components.results_index import is_run_name
+
+    if not is_run_name(run_id) or not (store.root / run_id / "results.csv").is_file():
         raise LabError(f"no run {run_id!r} under {store.root}; pick one of the saved runs")
     return store.root / run_id
 
