@@ -261,12 +261,35 @@ class ResultsStore:
 
 
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a results CSV; a line that is not a whole row (never written by us) is skipped."""
+    """Read a results CSV; a line that is not a whole row (never written by us) is skipped, and so is
+    a last row without its newline (a row being appended right now, or torn by a crash)."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(COLUMNS))
-    df = pd.read_csv(path, on_bad_lines="skip", keep_default_na=True)
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        whole = f.read(1) == b"\n"
+    try:
+        df = pd.read_csv(path, on_bad_lines="skip", keep_default_na=True) if whole else None
+    except pd.errors.ParserError:  # torn just after a newline inside a quoted cell
+        df = None
+    if df is None:
+        df = _complete_rows(path.read_bytes())
     return df.rename(columns={old: new for old, new in RENAMED.items() if old in df and new not in df})
+
+
+def _complete_rows(data: bytes) -> pd.DataFrame:
+    """The rows of CSV ``data`` up to its last complete one. Every row ends in a newline, but a quoted
+    cell may hold newlines too: cut at the last newline and step back while the rest is not whole CSV."""
+    end = data.rfind(b"\n")
+    for _ in range(1000):
+        if end < 0:
+            break
+        try:
+            return pd.read_csv(io.BytesIO(data[:end + 1]), on_bad_lines="skip", keep_default_na=True)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            end = data.rfind(b"\n", 0, end)
+    return pd.DataFrame(columns=list(COLUMNS))
 
 
 def merge_judges(df: pd.DataFrame, judges: pd.DataFrame) -> pd.DataFrame:
@@ -293,7 +316,7 @@ def read_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     df = read_csv(run_dir / "results.csv")
     judges = run_dir / JUDGES_CSV
     if judges.exists() and judges.stat().st_size:
-        df = merge_judges(df, pd.read_csv(judges, on_bad_lines="skip", keep_default_na=True))
+        df = merge_judges(df, read_csv(judges))
     return df
 
 
