@@ -173,11 +173,13 @@ class ResultsIndex:
                 continue
             sigs[run] = sig
             if len(df):
-                parts.append(df.assign(**{RUN: run, SIG: sig}))
+                parts.append(normalise(df).assign(**{RUN: run, SIG: sig}))  # booleans as text before concat
         if parts:
             frame = pd.concat(parts, ignore_index=True, sort=False)
             first = [c for c in (*COLUMNS, *HIDDEN) if c in frame]
-            frame = frame[first + [c for c in frame.columns if c not in first]]
+            # Columns only a removed run had (its judges, say) go with it.
+            rest = [c for c in frame.columns if c not in first and frame[c].notna().any()]
+            frame = frame[first + rest]
             # Newest run first, each run's rows in the order written (as ResultsStore.load_all).
             frame = normalise(frame).sort_values(RUN, ascending=False, kind="stable").reset_index(drop=True)
         else:
