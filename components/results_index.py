@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ INDEX_FILE = ".index.parquet"
 RUN, SIG = "_run", "_sig"  # hidden columns: the run folder, and its files' signature when indexed
 HIDDEN = (RUN, SIG)
 FILTERS = ("experiment", "engine", "language")
+# Saving the cache rewrites the whole file (a second or so at 100,000 rows), so while a server session's
+# run keeps growing it is saved at most this often; a cache older than the CSVs is still right (its
+# signatures say which runs to re-read), only a little slower to start from.
+SAVE_EVERY_S = 30.0
+SAVE_NOW_RUNS = 100  # ...unless this many runs changed since the last save
 
 
 def scan(root: str | os.PathLike) -> dict[str, str]:
@@ -71,8 +77,8 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for col in df.columns:
         s = df[col]
-        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            out[col] = s
+        if (pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)) or isinstance(s.dtype, pd.StringDtype):
+            out[col] = s  # already one type (the common case: nothing to look at)
             continue
         kind = pd.api.types.infer_dtype(s, skipna=True)
         if kind == "empty":
@@ -123,6 +129,8 @@ class ResultsIndex:
         self._runs: pd.DataFrame | None = None
         self._sigs: dict[str, str] = {}  # run -> signature of what _frame holds (also runs with no rows)
         self._order: list[str] = []  # run ids, newest first
+        self._saved_at = float("-inf")  # time.monotonic() of this process's last save
+        self._unsaved = 0  # runs changed since then
 
     # -- refreshing ---------------------------------------------------------------------------------
     def refresh(self) -> "ResultsIndex":
@@ -187,7 +195,10 @@ class ResultsIndex:
         self._frame, self._sigs = frame, sigs
         self._rows = _public(frame)
         self._runs = None
-        self._save(frame)
+        self._unsaved += len(changed) + len(gone)
+        if self._unsaved >= SAVE_NOW_RUNS or time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            self._save(frame)
+            self._saved_at, self._unsaved = time.monotonic(), 0
 
     def _save(self, frame: pd.DataFrame) -> None:
         """Write the cache under a temporary name, then rename it over the old one (atomic)."""

@@ -86,7 +86,8 @@ def test_rows_and_judges_written_after_indexing_appear_and_removed_runs_disappea
     same(rows, direct(store))
     new = store.new_run("synth")
     new.append({"engine": "espeak", "text": "newest"})
-    assert index.run_ids()[0] == new.run_id and index.rows()["text"].iloc[0] == "newest"
+    assert new.run_id in index.run_ids() and index.run_ids() == store.runs()  # (ids within one second: any order)
+    assert "newest" in set(index.rows()["text"])
     shutil.rmtree(run.dir)
     rows = index.rows()
     assert run.run_id not in set(rows["run_id"]) and run.run_id not in index.run_ids()
