@@ -225,6 +225,12 @@ class ResultsIndex:
         """Every row (judge columns merged), newest run first: the same table as ``ResultsStore.load_all``."""
         return self.refresh()._rows
 
+    def snapshot(self) -> tuple[pd.DataFrame, list[str]]:
+        """``rows()`` and ``run_ids()`` from one refresh (one scan of the folder)."""
+        self.refresh()
+        with self._lock:
+            return self._rows, list(self._order)
+
     def run_ids(self) -> list[str]:
         """Run ids, newest first (as ``ResultsStore.runs``)."""
         return list(self.refresh()._order)

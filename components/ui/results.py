@@ -131,8 +131,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
 
     @ui_errors
     def results(experiment, engine, language, folder):
-        index = store.index()  # every row, without re-reading every folder
-        df = index.rows()
+        df, run_ids = store.index().snapshot()  # every row, without re-reading every folder
         rows = filter_rows(df, experiment, engine, language)
         folder = folder or tempfile.mkdtemp(prefix="xtts-lab-plot-")
         sample = rows.sample(PLOT_POINTS, random_state=0) if len(rows) > PLOT_POINTS else rows
@@ -145,7 +144,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
             found = sorted({str(v) for v in df[col].dropna()}) if col in df else []
             return gr.Dropdown(choices=[ALL, *found], value=value if value in found else ALL)
 
-        runs = matching_runs(index.run_ids(), rows,
+        runs = matching_runs(run_ids, rows,
                              filtered=any(v and v != ALL for v in (experiment, engine, language)))
         first = runs[0] if runs else None
         second = runs[1] if len(runs) > 1 else first
