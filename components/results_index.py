@@ -140,6 +140,8 @@ class ResultsIndex:
             if self._frame is None:
                 self._frame, self._sigs = self._load()
                 self._rows = _public(self._frame)
+                if self._sigs:  # just read from the file: no need to write it again right away
+                    self._saved_at = time.monotonic()
             changed = {r for r, s in current.items() if self._sigs.get(r) != s}
             gone = set(self._sigs) - set(current)
             if changed or gone:
