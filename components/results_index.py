@@ -140,8 +140,11 @@ class ResultsIndex:
             if self._frame is None:
                 self._frame, self._sigs = self._load()
                 self._rows = _public(self._frame)
-                if self._sigs:  # just read from the file: no need to write it again right away
-                    self._saved_at = time.monotonic()
+                if self._sigs:  # the file is as old as its last write: saved again once that is SAVE_EVERY_S ago
+                    try:
+                        self._saved_at = time.monotonic() - max(0.0, time.time() - self.path.stat().st_mtime)
+                    except OSError:
+                        pass
             changed = {r for r, s in current.items() if self._sigs.get(r) != s}
             gone = set(self._sigs) - set(current)
             if changed or gone:
@@ -251,11 +254,12 @@ class ResultsIndex:
         LabError (one line) when DuckDB refuses it."""
         import duckdb
 
-        rows, runs = self.rows(), self.runs()
         con = duckdb.connect()
         try:
-            con.register("rows", rows)
-            con.register("runs", runs)
+            if not _sql_from_file(self, con):
+                rows, runs = self.rows(), self.runs()
+                con.register("rows", rows)
+                con.register("runs", runs)
             # The tables are in memory: no query needs the file system (a stray COPY cannot write anywhere).
             con.execute("set enable_external_access = false")
             return con.execute(query).df()
@@ -263,6 +267,48 @@ class ResultsIndex:
             raise LabError(f"SQL error: {' '.join(str(e).split())}") from None
         finally:
             con.close()
+
+
+def _sql_from_file(index: "ResultsIndex", con: Any) -> bool:
+    """A process that has not read the rows yet (``lab.py results --sql``) and finds the saved index
+    current: DuckDB reads the file straight into its own tables, never building pandas frames (the
+    slow part of a cold start). False (nothing done) when the file is missing, unreadable or stale."""
+    if index._frame is not None or not index.path.is_file():
+        return False
+    try:
+        current = scan(index.root)
+        con.execute("create temp table indexed as select * from read_parquet(?)", [str(index.path)])
+        saved = dict(con.execute("select distinct _run, _sig from indexed").fetchall())
+        # Runs without rows are not in the file: they are current when their CSV is still only a header.
+        if any(saved.get(r, s) != s for r, s in current.items()) or set(saved) - set(current) or \
+                any(r not in saved and os.path.getsize(index.root / r / "results.csv") > 2048 for r in current):
+            con.execute("drop table indexed")
+            return False
+        order = pd.DataFrame({"run_id": sorted(current, reverse=True)}, dtype=object)
+        con.register("run_order", order)
+        con.execute("create temp table rows as select * exclude (_run, _sig) from indexed")
+        con.execute("""
+            create temp table runs as
+            select o.run_id, r.experiment, r.created, r.last_row, coalesce(r.row_count, 0) as row_count,
+                   coalesce(r.rows_ok, 0) as rows_ok, r.engines, r.languages, r.audio_seconds
+            from run_order o left join (
+                select _run, any_value(cast(experiment as varchar)) as experiment,
+                       min(cast("timestamp" as varchar)) as created, max(cast("timestamp" as varchar)) as last_row,
+                       count(*) as row_count, count(*) filter (where cast(status as varchar) = 'ok') as rows_ok,
+                       string_agg(distinct cast(engine as varchar), ',' order by cast(engine as varchar)) as engines,
+                       string_agg(distinct cast(language as varchar), ',' order by cast(language as varchar))
+                           as languages,
+                       round(sum(try_cast(audio_seconds as double)), 3) as audio_seconds
+                from indexed group by _run) r on r._run = o.run_id
+            order by o.run_id desc""")
+        con.execute("drop table indexed")
+        con.unregister("run_order")
+        return True
+    except Exception as e:  # damaged or foreign file: the pandas path rebuilds it
+        log.warning("results index %s not usable directly (%s)", index.path, e)
+        for table in ("indexed", "rows", "runs"):
+            con.execute(f"drop table if exists {table}")
+        return False
 
 
 def _public(frame: pd.DataFrame) -> pd.DataFrame:

@@ -177,3 +177,20 @@ def test_lab_py_results_lists_filters_exports_and_answers_sql(store, tmp_path):
     assert out.returncode == 0 and "bonjour" in out.stdout and "espeak" not in out.stdout
     assert lab_results("--out", str(store.root), "--limit", "-1").returncode == 2
     same(server_side.rows(), direct(store))
+
+
+def test_sql_straight_from_a_current_saved_index_matches_the_rows_in_memory(store):
+    warm = ResultsIndex(store.root)
+    expected_runs = warm.runs()
+    query = "select run_id, row, engine, dnsmos_ovrl, runaway from rows order by run_id, row"
+    expected = warm.sql(query)
+    cold = ResultsIndex(store.root)  # a new process: lab.py results --sql
+    got = cold.sql(query)
+    assert cold._frame is None  # answered from the file, no pandas frame built
+    same(got, expected)
+    runs = cold.sql("select * from runs")
+    same(runs, expected_runs)
+    run = store.reopen(store.runs()[0])
+    run.append({"engine": "espeak", "text": "later"})  # the file is now stale: read the CSVs again
+    stale = ResultsIndex(store.root)
+    assert stale.sql("select count(*) n from rows")["n"].item() == 5 and stale._frame is not None
