@@ -173,28 +173,49 @@ class ResultsIndex:
 
     def _update(self, current: dict[str, str], changed: set[str], gone: set[str]) -> None:
         old = self._frame
-        keep = old[~old[RUN].isin(changed | gone)] if len(old) else old
-        parts = [keep] if len(keep) else []
+        if len(old) and not old[RUN].is_monotonic_decreasing:  # a file saved by an older lab
+            old = old.sort_values(RUN, ascending=False, kind="stable").reset_index(drop=True)
         sigs = {r: s for r, s in self._sigs.items() if r not in changed and r not in gone}
+        fresh: dict[str, pd.DataFrame] = {}
         for run in sorted(changed):
-            sig = current[run]
+            sigs[run] = current[run]
             try:
                 df = read_run(self.root / run)
             except Exception as e:  # one unreadable folder must not hide every other run
                 log.warning("results index: skipping %s: %s", run, e)
-                sigs[run] = sig
                 continue
-            sigs[run] = sig
             if len(df):
-                parts.append(normalise(df).assign(**{RUN: run, SIG: sig}))  # booleans as text before concat
+                fresh[run] = normalise(df).assign(**{RUN: run, SIG: current[run]})  # booleans as text first
+        # The frame is sorted newest run first, each run's rows in the order written (as load_all):
+        # every changed or removed run is one block (empty if new), replaced in place by its fresh rows;
+        # slices and one concat, no sort and no copy of the unchanged rows beyond that concat.
+        ascending = old[RUN].to_numpy()[::-1] if len(old) else np.array([], dtype=object)
+        n, parts, at = len(old), [], 0
+        blocks = []
+        for run in changed | gone:
+            lo, hi = np.searchsorted(ascending, run, "left"), np.searchsorted(ascending, run, "right")
+            blocks.append((n - hi, n - lo, run))
+        # Blocks sharing a start (new runs between the same two old ones) go newest first.
+        for start, stop, run in sorted(blocks, key=lambda b: (b[0], _desc(b[2]))):
+            if start > at:
+                parts.append(old.iloc[at:start])
+            if run in fresh:
+                parts.append(fresh[run])
+            at = max(at, stop)
+        if at < n:
+            parts.append(old.iloc[at:])
+        parts = [p for p in parts if len(p)]
         if parts:
-            frame = pd.concat(parts, ignore_index=True, sort=False)
+            frame = pd.concat(parts, ignore_index=True, sort=False) if len(parts) > 1 else \
+                parts[0].reset_index(drop=True)
+            mixed = [c for c in frame.columns if frame[c].dtype == object]
+            if mixed:  # a column typed differently in two runs: one type (text) for it
+                frame[mixed] = normalise(frame[mixed])
             first = [c for c in (*COLUMNS, *HIDDEN) if c in frame]
             # Columns only a removed run had (its judges, say) go with it.
-            rest = [c for c in frame.columns if c not in first and frame[c].notna().any()]
-            frame = frame[first + rest]
-            # Newest run first, each run's rows in the order written (as ResultsStore.load_all).
-            frame = normalise(frame).sort_values(RUN, ascending=False, kind="stable").reset_index(drop=True)
+            rest = [c for c in frame.columns if c not in first and (not gone or frame[c].notna().any())]
+            if list(frame.columns) != first + rest:
+                frame = frame[first + rest]
         else:
             frame = pd.DataFrame(columns=[*COLUMNS, *HIDDEN])
         self._frame, self._sigs = frame, sigs
@@ -309,6 +330,13 @@ def _sql_from_file(index: "ResultsIndex", con: Any) -> bool:
         for table in ("indexed", "rows", "runs"):
             con.execute(f"drop table if exists {table}")
         return False
+
+
+class _desc(str):
+    """A sort key that orders strings from last to first."""
+
+    def __lt__(self, other: str) -> bool:  # type: ignore[override]
+        return str.__gt__(self, other)
 
 
 def _public(frame: pd.DataFrame) -> pd.DataFrame:

@@ -194,3 +194,22 @@ def test_sql_straight_from_a_current_saved_index_matches_the_rows_in_memory(stor
     run.append({"engine": "espeak", "text": "later"})  # the file is now stale: read the CSVs again
     stale = ResultsIndex(store.root)
     assert stale.sql("select count(*) n from rows")["n"].item() == 5 and stale._frame is not None
+
+
+def test_many_runs_changing_at_once_keep_the_newest_first_order(results_dir):
+    store = ResultsStore(results_dir)
+    runs = [store.new_run(f"e{i}") for i in range(8)]
+    for i, run in enumerate(runs):
+        for k in range(i % 3 + 1):
+            run.append({"engine": "espeak", "text": f"{i}.{k}"})
+    index = ResultsIndex(results_dir)
+    same(index.rows(), direct(store))
+    by_id = sorted(runs, key=lambda r: r.run_id)
+    by_id[0].append({"engine": "espeak", "text": "oldest grows"})
+    by_id[4].append({"engine": "espeak", "text": "middle grows"})
+    shutil.rmtree(by_id[2].dir)
+    shutil.rmtree(by_id[7].dir)
+    for i in range(3):
+        store.new_run(f"late{i}").append({"engine": "kokoro", "text": f"late {i}"})
+    same(index.rows(), direct(store))
+    assert index.rows().index.tolist() == list(range(len(index.rows())))
