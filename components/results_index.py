@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 INDEX_FILE = ".index.parquet"
 RUN, SIG = "_run", "_sig"  # hidden columns: the run folder, and its files' signature when indexed
 HIDDEN = (RUN, SIG)
-FILTERS = ("experiment", "engine", "language")
 # Saving the cache rewrites the whole file (a second or so at 100,000 rows), so while a server session's
 # run keeps growing it is saved at most this often; a cache older than the CSVs is still right (its
 # signatures say which runs to re-read), only a little slower to start from.

@@ -1,6 +1,5 @@
 """The results index agrees with the CSVs it caches: rows, judge merge, growth, removal, damage."""
 
-import os
 import shutil
 import subprocess
 import sys
