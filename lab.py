@@ -51,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     add_engine_arguments(run)
     voices = sub.add_parser("voices", help="saved voices: add NAME WAV | list | remove NAME")
     add_engine_arguments(add_voices_arguments(voices))  # "voices add" conditions the cloning engines
+    from components.results_cli import add_results_arguments
+
+    add_results_arguments(sub.add_parser("results", help="list, filter, export or query (--sql) every run"))
     return p
 
 
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.cli import engine_config
 
         return voices_command(args, engine_config(args))
+    if args.command == "results":
+        from components.results_cli import results_command
+
+        return results_command(args)
     from components.server import serve
 
     return serve(args)
