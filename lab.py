@@ -34,9 +34,10 @@ def parser() -> argparse.ArgumentParser:
                                      "'Authorization: Bearer KEY' (OpenAI clients' api_key)")
     add_engine_arguments(p)
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
-    run = sub.add_parser("run", help="run one experiment headless and write its CSV")
-    add_run_arguments(run)
-    add_engine_arguments(run)
+    run = sub.add_parser("run", help="run one experiment headless and write its CSV",
+                         description="Run one experiment headless and write its CSV; "
+                                     "'lab.py run EXPERIMENT --help' lists that experiment's options.")
+    add_run_arguments(run)  # one subparser per experiment, each with the engine options
     voices = sub.add_parser("voices", help="saved voices: add NAME WAV | list | remove NAME")
     add_engine_arguments(add_voices_arguments(voices))  # "voices add" conditions the cloning engines
     return p
