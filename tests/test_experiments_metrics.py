@@ -152,7 +152,6 @@ def test_compare_runs_side_by_side(capsys, results_dir):
 def test_ref_length_similarity_with_xtts(xtts_dir, reference_wav, results_dir):
     """With the tiny random-weight XTTS checkpoint: every row gets a similarity (plumbing only, the
     weights are random) and the weight-free comparison; repeats give a spread per length."""
-    pytest.importorskip("components.engines.xtts", reason="the xtts engine has not landed yet")
     from experiments import runner
     from experiments.ref_length import summarize
     from experiments.specs import RefLengthSpec

@@ -158,7 +158,6 @@ def test_the_ui_offers_kokoro_with_its_voices(tmp_path):
     """Through gradio_client against the real app: kokoro is a choice, speaks with a chosen voice,
     and once loaded every engine selector lists its five voices."""
     from serving import ui_client
-    pytest.importorskip("gradio_client")
 
 
     from components.context import LabContext

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import handle_file  # noqa: E402
 
 from components.context import LabContext  # noqa: E402
