@@ -62,12 +62,14 @@ def test_ref_length_refuses_an_engine_that_cannot_clone(results_dir, reference_w
     assert not list(results_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_languages_default_sentences(results_dir):
     df = run_csv("languages", "--engine", "espeak", "--langs", "en,ko,ja,zh-cn", "--out", str(results_dir))
     assert list(df["language"]) == ["en", "ko", "ja", "zh-cn"]
     assert (df["status"] == "ok").all() and (df["audio_seconds"] > 1).all()
 
 
+@pytest.mark.slow
 def test_benchmark_cold_apart_and_summary(results_dir):
     df = run_csv("benchmark", "--engines", "espeak", "--repeats", "2", "--out", str(results_dir))
     # one cold run + 2 warm repeats of each of 3 texts
@@ -86,6 +88,7 @@ def test_benchmark_cold_apart_and_summary(results_dir):
         assert summary[col].notna().all()
 
 
+@pytest.mark.slow
 def test_reproduce_from_saved_spec(results_dir):
     first = run_csv("languages", "--engine", "espeak", "--langs", "de,fr", "--speaker", "male 2",
                     "--out", str(results_dir))

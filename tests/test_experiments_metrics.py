@@ -90,6 +90,7 @@ def run_lab_process(*args: str) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1]).parent
 
 
+@pytest.mark.slow
 def test_reproduce_from_spec_gives_the_same_rows(results_dir):
     """espeak-ng's default voices are deterministic from a fresh process (its variants with breath
     noise, and later calls in a long-lived process, are not sample-exact), so a reproduced run must

@@ -28,6 +28,8 @@ from serving import all_rows  # noqa: E402
 # quiet one, so how much is fuzzed never depends on the load.
 MAX_EXAMPLES = 40
 
+pytestmark = pytest.mark.slow  # hundreds of requests: the full suite, not the quick lane
+
 
 @pytest.fixture(scope="module")
 def fuzz_root(tmp_path_factory):

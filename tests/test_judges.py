@@ -79,6 +79,7 @@ def test_a_language_without_recogniser_leaves_cer_empty_and_says_why(monkeypatch
         judge.judge(JudgeInput(np.zeros(16000, np.float32), 16000, text="Hallo Welt", lang="de"))
 
 
+@pytest.mark.slow
 def test_synthesis_rows_get_judge_columns_with_names_versions_and_notes(capsys, results_dir):
     run_dir = run_lab(capsys, "synth", "--engine", "espeak", "--text", SENTENCE, "--judges", "all",
                       "--out", str(results_dir))
@@ -130,6 +131,7 @@ def outside_audio(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_run_judge_on_a_folder(capsys, results_dir, outside_audio):
     run_dir = run_lab(capsys, "judge", "--audio", str(outside_audio), "--text", "Hello from another system.",
                       "--lang", "en", "--judges", "fast", "--out", str(results_dir))

@@ -39,6 +39,7 @@ def read(client):
     return job.outputs(), final
 
 
+@pytest.mark.slow
 def test_read_script_streams_the_first_line_then_stitches(read):
     updates, final = read
     first, whole, srt, vtt, lines, speakers, csv, run_id = final

@@ -56,6 +56,7 @@ def solo(model, text, lang, cond, seed, settings, max_new_tokens):
     return fast.generate(model, fast.encode(model, text, lang), cond, settings, max_new_tokens=max_new_tokens)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [2, 5])
 def test_batch_rows_equal_solo_runs(model, batch_size):
     """Each row: the same codes and (float tolerance) the same latents as alone, whatever the batch
