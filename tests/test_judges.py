@@ -96,6 +96,7 @@ def test_synthesis_rows_get_judge_columns_with_names_versions_and_notes(capsys, 
     assert not [c for c in df if c.startswith("_")]  # a judge's bookkeeping never becomes a column
 
 
+@pytest.mark.slow
 def test_judge_reference_fills_speaker_similarity_for_built_in_voices(capsys, results_dir, reference_wav):
     run_dir = run_lab(capsys, "speed-sweep", "--engine", "espeak", "--speeds", "0.8,1.25", "--text", SENTENCE,
                       "--judges", "speaker,dnsmos", "--judge-reference", str(reference_wav), "--out", str(results_dir))

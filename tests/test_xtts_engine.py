@@ -94,6 +94,7 @@ def test_loads_once_with_release_layout(engine, xtts_dir):
     assert engine.capabilities.cloning and engine.capabilities.streaming and engine.capabilities.seeded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lang", LANGS)
 def test_builtin_speaker_in_each_language(engine, lang):
     result = engine.synthesize(SynthRequest(text=TEXTS[lang], lang=lang, speaker="Ana Florence", seed=1))
