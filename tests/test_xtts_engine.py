@@ -234,6 +234,7 @@ def test_speed_rescales_the_latents(engine):
     assert len(slow.audio) == samples_for(engine, n * 2)
 
 
+@pytest.mark.slow
 def test_stream_yields_chunks_that_add_up_to_the_whole(engine):
     from components.engines.xtts import STREAM_CHUNK_TOKENS
 
