@@ -42,13 +42,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--voices-dir", help="saved voices folder (default: voices/ beside the results folder)")
     p.add_argument("--api-key", help="a key, or a file of keys (one a line), that REST clients may send as "
                                      "'Authorization: Bearer KEY' (OpenAI clients' api_key)")
-    add_asr_argument(p)
+    add_asr_argument(p)  # the server's judges; 'run' has it among each experiment's output options
     add_engine_arguments(p)
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
-    run = sub.add_parser("run", help="run one experiment headless and write its CSV")
-    add_run_arguments(run)
-    add_asr_argument(run)
-    add_engine_arguments(run)
+    run = sub.add_parser("run", help="run one experiment headless and write its CSV",
+                         description="Run one experiment headless and write its CSV; "
+                                     "'lab.py run EXPERIMENT --help' lists that experiment's options.")
+    add_run_arguments(run)  # one subparser per experiment, each with the engine options
     voices = sub.add_parser("voices", help="saved voices: add NAME WAV | list | remove NAME")
     add_engine_arguments(add_voices_arguments(voices))  # "voices add" conditions the cloning engines
     from components.results_cli import add_results_arguments

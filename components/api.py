@@ -71,7 +71,8 @@ class SynthesizeRequest(BaseModel):
     strict_engine: bool = Field(
         False, description=f"with no `engine`: answer 503 rather than with another engine when "
                            f"{LEGACY_CLIENT_ENGINE} cannot run (the server's --strict-engine does this for every request)")
-    seed: int = Field(0, ge=0, lt=2**32, description="seed for engines that sample (capabilities.seeded)")
+    seed: int = Field(0, ge=0, lt=2**32, strict=True,  # JSON true is not a seed
+                      description="seed for engines that sample (capabilities.seeded)")
 
     @field_validator("text")
     @classmethod

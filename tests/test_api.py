@@ -104,6 +104,7 @@ def test_errors_are_json_with_a_message(client):
     assert r.status_code == 422 and "text" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_espeak_refuses_a_reference_instead_of_ignoring_it(client, results_dir):
     ref = b64(wav_bytes(espeak_speech(8.0), 16000))
     r = synth(client, text="Clone me.", speaker_wav_b64=ref)

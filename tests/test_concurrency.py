@@ -98,6 +98,7 @@ def burst(url: str, bodies: list[dict]) -> list[dict]:
         return list(pool.map(one, bodies))
 
 
+@pytest.mark.slow
 def test_eight_clients_at_once_each_get_their_own_result(served):
     lab, url, root, instances_before = served
     concurrent = burst(url, REQUESTS)  # the first requests of this lab: the engine loads under load
@@ -167,6 +168,7 @@ def test_queue_is_bounded_per_engine():
     assert admission.queued("espeak") == 0
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_repeated_rounds(served):
     """RSS is noisy here (allocator arenas of 8 threads swing it by about +-40 MB from round to
     round with no trend), so it gets a loose bound; the Python and numpy heap, traced exactly,

@@ -63,6 +63,7 @@ def sweep(root: Path, speeds: list[float]) -> subprocess.Popen:
     return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_cli_killed_mid_sweep_keeps_every_finished_row(results_dir):
     proc = sweep(results_dir, SPEEDS)
     try:

@@ -20,7 +20,6 @@ from components.server import ServerOptions, create_app
 from components.ui.app import build_app
 from serving import all_rows, b64, decode_wav, espeak_speech, run_dirs, strict_rows, uvicorn_thread, wav_bytes
 
-gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
 SETTINGS = (0.75, 50, 0.85, 10.0, 1.0, True, "default")  # XTTS sampling settings the UI sends (espeak ignores them)
@@ -211,7 +210,6 @@ def test_ui_emoji_text_works(ui):
 
 @pytest.mark.slow
 def test_48k_stereo_reference_clones_with_xtts(xtts_dir, refs, tmp_path):
-    pytest.importorskip("components.engines.xtts")
     lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir)), results=str(tmp_path / "results"))
     with TestClient(create_app(lab, ServerOptions())) as c:
         r = c.post("/synthesize_base64", json={"text": "Cloned.", "engine": "xtts",
