@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .context import LabContext
+from .serving import DEFAULT_JUDGE_BACKLOG
 from .engines.base import LabError
 
 # UI jobs running at once (most of them waiting on an engine lock); from the same pool of 40
@@ -361,8 +362,12 @@ def serve(args: argparse.Namespace) -> int:
                                 api_keys=parse_api_keys(getattr(args, "api_key", None)),
                                 max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB,
                                 strict_engine=bool(getattr(args, "strict_engine", False)))
+        backlog = getattr(args, "judge_backlog", None)
+        if backlog is not None and backlog < 0:
+            raise LabError(f"--judge-backlog must be 0 or more rows, got {backlog}")
         lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None),
-                                judge_choice=getattr(args, "judges", None))
+                                judge_choice=getattr(args, "judges", None),
+                                judge_backlog=DEFAULT_JUDGE_BACKLOG if backlog is None else backlog)
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2
