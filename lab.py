@@ -13,6 +13,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def add_asr_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--asr-model", metavar="DIR",
+                   help="a faster-whisper (CTranslate2) model folder for the asr judge, e.g. Whisper large-v3 "
+                        "(default: $LAB_ASR_MODEL, else the bundled Whisper base)")
+
+
 def parser() -> argparse.ArgumentParser:
     from components.voices import add_voices_arguments
     from experiments.cli import add_engine_arguments, add_run_arguments
@@ -35,10 +41,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--voices-dir", help="saved voices folder (default: voices/ beside the results folder)")
     p.add_argument("--api-key", help="a key, or a file of keys (one a line), that REST clients may send as "
                                      "'Authorization: Bearer KEY' (OpenAI clients' api_key)")
+    add_asr_argument(p)
     add_engine_arguments(p)
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
     run = sub.add_parser("run", help="run one experiment headless and write its CSV")
     add_run_arguments(run)
+    add_asr_argument(run)
     add_engine_arguments(run)
     voices = sub.add_parser("voices", help="saved voices: add NAME WAV | list | remove NAME")
     add_engine_arguments(add_voices_arguments(voices))  # "voices add" conditions the cloning engines

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .context import LabContext
+from .judges import JudgeConfig
 from .serving import DEFAULT_JUDGE_BACKLOG
 from .engines.base import LabError
 
@@ -367,6 +368,7 @@ def serve(args: argparse.Namespace) -> int:
             raise LabError(f"--judge-backlog must be 0 or more rows, got {backlog}")
         lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None),
                                 judge_choice=getattr(args, "judges", None),
+                                judges=JudgeConfig(asr_model=getattr(args, "asr_model", None)),
                                 judge_backlog=DEFAULT_JUDGE_BACKLOG if backlog is None else backlog)
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)

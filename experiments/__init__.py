@@ -28,9 +28,30 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
 }
 
 
+# Experiments with a summary table (one row per group, means with 95% intervals): name -> function.
+SUMMARIES: dict[str, str] = {
+    "benchmark": "experiments.benchmark:summarize",
+    "evaluate": "experiments.evaluate:summarize",
+    "languages": "experiments.languages:summarize",
+    "speed-sweep": "experiments.speed_sweep:summarize",
+    "ref-length": "experiments.ref_length:summarize",
+}
+
+
+def summarize(name: str, df: Any) -> Any:
+    """Experiment ``name``'s summary table of ``df`` (an empty DataFrame for experiments without one)."""
+    import pandas as pd
+
+    if name not in SUMMARIES:
+        return pd.DataFrame()
+    module, _, attr = SUMMARIES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(df)
+
+
 def save_outputs(name: str, df: Any, run: Any) -> list[Path]:
     """What a finished run keeps beside its CSV, for the CLI and the UI alike: the experiment's
-    summary figures in ``plots/`` and, for the benchmark and evaluate, their summary table ``summary.csv``.
+    summary figures in ``plots/`` and its summary table ``summary.csv`` (``SUMMARIES``; evaluate: also
+    the paired verdicts between its systems, ``verdicts.csv``).
     Returns the figures' paths."""
     from components import plots
 
@@ -38,14 +59,12 @@ def save_outputs(name: str, df: Any, run: Any) -> list[Path]:
     for plot_name, fig in plots.figures_for(name, df).items():
         paths.append(run.save_figure(fig, plot_name))
         plots.close(fig)
-    if name == "benchmark":
-        from .benchmark import summarize
-
-        summarize(df).to_csv(run.dir / "summary.csv", index=False)
+    if name in SUMMARIES:
+        summarize(name, df).to_csv(run.dir / "summary.csv", index=False)
     if name == "evaluate":
-        from .evaluate import summarize as summarize_evaluation
+        from .evaluate import verdicts
 
-        summarize_evaluation(df).to_csv(run.dir / "summary.csv", index=False)
+        verdicts(df).to_csv(run.dir / "verdicts.csv", index=False)
     return paths
 
 

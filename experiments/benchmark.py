@@ -22,6 +22,7 @@ from components.engines import Engines
 from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
+from components.stats import group_ci, tidy
 from .common import judging_held, log_result, run_request, synthesize_many
 from .specs import BenchmarkSpec
 
@@ -170,15 +171,17 @@ def _run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress) ->
 
 # Summary columns in reading order: what was run, the cold first run, then the warm statistics
 # (the UI shows the first few without scrolling, so the cold column sits right after ``runs``).
-SUMMARY_COLUMNS = ("engine", "text_length", "runs", "cold_first_run_seconds", "synth_mean", "synth_std",
-                   "rtf_mean", "rtf_std", "status", "note", "ttfa_mean", "ttfa_std", "synth_min", "synth_max",
+SUMMARY_COLUMNS = ("engine", "text_length", "runs", "cold_first_run_seconds", "synth_mean", "synth_ci_low",
+                   "synth_ci_high", "synth_std", "rtf_mean", "rtf_ci_low", "rtf_ci_high", "rtf_std", "status", "note", "ttfa_mean", "ttfa_std", "synth_min", "synth_max",
                    "ttfa_min", "ttfa_max", "audio_seconds", "text_chars", "peak_rss_mb", "peak_vram_mb")
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean/std/min/max of synthesis time and RTF per engine and text length, warm runs only,
     with the cold first run beside them (the table users otherwise make by hand); time to first
-    audio (streaming engines) and the peak memory seen in any of the runs summarised.
+    audio (streaming engines) and the peak memory seen in any of the runs summarised. Each mean of
+    a speed or quality column has its 95% bootstrap interval over the warm runs beside it
+    (``synth_ci_low``/``synth_ci_high``, ``rtf_ci_*``, ``ttfa_ci_*``, ``dnsmos_ovrl_ci_*``...).
 
     ``cold_first_run_seconds`` sits on the row of the text that ran cold (the first one) and is
     empty on the others; ``ttfa_*`` is empty for engines that do not stream. An engine that could
@@ -215,6 +218,11 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     cold = (ok[ok["cold"]].groupby(["engine", "text_length"])["synth_seconds"].first()
             .rename("cold_first_run_seconds"))
     stats = stats.join(cold, on=["engine", "text_length"])
+    # 95% bootstrap intervals over the warm runs, beside each mean.
+    ci_of = {"synth_seconds": "synth", "rtf": "rtf", "ttfa_seconds": "ttfa",
+             **{col: col for col in QUALITY_COLUMNS if f"{col}_mean" in stats}}
+    if not warm.empty:
+        stats = stats.merge(group_ci(warm, ["engine", "text_length"], ci_of), on=["engine", "text_length"], how="left")
     stats["status"] = "ok"
     # Engines that could not run stay in the table, with the reason, instead of vanishing.
     missing = df[(df["status"] == "unavailable") & ~df["engine"].isin(stats["engine"])]
@@ -224,4 +232,5 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     order = {label: i for i, label in enumerate(["short", "medium", "long"])}
     stats["_o"] = stats["text_length"].map(order).fillna(99)
     stats = stats.sort_values(["engine", "_o"]).drop(columns="_o").reset_index(drop=True)
-    return stats[[c for c in SUMMARY_COLUMNS if c in stats] + [c for c in stats if c not in SUMMARY_COLUMNS]]
+    stats = stats[[c for c in SUMMARY_COLUMNS if c in stats] + [c for c in stats if c not in SUMMARY_COLUMNS]]
+    return stats.apply(lambda col: col.map(tidy) if col.dtype.kind == "f" else col)

@@ -246,7 +246,7 @@ def run_command(args: argparse.Namespace) -> int:
         else:
             name, spec = spec_from_args(args, engines)
             running = ResultsStore(args.out).running(name, spec)
-        judges = Judges(JudgeConfig())
+        judges = Judges(JudgeConfig(asr_model=getattr(args, "asr_model", None)))
         choice = getattr(args, "judges", None) or default_choice()
         judges.select(choice)  # an unknown judge name fails before any synthesis
         reference = getattr(args, "judge_reference", None)
@@ -260,19 +260,22 @@ def run_command(args: argparse.Namespace) -> int:
         run.wait_for_judges()  # the CSV path printed last is a complete run, judge columns included
         df = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
         save_outputs(name, df, run)
-        if name == "benchmark":
-            from .benchmark import summarize
+        if name in ("benchmark", "languages", "speed-sweep", "ref-length"):
+            from components.stats import ci_view
 
-            print(summarize(df).to_string(index=False), file=sys.stderr)
+            from . import summarize
+
+            print(ci_view(summarize(name, df)).to_string(index=False), file=sys.stderr)
         if name == "script":
             from .script import SPEAKERS_CSV, STITCHED_WAV
 
             print(f"{run.dir / STITCHED_WAV} (+ script.srt, script.vtt)", file=sys.stderr)
             print((run.dir / SPEAKERS_CSV).read_text(), file=sys.stderr)
         if name == "evaluate":
-            from .evaluate import format_summary, summarize as summarize_evaluation
+            from .evaluate import format_summary, format_verdicts, summarize as summarize_evaluation, verdicts
 
             print(format_summary(summarize_evaluation(df)), flush=True)
+            print(format_verdicts(verdicts(df)), flush=True)
     except LabError as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

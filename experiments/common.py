@@ -10,7 +10,9 @@ from dataclasses import asdict
 from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 
+from components.stats import mean_ci, tidy
 from components.engines import Engines
 from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
 from components.metrics import signal_metrics
@@ -195,3 +197,20 @@ def unsupported_row(engine: Engine, request: SynthRequest, run: Run, reason: str
            "text_chars": len(request.text), "speed": request.speed, "status": "unsupported",
            "note": reason, **fields}
     return run.append(row)
+
+
+def summarize_by(df: pd.DataFrame, by: str, columns: dict[str, str]) -> pd.DataFrame:
+    """Per value of ``by`` over the ok rows: ``rows``, and for each ``column -> name`` present,
+    ``{name}_mean`` with its 95% bootstrap interval (``_ci_low``/``_ci_high``) over the rows."""
+    if df is None or df.empty or by not in df:
+        return pd.DataFrame()
+    ok = df[df["status"].astype(str).eq("ok")] if "status" in df else df
+    out = []
+    for key, g in ok.groupby(by, sort=False):
+        rec: dict[str, Any] = {by: key, "rows": len(g)}
+        for col, name in columns.items():
+            if col in g and pd.to_numeric(g[col], errors="coerce").notna().any():
+                rec.update({k: tidy(v) for k, v in mean_ci(pd.to_numeric(g[col], errors="coerce"), name).items()
+                            if not k.endswith("_n")})
+        out.append(rec)
+    return pd.DataFrame(out)

@@ -41,6 +41,7 @@ from components.engines.base import (
     no_progress,
 )
 from components.results import Run
+from components.stats import fmt_ci, mean_ci, paired_verdict, tidy
 
 from .common import log_result, run_request, synthesize_many, versions
 from .sentences import read_sentences, select
@@ -395,9 +396,11 @@ def _why_empty(group: pd.DataFrame, col: str, label: str) -> str:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per engine x variant x language: rows, errors, CER mean and the share of sentences with
-    CER > 0, speaker similarity and DNSMOS OVRL mean and std, RTF mean, and ``notes`` saying why
-    any cell is empty (a judge that cannot score the language, an engine that does not speak it)."""
+    """Per engine x variant x language: rows, errors, and for CER, speaker similarity, DNSMOS OVRL
+    and RTF the mean with its 95% bootstrap interval over sentences (``cer_mean``, ``cer_ci_low``,
+    ``cer_ci_high``...), the standard deviation of the judges' scores, the share of sentences
+    with CER > 0, and ``notes`` saying why any cell is empty (a judge that cannot score the
+    language, an engine that does not speak it)."""
     if df is None or df.empty or "engine" not in df:
         return pd.DataFrame()
     d = df.copy()
@@ -413,14 +416,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         if ok.empty:
             notes += [str(n) for n in dict.fromkeys(g.get("note", pd.Series(dtype=str)).dropna()) if str(n)][:1]
         cer = _num(ok, "cer")
-        rec["cer_mean"] = cer.mean() if cer.notna().any() else np.nan
+        rec.update(mean_ci(cer, "cer"))
         rec["cer_nonzero"] = (cer[cer.notna()] > 0).mean() if cer.notna().any() else np.nan
         for name, col, label in JUDGED[1:]:
             v = _num(ok, col)
-            rec[f"{name}_mean"] = v.mean() if v.notna().any() else np.nan
+            rec.update(mean_ci(v, name))
             rec[f"{name}_std"] = v.std() if v.notna().sum() > 1 else np.nan
-        rtf = _num(ok, "rtf")
-        rec["rtf_mean"] = rtf.mean() if rtf.notna().any() else np.nan
+        rec.update(mean_ci(_num(ok, "rtf"), "rtf"))
         if "asr_judge" in ok:
             judges = [str(j) for j in dict.fromkeys(ok["asr_judge"].dropna()) if str(j)]
             rec["asr_judge"] = ", ".join(judges) or None
@@ -429,7 +431,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
                 if not _num(ok, col).notna().any():
                     notes.append(_why_empty(ok, col, label))
         rec["notes"] = "; ".join(notes) or None
-        out.append(rec)
+        out.append({k: tidy(v) for k, v in rec.items()})
     # Engines in the order they ran, languages in the built-in set's order: the same table however
     # the rows finished (a Ray run writes them in any order).
     order = {lang: i for i, lang in enumerate(read_sentences())}
@@ -441,28 +443,75 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as the paper's kind of table: ``mean ± std`` strings, CER>0 as a percentage, and
-    the reasons for empty cells in ``notes`` (what the CLI prints and the Evaluate tab shows)."""
+    """The summary as the paper's kind of table: ``mean [95% interval]`` strings rounded to what the
+    interval supports, CER>0 as a percentage, and the reasons for empty cells in ``notes`` (what
+    the CLI prints and the Evaluate tab shows)."""
     if summary is None or summary.empty:
         return pd.DataFrame()
 
-    def pm(mean: Any, std: Any = None) -> str:
-        if mean is None or pd.isna(mean):
-            return ""
-        return f"{mean:.3f}" + (f" ± {std:.3f}" if std is not None and pd.notna(std) else "")
+    def ci(name: str) -> list[str]:
+        cols = [f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high"]
+        if cols[0] not in summary:
+            return [""] * len(summary)
+        return [fmt_ci(*(r.get(c) for c in cols)) for r in summary.to_dict("records")]
 
     def pct(v: Any) -> str:
         return "" if v is None or pd.isna(v) else f"{100 * v:.0f}%"
 
     return pd.DataFrame({
         "engine": summary["engine"], "variant": summary["variant"], "lang": summary["language"],
-        "rows": summary["rows"], "CER": [pm(m) for m in summary["cer_mean"]],
+        "rows": summary["rows"], "CER": ci("cer"),
         "CER>0": [pct(v) for v in summary["cer_nonzero"]],
-        "spk_sim": [pm(m, sd) for m, sd in zip(summary["spk_sim_mean"], summary["spk_sim_std"])],
-        "DNSMOS OVRL": [pm(m, sd) for m, sd in zip(summary["dnsmos_ovrl_mean"], summary["dnsmos_ovrl_std"])],
-        "RTF": [pm(m) for m in summary["rtf_mean"]],
+        "spk_sim": ci("spk_sim"), "DNSMOS OVRL": ci("dnsmos_ovrl"), "RTF": ci("rtf"),
         "notes": summary["notes"].fillna(""),
     })
+
+
+# Columns two systems are compared on, paired over the sentences both of them spoke.
+VERDICT_COLUMNS = ("cer", "dnsmos_ovrl", "spk_sim", "rtf")
+
+
+def verdicts(df: pd.DataFrame, columns: Sequence[str] = VERDICT_COLUMNS) -> pd.DataFrame:
+    """Paired verdicts between every two systems (engine:variant) per language, one row per
+    column. The unit is the sentence: each system's rows are averaged per text (over its voices,
+    seeds and references), A and B are paired on the texts both spoke, and the 95% interval of
+    the mean difference A - B says "A better", "B better", "no detectable difference" or "too
+    few pairs" (fewer than 5 sentences)."""
+    if df is None or df.empty or "engine" not in df or "text" not in df:
+        return pd.DataFrame()
+    d = df[df["status"].fillna("ok") == "ok"].copy() if "status" in df else df.copy()
+    d["variant"] = d["variant"].fillna(DEFAULT_VARIANT) if "variant" in d else DEFAULT_VARIANT
+    d["system"] = d["engine"].astype(str) + ":" + d["variant"].astype(str)
+    d["language"] = d["language"].fillna("") if "language" in d else ""
+    present_cols = [c for c in columns if c in d and _num(d, c).notna().any()]
+    for c in present_cols:
+        d[c] = _num(d, c)
+    per_text = d.groupby(["language", "system", "text"])[present_cols].mean().sort_index()
+    out = []
+    systems = list(dict.fromkeys(d["system"]))
+    for lang in dict.fromkeys(d["language"]):
+        here = [s for s in systems if (lang, s) in {k[:2] for k in per_text.index}]
+        for i, a in enumerate(here):
+            for b in here[i + 1:]:
+                ta, tb = per_text.loc[(lang, a)], per_text.loc[(lang, b)]
+                both = ta.index.intersection(tb.index)
+                for col in present_cols:
+                    v = paired_verdict(ta.loc[both, col], tb.loc[both, col], col)
+                    out.append({"language": lang, "a": a, "b": b,
+                                **{k: tidy(val) for k, val in v.as_row().items()}})
+    return pd.DataFrame(out)
+
+
+def format_verdicts(table: pd.DataFrame) -> str:
+    """One line per comparison: ``en cer: espeak:default vs kokoro:default -> B better (diff ...)``."""
+    if table is None or table.empty:
+        return ""
+    lines = []
+    for r in table.to_dict("records"):
+        diff = fmt_ci(r["diff_mean"], r["ci_low"], r["ci_high"])
+        lines.append(f"  {r['language']} {r['column']}: A={r['a']} vs B={r['b']}: {r['verdict']} "
+                     f"(A-B {diff or 'n/a'}, {r['pairs']} pairs)")
+    return "Paired verdicts (95% bootstrap over the same sentences):\n" + "\n".join(lines)
 
 
 def format_summary(summary: pd.DataFrame) -> str:

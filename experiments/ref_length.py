@@ -19,6 +19,7 @@ from components.engines.base import Capabilities, CapabilityError, Progress, Syn
 from components.results import Run, rows_to_frame
 from components.similarity import SpeakerComparison, encoder_for
 
+from components.stats import group_ci, tidy
 from .common import log_result, synthesize_many
 from .specs import RefLengthSpec
 
@@ -93,7 +94,7 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Per reference length (the cut): mean and standard deviation over repeats (the error bars)
-    of the speech kept after clean-up, speaker similarity (the judge's ``spk_sim``, XTTS's
+    (with its 95% bootstrap interval, ``*_ci_low``/``*_ci_high``) of the speech kept after clean-up, speaker similarity (the judge's ``spk_sim``, XTTS's
     ``xtts_spk_sim``), envelope distance and pitch difference, plus how many outputs each rests on."""
     if df.empty or "status" not in df:
         return pd.DataFrame()
@@ -112,4 +113,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             ok[col] = pd.to_numeric(ok[col], errors="coerce")
             agg[f"{col}_mean"] = (col, "mean")
             agg[f"{col}_std"] = (col, "std")
-    return ok.groupby("reference_seconds").agg(**agg).reset_index()
+    table = ok.groupby("reference_seconds").agg(**agg).reset_index()
+    # 95% bootstrap intervals over the repeats, beside each mean.
+    cols = {c: c for c in ("reference_speech_seconds", "spk_sim", "xtts_spk_sim", "envelope_distance",
+                           "f0_median_diff_hz") if c in ok}
+    table = table.merge(group_ci(ok, "reference_seconds", cols), on="reference_seconds", how="left")
+    return table.apply(lambda col: col.map(tidy) if col.dtype.kind == "f" else col)

@@ -73,6 +73,22 @@ def _check_speed(name: str, speed: Any) -> None:
         raise LabError(f"{name} must be between {SPEED_MIN} and {SPEED_MAX}, got {speed}")
 
 
+MAX_SENTENCES = 100  # per language or sweep: enough for tight intervals, bounded work
+
+
+def _check_sentences(n: Any) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or not (1 <= n <= MAX_SENTENCES):
+        raise LabError(f"sentences must be an integer from 1 to {MAX_SENTENCES}, got {n!r}")
+
+
+def _more_sentences(first: str, lang: str, n: int) -> list[str]:
+    """``first``, then sentences of the built-in set in ``lang`` that differ from it, ``n`` in all."""
+    from .sentences import read_sentences
+
+    pool = [t for t in read_sentences().get(lang, []) if t != first]
+    return [first, *pool[: n - 1]]
+
+
 @dataclass(frozen=True)
 class Common:
     """Fields every experiment shares."""
@@ -113,6 +129,8 @@ class SpeedSweepSpec(Common):
     text: str = DEFAULT_TEXT
     lang: str = "en"
     speeds: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+    sentences: int = 1                 # texts swept: ``text``, then the next of the built-in set in ``lang``
+                                       # (2 or more give each speed's summary a 95% interval)
 
     def __post_init__(self) -> None:
         self._check_common()
@@ -122,6 +140,11 @@ class SpeedSweepSpec(Common):
             raise LabError("speeds is empty: give at least one speed, e.g. 0.5,1,1.5")
         for s in self.speeds:
             _check_speed("speeds", s)
+        _check_sentences(self.sentences)
+
+    def texts(self) -> list[str]:
+        """``text`` first, then sentences of the built-in set in ``lang`` (``sentences`` in all)."""
+        return _more_sentences(self.text, self.lang, self.sentences)
 
 
 @dataclass(frozen=True)
@@ -155,9 +178,12 @@ class LanguagesSpec(Common):
     langs: tuple[str, ...] = field(default_factory=lab_languages)  # every language some engine speaks
     texts: Mapping[str, str] = field(default_factory=dict)  # lang -> sentence override
     speed: float = 1.0
+    sentences: int = 1                     # per language: its sentence, then the next of the built-in set
+                                           # (2 or more give each language's summary a 95% interval)
 
     def __post_init__(self) -> None:
         self._check_common()
+        _check_sentences(self.sentences)
         if not self.langs:
             raise LabError("langs is empty: give at least one language, e.g. en,ko")
         for lang in self.langs:
@@ -172,6 +198,10 @@ class LanguagesSpec(Common):
         if not text:
             raise LabError(f"texts has no sentence for {lang!r} and the lab has no default one: add '{lang}: ...'")
         return text
+
+    def texts_for(self, lang: str) -> list[str]:
+        """``text_for(lang)`` first, then the built-in set's sentences in ``lang`` (``sentences`` in all)."""
+        return _more_sentences(self.text_for(lang), lang, self.sentences)
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,34 @@ def test_summary_leaves_unscored_cells_empty_with_the_reason():
     assert "no recogniser for ko" in s.loc["ko", "notes"]
     assert "speaker similarity" in s.loc["en", "notes"]  # no spk_sim column at all: said, not zero
     text = format_summary(summarize(df))
-    assert "3.500 ± 0.500" in text and "no recogniser for ko" in text
+    assert "3.5 [3.0, 4.0]" in text and "no recogniser for ko" in text  # mean [95% interval], rounded to it
+    assert s.loc["en", "cer_ci_low"] <= 0.25 <= s.loc["en", "cer_ci_high"] and s.loc["en", "cer_n"] == 3
+
+
+def test_verdicts_pair_two_systems_on_the_same_sentences():
+    """B is worse on every one of 6 sentences by ~0.1 CER: "A better", on 6 pairs; DNSMOS equal
+    within noise: "no detectable difference"; a language with 3 sentences: "too few pairs"."""
+    from experiments.evaluate import format_verdicts, verdicts
+
+    rng = np.random.default_rng(0)
+    texts = [f"sentence {i}" for i in range(6)]
+    base = rng.uniform(0.0, 0.5, 6)
+    dn = rng.uniform(2.5, 3.5, 6)
+    rows = []
+    for engine, shift in (("a", 0.0), ("b", 0.1)):
+        for t, c, d in zip(texts, base, dn):
+            rows.append({"engine": engine, "variant": "default", "language": "en", "text": t, "status": "ok",
+                         "seed": 0, "cer": c + shift + rng.normal(0, 0.005), "dnsmos_ovrl": d + rng.normal(0, 0.3),
+                         "rtf": 0.1})
+        for t in texts[:3]:
+            rows.append({"engine": engine, "variant": "default", "language": "fr", "text": t, "status": "ok",
+                         "seed": 0, "cer": 0.2 + shift, "dnsmos_ovrl": 3.0, "rtf": 0.1})
+    table = verdicts(pd.DataFrame(rows)).set_index(["language", "column"])
+    assert table.loc[("en", "cer"), "verdict"] == "A better" and table.loc[("en", "cer"), "pairs"] == 6
+    assert table.loc[("en", "cer"), "ci_high"] < 0
+    assert table.loc[("en", "dnsmos_ovrl"), "verdict"] == "no detectable difference"
+    assert table.loc[("fr", "cer"), "verdict"] == "too few pairs"
+    assert "A=a:default vs B=b:default: A better" in format_verdicts(verdicts(pd.DataFrame(rows)))
 
 
 # -- end to end, local executor ---------------------------------------------------------------------
@@ -245,12 +272,12 @@ def test_an_empty_cell_gives_only_its_own_judges_reason():
     from experiments.evaluate import summarize
 
     notes = ("speaker: no reference recording to compare with (clone from one; or give one); "
-             "asr: no recogniser for 'ja' here (vosk for ko; pocketsphinx for en)")
+             "asr: Whisper does not know the language 'ja' (say; it does)")
     df = pd.DataFrame({"engine": ["espeak"] * 2, "variant": ["default"] * 2, "language": ["ja"] * 2,
                        "status": ["ok"] * 2, "rtf": [0.01, 0.01], "dnsmos_ovrl": [2.5, 2.7],
                        "cer": [np.nan, np.nan], "spk_sim": [np.nan, np.nan], "judge_notes": [notes, notes]})
     why = summarize(df).iloc[0]["notes"]
     cer = why.split("character error rate: ", 1)[1]
-    assert cer.startswith("asr: no recogniser for 'ja' here (vosk for ko; pocketsphinx for en)")
+    assert cer.startswith("asr: Whisper does not know the language 'ja' (say; it does)")
     assert "speaker similarity: speaker: no reference" in why
     assert "character error rate: speaker" not in why

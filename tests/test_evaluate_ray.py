@@ -158,7 +158,7 @@ def test_evaluate_tab_runs_on_ray(ray_local, tmp_path):
 
     lab = LabContext.create(results=str(tmp_path / "results"))
     with ui_client(lab) as client:
-        summary, *_, rows, csv = client.predict(["espeak"], ["en", "ja"], 1, None, "", "", "0", None, "ray", "", 1,
+        summary, *_, rows, csv, _verdicts = client.predict(["espeak"], ["en", "ja"], 1, None, "", "", "0", None, "ray", "", 1,
                                                 api_name="/evaluate")
     df = read_csv(csv)
     assert len(df) == 2 and set(df["executor"]) == {"ray"} and df["worker"].str.contains("/actor-").all()

@@ -159,8 +159,8 @@ def test_results_filter_open_compare_and_download(client, lab):
 
     comparison = table(client.predict(first, second, api_name="/compare_runs"))
     by_metric = comparison.set_index("metric")
-    assert by_metric.loc["rows"].tolist() == [2, 2]
-    assert by_metric.loc["engines"].tolist() == ["espeak", "espeak"]
+    assert by_metric.loc["rows"].tolist()[:2] == [2, 2]
+    assert by_metric.loc["engines"].tolist()[:2] == ["espeak", "espeak"]
 
     archive = client.predict(first, api_name="/download_run")
     names = zipfile.ZipFile(archive).namelist()
@@ -283,7 +283,7 @@ def test_evaluate_summary_matches_the_run(client, lab):
     from experiments.evaluate import summarize, summary_view
     from components.results import read_csv
 
-    summary, plot, picker, audio, _, _, rows, csv = client.predict(
+    summary, plot, picker, audio, _, _, rows, csv, _verdicts = client.predict(
         ["espeak"], ["en", "ja"], 2, None, "", "female", "0", None, "local", "", 1, api_name="/evaluate")
     s = table(summary)
     assert list(s["lang"]) == ["en", "ja"] and list(s["rows"].astype(int)) == [2, 2]

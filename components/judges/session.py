@@ -232,6 +232,8 @@ class JudgingSession:
                 if isinstance(scores, Exception):
                     notes[i].append(f"{name} failed: {type(scores).__name__}: {scores}")
                     continue
+                if scores.get("_note"):  # scored, with a remark ("asr: nothing heard")
+                    notes[i].append(str(scores["_note"]))
                 # Keys starting with "_" are the judge's own bookkeeping, not columns.
                 outs[i].update({k: v for k, v in scores.items() if not k.startswith("_")})
                 share = elapsed * max(item.seconds, 1e-9) / total_audio

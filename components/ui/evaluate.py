@@ -11,7 +11,7 @@ import gradio as gr
 from components.context import LabContext
 from components.engines import engine_class
 from components.engines.base import LabError
-from experiments.evaluate import summarize, summary_view
+from experiments.evaluate import summarize, summary_view, verdicts as paired_verdicts
 from experiments.sentences import read_sentences
 from experiments.specs import EvaluateSpec
 
@@ -73,6 +73,9 @@ def render(lab: LabContext) -> None:
     run_btn = gr.Button("Run evaluation", variant="primary")
     summary = results_table("Summary (engine × variant × language)", "evaluate-summary",
                             ("engine", "variant", "lang", "rows", "CER", "CER>0", "spk_sim", "DNSMOS OVRL", "RTF", "notes"))
+    verdicts = results_table("Paired verdicts (A - B over the same sentences, 95% bootstrap interval)",
+                             "evaluate-verdicts", ("language", "a", "b", "column", "pairs", "diff_mean", "ci_low",
+                                                   "ci_high", "verdict"))
     panel = outputs_panel(lab, "evaluate")
     last_run = gr.State(None)  # this user's latest run id
 
@@ -86,9 +89,12 @@ def render(lab: LabContext) -> None:
                             ray_address=(address or "").strip() or None, workers=int(workers))
         # Timings first; the summary again with the judges' columns once they have scored every row.
         for df, run in run_judged(lab, "evaluate", spec, progress, judges, judge_reference):
-            yield [summary_view(summarize(df)), *panel_values("evaluate", df, run), run.run_id]
+            table = paired_verdicts(df)
+            shown = table[["language", "a", "b", "column", "pairs", "diff_mean", "ci_low", "ci_high", "verdict"]] \
+                if not table.empty else table
+            yield [summary_view(summarize(df)), *panel_values("evaluate", df, run), run.run_id, shown]
 
     ran = run_btn.click(evaluate, [engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference,
-                                   executor, address, workers, *judges.inputs], [summary, *panel.outputs, last_run],
+                                   executor, address, workers, *judges.inputs], [summary, *panel.outputs, last_run, verdicts],
                         api_name="evaluate", show_progress_on=[summary])
     reveal_filled(ran, panel.hidden)

@@ -17,6 +17,7 @@ from components import plots
 from components.context import LabContext
 from components.engines.base import LabError
 from components.results import RunFiles
+from experiments.compare import compare_runs
 
 from .common import (
     PLACEHOLDER_HEADERS, files_values, outputs_panel, results_table, reveal_filled, table_view, ui_errors,
@@ -171,8 +172,8 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
 
     @ui_errors
     def compare_runs(a, b):
-        sa, sb = run_summary(load_run(a).frame), run_summary(load_run(b).frame)
-        return pd.DataFrame({"metric": list(sa), f"A: {a}": list(sa.values()), f"B: {b}": list(sb.values())})
+        # Headline numbers side by side, then paired verdicts over the sentences both runs spoke.
+        return compare_runs(load_run(a).frame, load_run(b).frame, run_summary, a, b)
 
     @ui_errors
     def download_run(run_id):
