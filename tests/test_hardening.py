@@ -9,6 +9,8 @@ one test clones with the tiny generated XTTS checkpoint to show such a reference
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -219,7 +221,10 @@ def test_48k_stereo_reference_clones_with_xtts(xtts_dir, refs, tmp_path):
         assert r.status_code == 200, r.text
         assert r.json()["sample_rate"] == 24000 and r.json()["duration_seconds"] > 0
         (row,) = all_rows(tmp_path / "results")
-        assert row["engine"] == "xtts" and row["reference"].endswith("reference.wav")
+        # Named by the lab (the session run's references/, a counter, the suffix from the content).
+        kept = Path(row["reference"])
+        assert row["engine"] == "xtts" and kept.name == "00001.wav" and kept.parent.name == "references"
+        assert kept.is_file()
 
 
 def test_user_file_names_never_become_paths(client, refs):
