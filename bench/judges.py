@@ -96,30 +96,35 @@ def per_audio_second(judges, names, clips, ref, repeats: int) -> None:
     print(f"\n== judge time per second of audio (warm; {len(items)} clips, {audio_s:.1f} s of audio, "
           f"{min(i.seconds for i in items):.1f}-{max(i.seconds for i in items):.1f} s each; "
           f"best of {repeats}) ==", flush=True)
-    print(f"{'judge':10s} {'one by one':>12s} {'batched':>12s} {'speedup':>8s}")
-    alone_total = batched_total = 0.0
+    print(f"{'judge':10s} {'one by one':>12s} {'batched':>12s} {'speedup':>8s}   (CPU-s per audio s: alone, batched)")
+    alone_total = batched_total = cpu_alone_total = cpu_batched_total = 0.0
     for name in names:
         judges.score_many(name, items[:2])  # loads the model and warms it (first calls allocate)
         judges.score(name, items[0])
-        alone, batched = [], []
+        alone, batched, cpu_alone, cpu_batched = [], [], [], []
         for _ in range(repeats):  # interleaved, so a load spike hits both sides alike
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for item in items:
                 try:
                     judges.score(name, item)
                 except CannotJudge:
                     pass
             alone.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
+            cpu_alone.append(time.process_time() - c0)
+            t0, c0 = time.perf_counter(), time.process_time()
             judges.score_many(name, items)
             batched.append(time.perf_counter() - t0)
+            cpu_batched.append(time.process_time() - c0)
         a, b = min(alone) / audio_s, min(batched) / audio_s
-        alone_total += a
-        batched_total += b
-        print(f"{name:10s} {a:12.3f} {b:12.3f} {a / b:7.2f}x", flush=True)
-    print(f"judges one by one: {alone_total:.2f} s per audio second")
+        ca, cb = min(cpu_alone) / audio_s, min(cpu_batched) / audio_s
+        alone_total, batched_total = alone_total + a, batched_total + b
+        cpu_alone_total, cpu_batched_total = cpu_alone_total + ca, cpu_batched_total + cb
+        print(f"{name:10s} {a:12.3f} {b:12.3f} {a / b:7.2f}x   ({ca:.3f}, {cb:.3f})", flush=True)
+    # CPU-seconds are what a loaded machine does not distort much: on an idle 2-core machine the
+    # wall time is about CPU-seconds / 2 for the judges that use both cores (ONNX Runtime, CTranslate2).
+    print(f"judges one by one: {alone_total:.2f} s per audio second ({cpu_alone_total:.2f} CPU-s)")
     print(f"judges: {batched_total:.2f} s per audio second  ({', '.join(names)}; batched; "
-          f"{alone_total / batched_total:.2f}x vs one by one)")
+          f"{alone_total / batched_total:.2f}x vs one by one; {cpu_batched_total:.2f} CPU-s per audio second)")
     print("(DNSMOS's models take a fixed 9.01 s window: a shorter clip is tiled to one whole window)")
 
 
