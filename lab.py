@@ -27,7 +27,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also create a temporary public Gradio link")
-    p.add_argument("--auth", help="user:pass, or a file of user:pass lines, required for the UI and REST API")
+    p.add_argument("--auth", help="user:pass, or a file of user:pass lines, required for the UI and REST API "
+                                  "(without it, --share or a network --host makes a random access token)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="with --share or a network --host: no credentials at all, anyone who reaches the lab "
+                        "can use everything (see docs/sharing.md)")
     p.add_argument("--max-upload-mb", type=float, default=50.0,
                    help="largest reference upload accepted by the UI and REST API (default 50 MB)")
     p.add_argument("--out", default="results", help="results folder (default results/)")

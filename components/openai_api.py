@@ -367,8 +367,9 @@ def router(lab: LabContext, *, credentials: Any = None, max_upload_bytes: int = 
         """Saved voices (``type`` audio_sample) and built-in voices of loaded engines (``type`` builtin)."""
         cloning = [n for n in lab.engines.names() if _clones(n)]
         data: list[dict[str, Any]] = [
+            # Names only: a saved voice is a recording of a real person; its details stay with the owner's UI.
             {"id": v.name, "object": "audio.voice", "name": v.name, "type": "audio_sample",
-             "created_at": v.created_at, "engines": cloning, **{k: x for k, x in v.public().items() if k != "name"}}
+             "created_at": v.created_at, "engines": cloning}
             for v in (lab.voices.list() if lab.voices else [])]
         wanted = {_engine_name(lab, model)} if model else set()
         for name in lab.engines.names():

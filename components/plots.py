@@ -7,10 +7,12 @@ columns may arrive as strings from a CSV) and returns a new Figure; the caller s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from components.stats import mean_ci
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -153,31 +155,56 @@ def spectrogram(audio: np.ndarray, sr: int) -> Figure:
     return fig
 
 
+def _ci_err(mean: Any, low: Any, high: Any) -> np.ndarray:
+    """Asymmetric error bars (2 x N) from a mean and its 95% interval; no interval = no bar."""
+    m = pd.to_numeric(pd.Series(mean), errors="coerce").to_numpy(float)
+    lo = pd.to_numeric(pd.Series(low), errors="coerce").to_numpy(float)
+    hi = pd.to_numeric(pd.Series(high), errors="coerce").to_numpy(float)
+    return np.nan_to_num(np.vstack([m - lo, hi - m]).clip(min=0), nan=0.0)
+
+
+def _col(df: pd.DataFrame, name: str) -> pd.Series:
+    return df[name] if name in df else pd.Series(np.nan, index=df.index)
+
+
 # -- one experiment -----------------------------------------------------------------------------
 def speed_sweep(df: pd.DataFrame) -> Figure:
     """Audio length and synthesis time against speed; the audio panel also draws the ideal
-    length L(1)/speed (from the speed closest to 1), which a working speed control follows."""
+    length L(1)/speed (from the speed closest to 1), which a working speed control follows.
+    With several texts per speed each point is their mean with its 95% interval."""
     d = _numeric(_ok(df), "speed", "audio_seconds", "synth_seconds", *QUALITY).dropna(subset=["speed", "audio_seconds"])
-    d = d.sort_values("speed")
     quality = [q for q in QUALITY if _has(d, q)]  # quality against speed, where judges scored it
+    cols = ["audio_seconds", "synth_seconds", *quality]
+    s = pd.DataFrame({"speed": sorted(d["speed"].unique())})
+    for col in cols:
+        stats = [mean_ci(d.loc[d["speed"] == v, col], col) for v in s["speed"]]
+        for key in (f"{col}_mean", f"{col}_ci_low", f"{col}_ci_high"):
+            s[key] = [st[key] for st in stats]
     fig, axes = _figure(1, 2 + len(quality), size=(5 * (2 + len(quality)), 3.4))
     ax_len, ax_time = axes[0][:2]
+
+    def draw(ax, col, **kw):
+        g = s.dropna(subset=[f"{col}_mean"])
+        line, = ax.plot(g["speed"], g[f"{col}_mean"], "o-", **kw)
+        if g[f"{col}_ci_low"].notna().any():  # several texts per speed: their 95% interval
+            ax.errorbar(g["speed"], g[f"{col}_mean"], fmt="none", capsize=4, color=line.get_color(),
+                        yerr=_ci_err(g[f"{col}_mean"], g[f"{col}_ci_low"], g[f"{col}_ci_high"]))
+
     for ax, q in zip(axes[0][2:], quality):
-        g = d.dropna(subset=[q])
-        ax.plot(g["speed"], g[q], "o-", color="tab:green")
+        draw(ax, q, color="tab:green")
         ax.set_xlabel("speed")
         ax.set_ylabel(JUDGE_LABELS[q])
         ax.set_title(f"{JUDGE_LABELS[q].split(' (')[0]} vs speed")
-    ax_len.plot(d["speed"], d["audio_seconds"], "o-", label="measured")
-    if len(d):
-        base = d.iloc[(d["speed"] - 1.0).abs().argmin()]
-        ideal = base["audio_seconds"] * base["speed"] / d["speed"]
-        ax_len.plot(d["speed"], ideal, "--", color="grey", label="ideal L(1)/speed")
+    draw(ax_len, "audio_seconds", label="measured")
+    if len(s):
+        base = s.iloc[(s["speed"] - 1.0).abs().argmin()]
+        ideal = base["audio_seconds_mean"] * base["speed"] / s["speed"]
+        ax_len.plot(s["speed"], ideal, "--", color="grey", label="ideal L(1)/speed")
     ax_len.set_xlabel("speed")
     ax_len.set_ylabel("audio length (s)")
     ax_len.set_title("Audio length vs speed")
     ax_len.legend()
-    ax_time.plot(d["speed"], d["synth_seconds"], "o-", color="tab:orange")
+    draw(ax_time, "synth_seconds", color="tab:orange")
     ax_time.set_xlabel("speed")
     ax_time.set_ylabel("synthesis time (s)")
     ax_time.set_title("Synthesis time vs speed")
@@ -186,8 +213,8 @@ def speed_sweep(df: pd.DataFrame) -> Figure:
 
 
 def ref_length(df: pd.DataFrame) -> Figure:
-    """Speaker similarity against reference length, mean with standard-deviation error bars
-    over repeats: the independent judge's ``spk_sim`` and XTTS's own ``xtts_spk_sim``, whichever
+    """Speaker similarity against reference length, mean with its 95% interval over repeats
+    (``components.stats``): the independent judge's ``spk_sim`` and XTTS's own ``xtts_spk_sim``, whichever
     have values; otherwise audio length and RTF."""
     d = _numeric(_ok(df), "reference_seconds", "spk_sim", "xtts_spk_sim", "audio_seconds", "rtf")
     d = d.dropna(subset=["reference_seconds"])
@@ -197,9 +224,12 @@ def ref_length(df: pd.DataFrame) -> Figure:
     labels = {**JUDGE_LABELS, "audio_seconds": "audio length (s)", "rtf": "real-time factor"}
     fig, axes = _figure(1, len(metrics), size=(5 * len(metrics), 3.4))
     for ax, metric in zip(axes[0], metrics):
-        g = d.dropna(subset=[metric]).groupby(key)[metric].agg(["mean", "std"]).reset_index()
-        ax.errorbar(g[key].to_numpy(float), g["mean"].to_numpy(float), yerr=g["std"].fillna(0.0).to_numpy(float),
-                    fmt="o-", capsize=4)
+        g = d.dropna(subset=[metric])
+        keys = sorted(g[key].unique())
+        stats = [mean_ci(g.loc[g[key] == k, metric], "m") for k in keys]
+        means = np.asarray([st["m_mean"] for st in stats], float)
+        ax.errorbar(np.asarray(keys, float), means, fmt="o-", capsize=4,
+                    yerr=_ci_err(means, [st["m_ci_low"] for st in stats], [st["m_ci_high"] for st in stats]))
         ax.set_xlabel("reference length (s)")
         ax.set_ylabel(labels[metric])
         ax.set_title(f"{labels[metric].split(' (')[0].capitalize()} vs reference length")
@@ -208,13 +238,17 @@ def ref_length(df: pd.DataFrame) -> Figure:
 
 
 def languages(df: pd.DataFrame) -> Figure:
-    """One bar chart per metric (RTF, audio seconds, and F0/loudness/CER when present), a bar per language."""
+    """One bar chart per metric (RTF, audio seconds, and F0/loudness/CER when present), a bar per
+    language: the mean over its sentences with the 95% interval when there are several."""
     d = _numeric(_ok(df), *LANGUAGE_METRICS)
     metrics = [m for m in LANGUAGE_METRICS if _has(d, m)]
     fig, axes = _figure(len(metrics) or 1, 1, size=(9, 2.4 * max(len(metrics), 1)))
-    langs = d["language"].astype(str).tolist() if "language" in d else []
+    langs = list(dict.fromkeys(d["language"].astype(str))) if "language" in d else []
     for ax, metric in zip(axes[:, 0], metrics):
-        ax.bar(langs, d[metric].to_numpy(), color="tab:blue")
+        stats = [mean_ci(d.loc[d["language"].astype(str) == lang, metric], "m") for lang in langs]
+        means = [st["m_mean"] for st in stats]
+        ax.bar(langs, means, color="tab:blue", capsize=3,
+               yerr=_ci_err(means, [st["m_ci_low"] for st in stats], [st["m_ci_high"] for st in stats]))
         ax.set_ylabel(LANGUAGE_METRICS[metric], fontsize=8)
         ax.set_title(LANGUAGE_METRICS[metric].split(" (")[0].capitalize() + " per language", fontsize=10)
     fig.tight_layout()
@@ -222,14 +256,14 @@ def languages(df: pd.DataFrame) -> Figure:
 
 
 def benchmark(df: pd.DataFrame) -> Figure:
-    """Mean synthesis time and RTF (warm runs) per engine and text length, with std error bars."""
+    """Mean synthesis time and RTF (warm runs) per engine and text length, with 95% interval error bars."""
     from experiments.benchmark import summarize  # the same numbers the summary table shows
 
     s = summarize(_numeric(df, "synth_seconds", "rtf", "audio_seconds", "text_chars"))
     if not s.empty:
         s = s[s["status"] == "ok"]  # an unavailable engine has no bars to draw
-    panels = [("synth_mean", "synth_std", "synthesis time (s)"), ("rtf_mean", "rtf_std", "real-time factor")]
-    panels += [(f"{q}_mean", f"{q}_std", JUDGE_LABELS[q]) for q in QUALITY if _has(s, f"{q}_mean")]
+    panels = [("synth", "synthesis time (s)"), ("rtf", "real-time factor")]
+    panels += [(q, JUDGE_LABELS[q]) for q in QUALITY if _has(s, f"{q}_mean")]
     fig, axes = _figure(1, len(panels), size=(5 * len(panels), 3.4))
     if s.empty:
         return fig
@@ -237,11 +271,11 @@ def benchmark(df: pd.DataFrame) -> Figure:
     engines = list(dict.fromkeys(s["engine"]))
     width = 0.8 / len(engines)
     x = np.arange(len(lengths))
-    for ax, (mean, std, label) in zip(axes[0], panels):
+    for ax, (name, label) in zip(axes[0], panels):
         for i, engine in enumerate(engines):
             e = s[s["engine"] == engine].set_index("text_length").reindex(lengths)
-            ax.bar(x + i * width - 0.4 + width / 2, e[mean], width, yerr=e[std].fillna(0.0),
-                   capsize=4, label=engine)
+            ax.bar(x + i * width - 0.4 + width / 2, e[f"{name}_mean"], width, capsize=4, label=engine,
+                   yerr=_ci_err(e[f"{name}_mean"], _col(e, f"{name}_ci_low"), _col(e, f"{name}_ci_high")))
         ax.set_xticks(x, lengths)
         ax.set_xlabel("text length")
         ax.set_ylabel(label)
@@ -268,17 +302,17 @@ def synth_vs_text_length(df: pd.DataFrame) -> Figure:
     return fig
 
 
-EVALUATE_METRICS: tuple[tuple[str, str | None, str], ...] = (
-    ("cer_mean", None, "CER (mean)"),
-    ("spk_sim_mean", "spk_sim_std", "speaker similarity"),
-    ("dnsmos_ovrl_mean", "dnsmos_ovrl_std", "DNSMOS OVRL"),
-    ("rtf_mean", None, "real-time factor"),
+EVALUATE_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("cer_mean", "cer", "CER (mean)"),
+    ("spk_sim_mean", "spk_sim", "speaker similarity"),
+    ("dnsmos_ovrl_mean", "dnsmos_ovrl", "DNSMOS OVRL"),
+    ("rtf_mean", "rtf", "real-time factor"),
 )
 
 
 def evaluate(df: pd.DataFrame) -> Figure:
     """The evaluation summary as bars: one panel per metric that has values (CER, speaker similarity,
-    DNSMOS OVRL with std error bars, RTF), a group per language, a bar per engine:variant. A cell
+    DNSMOS OVRL, RTF, each with its 95% interval), a group per language, a bar per engine:variant. A cell
     the judges could not score has no bar (never a bar at 0)."""
     from experiments.evaluate import summarize  # the same numbers the summary table shows
 
@@ -292,11 +326,11 @@ def evaluate(df: pd.DataFrame) -> Figure:
     systems = list(dict.fromkeys(s["system"]))
     width = 0.8 / len(systems)
     x = np.arange(len(langs))
-    for ax, (mean, std, label) in zip(axes[:, 0], metrics):
+    for ax, (mean, name, label) in zip(axes[:, 0], metrics):
         for i, system in enumerate(systems):
             e = s[s["system"] == system].set_index("language").reindex(langs)
             values = pd.to_numeric(e[mean], errors="coerce").to_numpy(dtype=float)
-            errors = pd.to_numeric(e[std], errors="coerce").fillna(0.0).to_numpy(dtype=float) if std else None
+            errors = _ci_err(values, _col(e, f"{name}_ci_low"), _col(e, f"{name}_ci_high"))
             ax.bar(x + i * width - 0.4 + width / 2, values, width, yerr=errors, capsize=3, label=system)
         ax.set_xticks(x, langs)
         ax.set_ylabel(label, fontsize=8)

@@ -15,6 +15,7 @@ from .specs import (
     BenchmarkSpec, EvaluateSpec, JudgeSpec, LanguagesSpec, RefLengthSpec, ScriptSpec, SpeedSweepSpec,
     SynthSpec, spec_from_dict,
 )
+from .listen import ListenReportSpec
 
 EXPERIMENTS: dict[str, tuple[type, str]] = {
     "synth": (SynthSpec, "experiments.synth:run"),
@@ -25,6 +26,8 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
     "judge": (JudgeSpec, "experiments.judge:run"),
     "script": (ScriptSpec, "experiments.script:run"),
     "evaluate": (EvaluateSpec, "experiments.evaluate:run"),
+    # Not an experiment: the report of a listening test (run_command hands it to report_command).
+    "listen-report": (ListenReportSpec, "experiments.listen:report_command"),
 }
 
 

@@ -100,6 +100,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-gpus", type=float, help="evaluate, Ray: GPUs per actor (default 0; 1 with --device cuda)")
     p.add_argument("--resume", metavar="RUN_DIR", help="evaluate: finish an interrupted run in its folder "
                    "(rows already written are skipped)")
+    p.add_argument("--test", help="listen-report: the listening test id (results/listen/ID)")
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -238,6 +239,8 @@ def stderr_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run one experiment headless; prints the CSV path last. Returns the exit status."""
+    if args.experiment == "listen-report" and not args.spec:
+        return runner("listen-report")(args)
     try:
         engines = Engines(engine_config(args))
         if getattr(args, "resume", None):

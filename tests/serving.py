@@ -50,8 +50,9 @@ def ui_client(lab) -> Iterator:
 
 
 def wait_healthy(url: str, *, auth: tuple[str, str] | None = None, timeout: float = 90.0,
-                 proc: subprocess.Popen | None = None) -> httpx.Response:
-    """Poll ``url``/health until it answers 200 (or fail with what the server printed)."""
+                 proc: subprocess.Popen | None = None, status: int = 200) -> httpx.Response:
+    """Poll ``url``/health until it answers ``status`` (200; 401 for a lab whose printed token the
+    caller reads afterwards), or fail with what the server printed."""
     deadline = time.monotonic() + timeout
     last: Exception | str = "no answer"
     while time.monotonic() < deadline:
@@ -59,7 +60,7 @@ def wait_healthy(url: str, *, auth: tuple[str, str] | None = None, timeout: floa
             raise AssertionError(f"server exited with {proc.returncode}")
         try:
             r = httpx.get(f"{url}/health", auth=auth, timeout=5)
-            if r.status_code == 200:
+            if r.status_code == status:
                 return r
             last = f"status {r.status_code}"
         except httpx.HTTPError as e:
@@ -70,7 +71,8 @@ def wait_healthy(url: str, *, auth: tuple[str, str] | None = None, timeout: floa
 
 @contextmanager
 def lab_process(results: Path, *extra: str, env: dict[str, str] | None = None,
-                auth: tuple[str, str] | None = None, log: Path | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+                auth: tuple[str, str] | None = None, log: Path | None = None,
+                ready_status: int = 200) -> Iterator[tuple[subprocess.Popen, str]]:
     """``python lab.py --port P --out results ...`` (the python itself, so its pid is the server's);
     yields (process, base url) once /health answers; kills it at the end."""
     port = free_port()
@@ -82,7 +84,7 @@ def lab_process(results: Path, *extra: str, env: dict[str, str] | None = None,
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_healthy(url, auth=auth, proc=proc)
+            wait_healthy(url, auth=auth, proc=proc, status=ready_status)
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- server log ---\n{log.read_text(errors='replace')[-3000:]}") from None
         yield proc, url

@@ -139,10 +139,10 @@ def test_defaults_bind_this_machine_only():
 
 
 def test_exposing_flags_warn():
-    (wide,) = exposure_warnings(ServerOptions(host="0.0.0.0"))
-    assert "0.0.0.0" in wide and "--auth" in wide
+    (wide,) = exposure_warnings(ServerOptions(host="0.0.0.0", no_auth=True))
+    assert "0.0.0.0" in wide and "nothing asks them for a password" in wide
     (share,) = exposure_warnings(ServerOptions(share=True, auth=(("a", "b"),)))
-    assert "public link" in share and "--auth" not in share
+    assert "public link" in share and "they need the access token or an --auth login" in share
 
 
 def test_parse_auth_from_argument_and_file(tmp_path):
@@ -194,21 +194,25 @@ def test_upload_cap_covers_rest_and_ui_uploads(lab, results_dir):
 def test_share_without_network_keeps_serving_locally_and_says_why(results_dir, tmp_path):
     # A share server nobody listens on stands in for "no network", so the test never makes a real
     # public link even on a machine that is online.
-    env = {"GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9", "HOME": str(tmp_path)}
+    # --share asks for credentials (docs/sharing.md): $LAB_TOKEN fixes the token it would make.
+    token = "share-test-token-0123456789"
+    env = {"GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9", "HOME": str(tmp_path), "LAB_TOKEN": token}
+    owner = {"Authorization": f"Bearer {token}"}
     log = tmp_path / "share.log"
-    with lab_process(results_dir, "--share", env=env, log=log) as (proc, url):
+    with lab_process(results_dir, "--share", env=env, log=log, ready_status=401) as (proc, url):
         deadline = time.monotonic() + 60
         while True:
-            warnings = httpx.get(f"{url}/health", timeout=5).json()["warnings"]
+            warnings = httpx.get(f"{url}/health", headers=owner, timeout=5).json()["warnings"]
             if any("no public link" in w for w in warnings):
                 break
             assert time.monotonic() < deadline, warnings
             time.sleep(0.5)
         assert any("anyone on the internet" in w for w in warnings)  # the --share warning itself
-        r = httpx.post(f"{url}/synthesize_base64", json={"text": "Still here.", "engine": "espeak"}, timeout=30)
+        r = httpx.post(f"{url}/synthesize_base64", json={"text": "Still here.", "engine": "espeak"}, timeout=30,
+                       headers=owner)
         assert r.status_code == 200
-        assert httpx.get(url + "/", timeout=10).status_code == 200  # the UI, locally
-        assert "anyone on the internet" in httpx.get(url + "/config", timeout=10).text  # its banner warns
+        assert httpx.get(url + "/", timeout=10, headers=owner).status_code == 200  # the UI, locally
+        assert "anyone on the internet" in httpx.get(url + "/config", timeout=10, headers=owner).text  # its banner warns
     printed = log.read_text()
     assert "no public link could be made" in printed and "keeps serving locally" in printed
     assert proc.returncode is not None and proc.returncode != -9

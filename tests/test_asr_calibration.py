@@ -4,7 +4,8 @@ For every language with a neural engine here (Kokoro-82M's seven; Piper's Englis
 five sentences of the lab's set are spoken by the neural engine and by espeak-ng, and Whisper's
 CER must rank them as a listener would: the neural voice at or below espeak (a paired verdict of
 "espeak better" fails), speech under white noise at 0 dB SNR worse than clean, and a transcript
-scored against a sentence in another language near 1. Where Whisper base cannot tell (Hindi: it
+scored against a sentence in another language near 1 (WER >= 0.75; CER for Japanese > 0.8: in one
+alphabet unrelated texts still share ~half their letters, so their CER stays near 0.5-0.6). Where Whisper base cannot tell (Hindi: it
 hears neither engine, both near CER 1), the test asserts that it cannot, as docs/judges.md says,
 instead of an order it cannot see. The figures printed here are docs/judges.md's table.
 
@@ -102,9 +103,16 @@ def test_whisper_ranks_kokoro_at_or_below_espeak_noise_worse_wrong_text_near_one
     print(f"{lang}: kokoro under 0 dB noise {np.mean(noisy):.2f}")
     assert np.mean(noisy) > np.mean(scores["kokoro"]) + 0.05, (noisy, scores["kokoro"])
     # The clip scored against a sentence of another language: near 1.
+    # CER between unrelated texts in one alphabet stays ~0.6 (letters align by chance), so "near 1"
+    # is read on WER where there are words, and on CER for Japanese.
     other = read_sentences()[OTHER[lang]][0]
-    wrong = cer(judges, clips["kokoro"][0].audio, clips["kokoro"][0].sample_rate, other, lang)
-    assert wrong > 0.7, wrong
+    wrong, _ = judges.score("asr", JudgeInput(clips["kokoro"][0].audio, clips["kokoro"][0].sample_rate,
+                                              text=other, lang=lang))
+    print(f"{lang}: against a {OTHER[lang]} sentence: CER {wrong['cer']:.2f}, WER {wrong['wer']}")
+    if wrong["wer"] is None:
+        assert wrong["cer"] > 0.8, wrong
+    else:
+        assert wrong["wer"] >= 0.75 and wrong["cer"] > 0.45, wrong
 
 
 def test_whisper_ranks_piper_english_at_or_below_espeak(judges, engines, piper_voice):

@@ -48,6 +48,9 @@ def api_schema(fuzz_root):
     ("/synthesize_base64", "POST", GenerationMode.POSITIVE),
     ("/synthesize_base64", "POST", GenerationMode.NEGATIVE),
     ("/health", "GET", GenerationMode.POSITIVE),
+    ("/listen", "POST", GenerationMode.NEGATIVE),
+    ("/listen/{test_id}/vote", "POST", GenerationMode.NEGATIVE),
+    ("/listen/{test_id}/next", "GET", GenerationMode.NEGATIVE),
 ])
 def test_rest_api_survives_fuzzing(api_schema, path, method, mode):
     operation = api_schema[path][method]

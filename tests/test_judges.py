@@ -273,3 +273,22 @@ def test_a_judge_with_nothing_to_score_is_never_loaded(tmp_path):
     out = session.judge_row(1, JudgeInput(audio, 16000, "hello", "en", None))
     assert "spk_sim" not in out and "no reference recording" in out["judge_notes"]
     assert judges._judges == {}  # nothing was loaded
+
+
+def test_run_judge_gives_the_same_cer_for_23_and_twenty_three(capsys, results_dir, tmp_path):
+    """The same clip judged against a text with digits and against the same words spelled out:
+    Whisper's transcript is compared after numbers become words on both sides."""
+    from components.engines.base import SynthRequest
+    from components.engines.espeak import EspeakEngine
+
+    r = EspeakEngine().synthesize(SynthRequest(text="I bought twenty-three apples.", speaker="female"))
+    clip = tmp_path / "apples.wav"
+    sf.write(clip, r.audio, r.sample_rate)
+    cers = []
+    for text in ("I bought 23 apples.", "I bought twenty-three apples."):
+        run_dir = run_lab(capsys, "judge", "--audio", str(clip), "--text", text, "--lang", "en", "--judges", "asr",
+                          "--out", str(results_dir))
+        (row,) = read_run(run_dir).to_dict("records")
+        assert row["asr_judge"].startswith("whisper (whisper-base")
+        cers.append(row["cer"])
+    assert cers[0] == cers[1] and cers[0] < 0.8, cers  # espeak's female voice is hard for Whisper base

@@ -83,6 +83,18 @@ def test_speed_sweep_plots_length_with_ideal_curve_and_time():
     np.testing.assert_allclose(ideal.get_ydata(), [4.0, 2.0, 1.0])  # L(1)/speed with L(1) = 2 s
     np.testing.assert_allclose(ax_time.lines[0].get_ydata(), [0.4, 0.2, 0.1])
     assert "speed" in ax_len.get_xlabel()
+    assert not ax_len.collections  # one text per speed: no interval, no error bar
+
+
+def test_speed_sweep_with_several_texts_draws_means_with_95_percent_intervals():
+    frame = pd.DataFrame({"speed": [0.5, 0.5, 0.5, 1.0, 1.0, 1.0], "audio_seconds": [4.0, 5.0, 6.0, 2.0, 2.5, 3.0],
+                          "synth_seconds": [0.1] * 6, "status": ["ok"] * 6})
+    fig = plots.speed_sweep(frame)
+    ax_len = fig.axes[0]
+    np.testing.assert_allclose(ax_len.lines[0].get_ydata(), [5.0, 2.5])  # the means
+    (bars,) = [c for c in ax_len.collections if len(c.get_segments()) == 2]
+    low, high = bars.get_segments()[0][:, 1]
+    assert low < 5.0 < high and low >= 4.0 and high <= 6.0  # the interval lies within the data
 
 
 def test_ref_length_uses_similarity_with_error_bars_when_present():
@@ -98,9 +110,14 @@ def test_ref_length_uses_similarity_with_error_bars_when_present():
     np.testing.assert_allclose(line.get_xdata(), [3, 6])
     np.testing.assert_allclose(line.get_ydata(), [0.6, 0.8])
     assert "similarity" in ax.get_ylabel()
-    # Error bar half-heights are the std over repeats: 0.1414 at 3 s, 0 at 6 s.
+    # Error bars are the 95% bootstrap interval over repeats (components.stats): at 3 s it spans the
+    # two values' interval, at 6 s (identical repeats) it has no height.
+    from components.stats import bootstrap_ci
+
     segments = bars.lines[2][0].get_segments()
-    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in segments], [2 * np.std([0.5, 0.7], ddof=1), 0], atol=1e-9)
+    low, high = bootstrap_ci([0.5, 0.7])
+    got = np.array([(float(s[0, 1]), float(s[1, 1])) for s in segments])
+    np.testing.assert_allclose(got, [(low, high), (0.8, 0.8)], atol=1e-9)
 
 
 def test_ref_length_without_similarity_plots_audio_length_and_rtf():

@@ -40,11 +40,14 @@ its figures are not comparable with the XTTS paper's, which used Whisper large-v
 
 from __future__ import annotations
 
+import atexit
+import gc
 import hashlib
 import os
 import shutil
 import tempfile
-import time
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +189,30 @@ def nothing_heard(y: np.ndarray, rate: int = SAMPLE_RATE) -> bool:
     return float(rms.max()) < 10 ** (SILENCE_DBFS / 20)
 
 
+_LIVE: "weakref.WeakSet[Whisper]" = weakref.WeakSet()  # weak: to release models at exit, never to keep one
+
+
+@atexit.register
+def _release_models() -> None:
+    """Free every loaded Whisper model before the interpreter shuts down.
+
+    CTranslate2 models freed during interpreter finalisation (or while a judging thread is still
+    inside a transcription) can abort the process with "terminate called without an active
+    exception" after all work is done (faster-whisper issues #480/#489), which turns a passing
+    test run or a finished CLI command into exit status 134. Here the main thread waits for a
+    transcription in flight (bounded), then drops the model while everything is still alive.
+    """
+    for whisper in list(_LIVE):
+        got = whisper.lock.acquire(timeout=30)
+        try:
+            whisper.model = None
+            whisper._batched = None  # the batched pipeline holds the model too
+        finally:
+            if got:
+                whisper.lock.release()
+    gc.collect()
+
+
 class Whisper:
     """One faster-whisper model, decoding deterministically (see the module docstring)."""
 
@@ -204,35 +231,43 @@ class Whisper:
         self.languages = set(self.model.supported_languages)
         self.version = f"{label}, {package_version('faster-whisper')}"
         self._batched: Any = None  # faster_whisper.BatchedInferencePipeline over the same model, made on first use
+        self.lock = threading.Lock()
+        _LIVE.add(self)
 
     def __call__(self, y: np.ndarray, lang: str) -> str:
-        segments, _ = self.model.transcribe(
-            y, language=lang, beam_size=BEAM_SIZE, temperature=0.0, condition_on_previous_text=False,
-            vad_filter=False)
-        return " ".join(s.text.strip() for s in segments).strip()
+        with self.lock:
+            if self.model is None:
+                raise CannotJudge("asr: the recogniser was released (the process is exiting)")
+            segments, _ = self.model.transcribe(
+                y, language=lang, beam_size=BEAM_SIZE, temperature=0.0, condition_on_previous_text=False,
+                vad_filter=False)
+            return " ".join(s.text.strip() for s in segments).strip()
 
     def many(self, clips: list[np.ndarray], lang: str) -> list[str]:
         """Transcripts of ``clips`` (16 kHz, each at most WINDOW_SECONDS, one language), decoded
         in batches: each clip is one window of the batched pipeline (see the module docstring)."""
         from faster_whisper import BatchedInferencePipeline
 
-        if self._batched is None:
-            self._batched = BatchedInferencePipeline(self.model)
         bounds, start = [], 0
         for y in clips:
             bounds.append((start, start + len(y)))
             start += len(y)
-        segments, _ = self._batched.transcribe(
-            np.concatenate(clips).astype(np.float32), language=lang, beam_size=BEAM_SIZE, temperature=0.0,
-            vad_filter=False, without_timestamps=True, batch_size=min(BATCH, len(clips)),
-            clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds])
         texts: list[list[str]] = [[] for _ in clips]
-        for seg in segments:  # a segment belongs to the clip its middle falls in
-            mid = (seg.start + seg.end) / 2 * SAMPLE_RATE
-            for i, (a, b) in enumerate(bounds):
-                if a <= mid < b or (i == len(bounds) - 1 and mid >= a):
-                    texts[i].append(seg.text.strip())
-                    break
+        with self.lock:  # held while the segments are decoded (the generator runs in the loop)
+            if self.model is None:
+                raise CannotJudge("asr: the recogniser was released (the process is exiting)")
+            if self._batched is None:
+                self._batched = BatchedInferencePipeline(self.model)
+            segments, _ = self._batched.transcribe(
+                np.concatenate(clips).astype(np.float32), language=lang, beam_size=BEAM_SIZE, temperature=0.0,
+                vad_filter=False, without_timestamps=True, batch_size=min(BATCH, len(clips)),
+                clip_timestamps=[{"start": a / SAMPLE_RATE, "end": b / SAMPLE_RATE} for a, b in bounds])
+            for seg in segments:  # a segment belongs to the clip its middle falls in
+                mid = (seg.start + seg.end) / 2 * SAMPLE_RATE
+                for i, (a, b) in enumerate(bounds):
+                    if a <= mid < b or (i == len(bounds) - 1 and mid >= a):
+                        texts[i].append(seg.text.strip())
+                        break
         return [" ".join(t).strip() for t in texts]
 
 

@@ -23,6 +23,8 @@ with the audio and timings, then with the judge columns.
 - ``/evaluate``    (engines ["engine" or "engine:variant"], langs [codes], sentences per language, sentence
   file (csv/txt) or None, its language for .txt or "", voices "a,b", seeds "0,1", reference or None,
   executor "local"|"ray", Ray address or "", Ray workers per engine) -> (summary table, *panel)
+- ``/listen_build_run``, ``/listen_build_engines``, ``/listen_report``, ``/listen_close``: the Listen tab
+  (see ``components.ui.listen``; raters use the REST routes under ``/listen``)
 - ``/results``     (experiment, engine, language filters, "all" = any) -> (rows table, synth-time-vs-text
   png, row count, filter/run dropdown updates)
 - ``/judge_plot``  (experiment, engine, language filters, judge column, parameter) -> png
@@ -44,6 +46,7 @@ import gradio as gr
 from components.context import LabContext
 
 from . import benchmark, evaluate, languages, ref_length, results, script, speed_sweep, status, synthesize, voices
+from . import listen
 from .common import engine_choices, saved_voice_choices, speaker_update, speakers_for
 
 TITLE = "XTTS Lab"
@@ -70,6 +73,8 @@ def build_app(lab: LabContext) -> gr.Blocks:
                 script.render(lab)
             with gr.Tab("Evaluate", id="evaluate"):
                 evaluate.render(lab)
+            with gr.Tab("Listen", id="listen"):
+                listen.render(lab)
             with gr.Tab("Results", id="results") as results_tab:
                 results.render(lab, tab=results_tab)
             with gr.Tab("Voices", id="voices"):
