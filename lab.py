@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
                    help="REST requests that name no engine get 503 when XTTS cannot answer, never another engine")
     p.add_argument("--judges", help="judges scoring every row by default in the UI: all (default, or $LAB_JUDGES) | "
                                     "fast (dnsmos) | none | names, e.g. dnsmos,asr")
+    p.add_argument("--judge-backlog", type=int, default=None, metavar="N",
+                   help="REST and /v1 rows waiting for judges at most (default 64); past it a row is marked "
+                        "'not judged: backlog' instead of queued; 0 = judge none of them")
     p.add_argument("--voices-dir", help="saved voices folder (default: voices/ beside the results folder)")
     p.add_argument("--api-key", help="a key, or a file of keys (one a line), that REST clients may send as "
                                      "'Authorization: Bearer KEY' (OpenAI clients' api_key)")

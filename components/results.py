@@ -108,6 +108,7 @@ class Run:
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._rows = 0
+        self._wavs: int | None = None  # WAV files numbered so far (see wav_path)
         # A components.judges.session.JudgingSession when rows are to be judged (set by the caller:
         # the CLI, the UI); experiments.common.log_result submits every row to it.
         self.judging: Any = None
@@ -119,9 +120,15 @@ class Run:
         return path
 
     def wav_path(self, stem: str) -> Path:
-        """A fresh path in ``wav/`` built from a counter and a slug, never from user file names."""
+        """A fresh path in ``wav/`` built from a counter and a slug, never from user file names.
+        The counter starts after the files already there (a reopened run) and is then kept in
+        memory: concurrent requests sharing a server session's run never get the same number, and
+        a run of thousands of rows does not list its folder for every row."""
         with self._lock:
-            n = len(list(self.wav_dir.iterdir())) + 1
+            if self._wavs is None:
+                self._wavs = len(list(self.wav_dir.iterdir()))
+            self._wavs += 1
+            n = self._wavs
         return self.wav_dir / f"{n:04d}-{slug(stem)}.wav"
 
     def save_wav(self, audio: np.ndarray, sample_rate: int, stem: str) -> Path:

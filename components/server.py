@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from .context import LabContext
 from .judges import JudgeConfig
+from .serving import DEFAULT_JUDGE_BACKLOG
 from .engines.base import LabError
 
 # UI jobs running at once (most of them waiting on an engine lock); from the same pool of 40
@@ -348,9 +349,13 @@ def serve(args: argparse.Namespace) -> int:
                                 strict_engine=bool(getattr(args, "strict_engine", False)),
                                 no_auth=bool(getattr(args, "no_auth", False)))
         options = with_token(options)
+        backlog = getattr(args, "judge_backlog", None)
+        if backlog is not None and backlog < 0:
+            raise LabError(f"--judge-backlog must be 0 or more rows, got {backlog}")
         lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None),
                                 judge_choice=getattr(args, "judges", None),
-                                judges=JudgeConfig(asr_model=getattr(args, "asr_model", None)))
+                                judges=JudgeConfig(asr_model=getattr(args, "asr_model", None)),
+                                judge_backlog=DEFAULT_JUDGE_BACKLOG if backlog is None else backlog)
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import time
 import wave
@@ -64,14 +65,15 @@ def test_synthesize_returns_a_wav_and_logs_a_reproducible_row(client, lab, resul
     assert len(audio) / sr == pytest.approx(body["duration_seconds"], abs=1e-3)
     assert 0.5 < body["duration_seconds"] < 5 and body["synth_seconds"] > 0
     assert body["engine"] == "espeak"
-    # One synth run per request: its row, its WAV (the same bytes) and a spec that reproduces it.
+    # The server session's run: this request's row, its WAV (the same bytes) and a spec that reproduces it.
     (run,) = run_dirs(results_dir)
-    assert run.name == body["run_id"]
+    assert run.name == body["run_id"] and body["row"] == 1
     (row,) = all_rows(results_dir)
     assert (row["experiment"], row["engine"], row["speaker"], row["text"], float(row["speed"])) == \
-        ("synth", "espeak", "female", "Hello from the REST API.", 1.25)
+        ("serve", "espeak", "female", "Hello from the REST API.", 1.25)
+    assert json.loads(row["extra"])["endpoint"] == "rest"
     assert open(row["wav_path"], "rb").read() == base64.b64decode(body["audio_base64"])
-    spec = yaml.safe_load((run / "spec.yaml").read_text())
+    spec = yaml.safe_load((run / "specs" / "00001.yaml").read_text())
     assert spec["experiment"] == "synth" and spec["spec"]["speed"] == 1.25
 
 

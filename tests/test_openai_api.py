@@ -58,8 +58,12 @@ def alice(server, client, reference_wav):
     return voice
 
 
-def rows_for(server, run_id: str) -> list[dict]:
-    return [r for r in all_rows(server["results"]) if r["run_id"] == run_id]
+def rows_for(server, run_id: str, row: str | None = None, text: str | None = None) -> list[dict]:
+    """The rows of the server session's run ``run_id`` that one response logged: its ``X-Lab-Row``
+    (whole responses), or its text (streamed ones: their headers leave before the row exists)."""
+    assert row is not None or text is not None
+    return [r for r in all_rows(server["results"]) if r["run_id"] == run_id
+            and (row is None or r["row"] == row) and (text is None or r["text"] == text)]
 
 
 def decoded(data: bytes) -> tuple[np.ndarray, int]:
@@ -78,9 +82,10 @@ def test_espeak_wav_and_mp3_are_logged_as_synth_rows(server, client):
         audio, sr = decoded(raw.content)
         assert sr == int(raw.headers["x-lab-sample-rate"]) == 22050
         assert 0.5 < len(audio) / sr < 5 and np.abs(audio).max() > 0.05  # speech, not silence
-        (row,) = rows_for(server, raw.headers["x-lab-run-id"])
+        (row,) = rows_for(server, raw.headers["x-lab-run-id"], raw.headers["x-lab-row"])
         assert (row["experiment"], row["engine"], row["speaker"], row["language"], float(row["speed"])) == \
-            ("synth", "espeak", "female", "en", 1.25)
+            ("serve", "espeak", "female", "en", 1.25)
+        assert json.loads(row["extra"])["endpoint"] == "v1"
         assert float(row["audio_seconds"]) == pytest.approx(len(audio) / sr, abs=0.08)  # mp3 pads a frame
 
 
@@ -127,7 +132,7 @@ def test_kokoro_wav_streamed_and_mp3(server, client, tmp_path):
         r.stream_to_file(out)
     audio, sr = sf.read(out, dtype="float32")
     assert len(audio) / sr > 0.5 and np.abs(audio).max() > 0.05
-    (row,) = rows_for(server, run_id)
+    (row,) = rows_for(server, run_id, text="こんにちは。今日はいい天気ですね。")
     assert row["engine"] == "kokoro" and float(row["ttfa_seconds"]) > 0
     assert float(row["audio_seconds"]) == pytest.approx(len(audio) / sr, abs=1e-3)
     mp3 = client.audio.speech.create(model="kokoro", voice=voice, input="Hello from Kokoro.", response_format="mp3")
@@ -145,7 +150,7 @@ def test_language_is_detected_from_the_script(server, client):
     raw = client.audio.speech.with_raw_response.create(model="espeak", voice="female", input="Bonjour tout le monde.",
                                                         response_format="wav", extra_body={"language": "fr"})
     assert raw.headers["x-lab-language"] == "fr" and raw.headers["x-lab-language-source"] == "given"
-    (row,) = rows_for(server, raw.headers["x-lab-run-id"])
+    (row,) = rows_for(server, raw.headers["x-lab-run-id"], raw.headers["x-lab-row"])
     assert row["language"] == "fr"
 
 
@@ -162,7 +167,8 @@ def test_saved_voice_on_xtts_streamed_and_not(server, client, alice, tmp_path):
     audio, sr = decoded(raw.content)
     assert raw.headers["x-lab-engine"] == "xtts" and raw.headers["x-lab-voice"] == "voice:alice"
     assert sr == 24000 and len(audio) > 0
-    (row,) = rows_for(server, raw.headers["x-lab-run-id"])
+    # xtts streams wav: no X-Lab-Row then (the headers leave before the row exists); its text finds it.
+    (row,) = rows_for(server, raw.headers["x-lab-run-id"], raw.headers.get("x-lab-row"), text="Cloned.")
     assert row["voice"] == "alice" and row["reference_sha256"] == meta["fingerprint"]
     assert row["latent_cache"] == "hit-memory"  # the conditioning saved with the voice was reused
 
@@ -177,7 +183,7 @@ def test_saved_voice_on_xtts_streamed_and_not(server, client, alice, tmp_path):
     out.write_bytes(b"".join(chunks))
     audio, sr = sf.read(out, dtype="float32")
     assert sr == 24000 and len(audio) > 0
-    (row,) = rows_for(server, run_id)
+    (row,) = rows_for(server, run_id, text="Streamed clone.")
     assert row["voice"] == "alice" and float(row["ttfa_seconds"]) > 0  # really streamed by the engine
     assert float(row["audio_seconds"]) == pytest.approx(len(audio) / sr, abs=1e-3)
 
