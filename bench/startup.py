@@ -2,6 +2,7 @@
 
     uv run python bench/startup.py            # all figures (~1-2 min on 2 cores)
     uv run python bench/startup.py --repeats 5
+    uv run python bench/startup.py --quick    # each step once, lab.py under this Python: checks it works
 
 Prints, never asserts (issue 9's targets in brackets):
   (a) the first espeak synthesis of a NEW environment after the page is up [<= 2 s]: a fresh
@@ -43,9 +44,17 @@ from bench.machine import cpu_description, load_average  # noqa: E402
 TEXT = "Hello there, this is the lab."
 
 
+QUICK = False  # --quick: run lab.py with this Python, not `uv run` (no uv needed, no environment sync)
+
+
 def uv() -> list[str]:
     exe = shutil.which("uv")
     return [exe] if exe else [sys.executable, "-m", "uv"]
+
+
+def lab_py() -> list[str]:
+    """``uv run lab.py`` (what a user types), or ``python lab.py`` with --quick."""
+    return [sys.executable, "lab.py"] if QUICK else [*uv(), "run", "lab.py"]
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -93,7 +102,7 @@ class Lab:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen([*uv(), "run", "lab.py", "--port", str(self.port), "--out", str(out)],
+        self.proc = subprocess.Popen([*lab_py(), "--port", str(self.port), "--out", str(out)],
                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_for_page(self.url, self.proc)
         self.page_seconds = time.perf_counter() - t0
@@ -170,7 +179,7 @@ def cold_server_figures(tmp: Path) -> dict[str, float]:
 
 
 def cli_command(out: Path, *judges: str) -> list[str]:
-    return [*uv(), "run", "lab.py", "run", "synth", "--engine", "espeak", "--text", TEXT, "--lang", "en",
+    return [*lab_py(), "run", "synth", "--engine", "espeak", "--text", TEXT, "--lang", "en",
             "--speaker", "female", "--out", str(out), *judges]
 
 
@@ -239,14 +248,20 @@ def metrics_first_call(code: str, tmp: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3, help="warm repeats of (b) and (c); the median is printed")
+    p.add_argument("--quick", action="store_true",
+                   help="every step once, lab.py under this Python instead of `uv run` (a check, not figures)")
     args = p.parse_args(argv)
+    global QUICK
+    QUICK = args.quick
+    if args.quick:
+        args.repeats = 1
     print(f"cpu: {cpu_description()}; load average {load_average()}")
     print(f"python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} (other work on the machine slows every figure)")
     with tempfile.TemporaryDirectory(prefix="lab-startup-") as t:
         tmp = Path(t)
         # Warm the environment once (bytecode, uv's check) so (b) and (c) are warm figures.
-        timed(cli_command(tmp / "warm"), child_env())
-        timed(cli_command(tmp / "warm"), child_env())
+        for _ in range(1 if args.quick else 2):
+            timed(cli_command(tmp / "warm"), child_env())
 
         cli = [timed(cli_command(tmp / "cli"), child_env()) for _ in range(args.repeats)]
         # The CLI prints its CSV path once the judges have scored the row: the same without them.

@@ -1,6 +1,7 @@
 """XTTS v2 memory on the lab path: resident memory after loading, peak at batch 1 and batch N.
 
     uv run python bench/xtts_memory.py                    # fp32, int8 and int4, batch 1 and 8, 40 tokens
+    uv run python bench/xtts_memory.py --quick            # tiny checkpoint, fp32 and int8, batch 2, 8 tokens
 
 Each precision runs in a fresh process (so one measurement's pages never count in another's) on
 the full-size random-weight checkpoint of ``bench/xtts_speed.py``. For comparison the same is
@@ -14,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,8 +54,17 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--tokens", type=int, default=40, help="GPT tokens per row (pinned)")
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--quick", action="store_true",
+                   help="the same measurement on the tiny test checkpoint (fp32 and int8, batch 2, 8 tokens): "
+                        "a check that it works, not a figure")
     p.add_argument("--child", nargs=2, metavar=("PRECISION", "KEEP"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.quick and not args.child:
+        from components.xtts.synthetic import make_checkpoint
+
+        with tempfile.TemporaryDirectory(prefix="xtts-memory-quick-") as tmp:
+            folder = make_checkpoint(Path(tmp), preset="tiny", seed=0)
+            return main(["--precisions", "fp32,int8", "--batch", "2", "--tokens", "8", "--checkpoint", str(folder)])
     folder = ensure_checkpoint(args.checkpoint.expanduser())
     if args.child:
         print(json.dumps(measure(folder, args.child[0], args.batch, args.tokens, args.child[1] == "1")))
@@ -61,6 +72,7 @@ def main(argv=None) -> int:
     print(f"CPU: {cpu_description()}; load average {load_average()}")
     print(f"{'precision':9s} {'GPT originals':14s} {'after load MB':>14s} {'peak batch 1 MB':>16s} "
           f"{'peak batch ' + str(args.batch) + ' MB':>16s}")
+    peaks: dict[tuple[str, bool], float] = {}
     for precision in args.precisions.split(","):
         for keep in (True, False):
             cmd = [sys.executable, __file__, "--child", precision, "1" if keep else "0", "--batch", str(args.batch),
@@ -70,8 +82,12 @@ def main(argv=None) -> int:
                 print(proc.stderr[-2000:])
                 return 1
             r = json.loads(proc.stdout.strip().splitlines()[-1])
+            peaks[(precision, keep)] = r[f"peak_batch{args.batch}_mb"]
             print(f"{precision:9s} {'kept resident' if keep else 'released':14s} {r['after_load_mb']:14.0f} "
                   f"{r['peak_batch1_mb']:16.0f} {r[f'peak_batch{args.batch}_mb']:16.0f}", flush=True)
+    for precision in args.precisions.split(","):
+        print(f"{precision}: peak at batch {args.batch}, released vs kept resident: "
+              f"{peaks[(precision, False)] / peaks[(precision, True)]:.2f}x")
     return 0
 
 

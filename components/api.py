@@ -1,8 +1,9 @@
 """The REST API, served by the same process as the UI.
 
 ``POST /synthesize_base64`` keeps clients of the original XTTS API server working: JSON in
-(text, language, speed, optional base64 reference), a base64 WAV out. Every REST synthesis is a
-``synth`` experiment run, so it is logged as a CSV row with a ``spec.yaml`` that reproduces it.
+(text, language, speed, optional base64 reference), a base64 WAV out. Every REST synthesis is
+logged as one CSV row of the server session's run (``components.serving``: one run per server
+process, shared with ``/v1``), judged in the background within the judging backlog cap.
 ``GET /health`` reports each engine's status. Errors the user can fix are 4xx JSON
 ``{"detail": message}``; an engine that cannot run here is 503.
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -71,7 +71,8 @@ class SynthesizeRequest(BaseModel):
     strict_engine: bool = Field(
         False, description=f"with no `engine`: answer 503 rather than with another engine when "
                            f"{LEGACY_CLIENT_ENGINE} cannot run (the server's --strict-engine does this for every request)")
-    seed: int = Field(0, ge=0, lt=2**32, description="seed for engines that sample (capabilities.seeded)")
+    seed: int = Field(0, ge=0, lt=2**32, strict=True,  # JSON true is not a seed
+                      description="seed for engines that sample (capabilities.seeded)")
 
     @field_validator("text")
     @classmethod
@@ -101,7 +102,8 @@ class SynthesizeResponse(BaseModel):
     duration_seconds: float = Field(description="length of the audio")
     synth_seconds: float = Field(description="wall time the engine took")
     engine: str
-    run_id: str = Field(description="the results run that logged this synthesis")
+    run_id: str = Field(description="the results run that logged this synthesis (one per server session)")
+    row: int = Field(description="this synthesis's row number in that run")
     warnings: list[str] = Field(default_factory=list, description="things worth knowing, e.g. a reference was cut")
 
 
@@ -110,10 +112,20 @@ class EngineHealth(BaseModel):
     queued: int = Field(description="REST requests waiting for or using this engine")
 
 
+class JudgingHealth(BaseModel):
+    run_id: Optional[str] = Field(description="the server session's run (REST and /v1 rows); null before the first")
+    backlog: int = Field(description="rows waiting for judges")
+    max_backlog: int = Field(description="--judge-backlog: past it, rows are marked 'not judged: backlog'")
+    judged: int = Field(description="rows judged so far this session")
+    not_judged_backlog: int = Field(description="rows marked 'not judged: backlog' so far this session")
+    judges: list[str] = Field(description="the judges scoring this session's rows")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"]
     default_engine: str
     engines: dict[str, EngineHealth]
+    judging: JudgingHealth
     warnings: list[str] = Field(description="exposure and setup warnings, also shown in the UI banner")
     max_upload_mb: float
 
@@ -259,6 +271,7 @@ def router(lab: LabContext, *, max_upload_bytes: int, dependencies: Sequence[Cal
             default_engine=lab.engines.default(),
             engines={n: EngineHealth(status=lab.engines.status(n), queued=admission.queued(n))
                      for n in lab.engines.names()},
+            judging=JudgingHealth(**lab.serving().health()),
             warnings=list(lab.warnings),
             max_upload_mb=max_upload_bytes / 2**20,
         )
@@ -345,18 +358,14 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
                         f"{name} cannot clone a voice: leave out speaker_wav_b64 and pick one of its "
                         f"speakers ({', '.join(engine.speakers()[:10])}), or use an engine that clones "
                         f"({', '.join(lab.engines.with_capability('cloning')) or 'none registered'})")
-            with lab.store.running("synth") as run:  # nothing logged: no empty run left behind
-                if reference is not None:
-                    kept = run.dir / f"reference{_audio_suffix(reference)}"
-                    shutil.move(str(reference), kept)  # kept so spec.yaml reproduces the run
-                    spec = replace(spec, reference=str(kept))
-                run.save_spec(spec)
-                # Judged in the background like every run: the response never waits for a judge;
-                # the columns land in the run's judges.csv.
-                from .judges.session import attach
-
-                attach(run, lab.judges, lab.judge_choice)
-                frame = synth.run(spec, lab.engines, run)
+            serving = lab.serving()
+            if reference is not None:  # kept so the row names a reference that still exists
+                spec = replace(spec, reference=str(serving.keep_reference(reference, _audio_suffix(reference))))
+            # Rows go into the session's run and are judged in the background (within the backlog
+            # cap): the response never waits for a judge; the columns land in its judges.csv.
+            run = serving.run()
+            frame = synth.run(spec, lab.engines, run, endpoint="rest")
+            serving.save_row_spec(int(frame["row"].iloc[0]), spec)
     row = frame.iloc[0]
     wav = Path(row["wav_path"])
     return SynthesizeResponse(
@@ -366,6 +375,7 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
         synth_seconds=float(row["synth_seconds"]),
         engine=name,
         run_id=run.run_id,
+        row=int(row["row"]),
         warnings=warnings,
     )
 

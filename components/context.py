@@ -4,11 +4,13 @@ the UI, the REST API and the CLI. Nothing here is a module-level global."""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 
 from .engines import EngineConfig, Engines
 from .judges import JudgeConfig, Judges, default_choice
 from .results import ResultsStore
+from .serving import DEFAULT_JUDGE_BACKLOG, ServingRun
 from .voices import VoiceLibrary, default_directory
 
 
@@ -20,12 +22,23 @@ class LabContext:
     voices: VoiceLibrary | None = None                 # saved voices; create() puts one beside the results
     judges: Judges = field(default_factory=Judges)      # loaded on first use, off the engine locks
     judge_choice: str = field(default_factory=default_choice)  # the lab's --judges (all | fast | none | names)
+    judge_backlog: int = DEFAULT_JUDGE_BACKLOG  # --judge-backlog: REST and /v1 rows waiting for judges at most
+    _serving: ServingRun | None = field(default=None, init=False, repr=False)
+    _serving_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def serving(self) -> ServingRun:
+        """The one run this process's REST and /v1 rows go into (see components.serving)."""
+        with self._serving_lock:
+            if self._serving is None:
+                self._serving = ServingRun(self.store, self.judges, self.judge_choice, self.judge_backlog)
+            return self._serving
 
     @classmethod
     def create(cls, config: EngineConfig | None = None, results: str = "results",
                voices: str | os.PathLike | None = None, judges: JudgeConfig | None = None,
-               judge_choice: str | None = None) -> "LabContext":
+               judge_choice: str | None = None, judge_backlog: int = DEFAULT_JUDGE_BACKLOG) -> "LabContext":
         """``voices`` is the voices folder; None = ``voices/`` beside ``results``."""
         return cls(engines=Engines(config or EngineConfig()), store=ResultsStore(results),
                    voices=VoiceLibrary(voices if voices is not None else default_directory(results)),
-                   judges=Judges(judges), judge_choice=judge_choice or default_choice())
+                   judges=Judges(judges), judge_choice=judge_choice or default_choice(),
+                   judge_backlog=judge_backlog)

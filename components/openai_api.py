@@ -4,8 +4,8 @@ lab's engines unchanged (``OpenAI(base_url="http://127.0.0.1:7860/v1", api_key=.
 Routes (mounted by ``components.server``, behind the same ``--auth``/``--api-key`` guard):
 
 - ``POST /v1/audio/speech``  OpenAI's request: ``model``, ``input``, ``voice``, ``response_format``,
-  ``speed``, plus the lab's optional ``language``. Every call is a ``synth`` run (CSV row, WAV,
-  spec.yaml), like ``POST /synthesize_base64``.
+  ``speed``, plus the lab's optional ``language``. Every call is a CSV row (and WAV) of the server
+  session's run, judged like every row, as ``POST /synthesize_base64`` (``components.serving``).
 - ``GET /v1/models``          the engines, and the OpenAI model names that map to the default one.
 - ``GET /v1/audio/voices``    saved voices, and the built-in voices of loaded engines (``?model=`` loads one).
 - ``POST /v1/audio/voices``   save a voice: multipart ``name`` + ``audio_sample`` (OpenAI's shape).
@@ -367,8 +367,9 @@ def router(lab: LabContext, *, credentials: Any = None, max_upload_bytes: int = 
         """Saved voices (``type`` audio_sample) and built-in voices of loaded engines (``type`` builtin)."""
         cloning = [n for n in lab.engines.names() if _clones(n)]
         data: list[dict[str, Any]] = [
+            # Names only: a saved voice is a recording of a real person; its details stay with the owner's UI.
             {"id": v.name, "object": "audio.voice", "name": v.name, "type": "audio_sample",
-             "created_at": v.created_at, "engines": cloning, **{k: x for k, x in v.public().items() if k != "name"}}
+             "created_at": v.created_at, "engines": cloning}
             for v in (lab.voices.list() if lab.voices else [])]
         wanted = {_engine_name(lab, model)} if model else set()
         for name in lab.engines.names():
@@ -481,8 +482,7 @@ def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Re
         stream = fmt in STREAMABLE and engine.capabilities.streaming
         spec = SynthSpec(engine=name, speaker=speaker, reference=saved.path if saved else None,
                          text=request.input, lang=lang, speed=float(request.speed), seed=0, stream=stream)
-        run = jobs.enter_context(lab.store.running("synth"))
-        run.save_spec(spec)
+        run = lab.serving().run()  # the session's run, judged within the backlog cap
         headers = {ENGINE_HEADER: name, "X-Lab-Voice": _header(voice_label), "X-Lab-Language": lang,
                    "X-Lab-Language-Source": _header(lang_how), "X-Lab-Run-Id": run.run_id}
         if saved is not None:
@@ -490,11 +490,12 @@ def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Re
         if warnings:
             headers["X-Lab-Warning"] = _header("; ".join(warnings))
         if stream:
-            body = _streamed(synth.stream(spec, lab.engines, run), fmt, jobs.pop_all())
+            body = _streamed(synth.stream(spec, lab.engines, run, endpoint="v1"), fmt, jobs.pop_all())
             headers["X-Lab-Sample-Rate"] = str(PCM_SAMPLE_RATE if fmt == "pcm" else engine.sample_rate)
             return StreamingResponse(body, media_type=FORMATS[fmt], headers=headers)
         with jobs:
-            frame = synth.run(spec, lab.engines, run)
+            frame = synth.run(spec, lab.engines, run, endpoint="v1")
+            lab.serving().save_row_spec(int(frame["row"].iloc[0]), spec)
     except LabError as e:
         jobs.close()
         raise from_lab_error(e, "voice" if isinstance(e, (VoiceNotFound, CapabilityError)) else None) from None
@@ -510,6 +511,7 @@ def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Re
         audio, sr = sf.read(str(wav), dtype="float32")
         data, sr = encode(audio, sr, fmt)
     headers["X-Lab-Sample-Rate"] = str(sr)
+    headers["X-Lab-Row"] = str(int(frame["row"].iloc[0]))
     return Response(data, media_type=FORMATS[fmt], headers=headers)
 
 

@@ -108,6 +108,7 @@ class Run:
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._rows = 0
+        self._wavs: int | None = None  # WAV files numbered so far (see wav_path)
         # A components.judges.session.JudgingSession when rows are to be judged (set by the caller:
         # the CLI, the UI); experiments.common.log_result submits every row to it.
         self.judging: Any = None
@@ -119,9 +120,15 @@ class Run:
         return path
 
     def wav_path(self, stem: str) -> Path:
-        """A fresh path in ``wav/`` built from a counter and a slug, never from user file names."""
+        """A fresh path in ``wav/`` built from a counter and a slug, never from user file names.
+        The counter starts after the files already there (a reopened run) and is then kept in
+        memory: concurrent requests sharing a server session's run never get the same number, and
+        a run of thousands of rows does not list its folder for every row."""
         with self._lock:
-            n = len(list(self.wav_dir.iterdir())) + 1
+            if self._wavs is None:
+                self._wavs = len(list(self.wav_dir.iterdir()))
+            self._wavs += 1
+            n = self._wavs
         return self.wav_dir / f"{n:04d}-{slug(stem)}.wav"
 
     def save_wav(self, audio: np.ndarray, sample_rate: int, stem: str) -> Path:
@@ -180,6 +187,18 @@ class ResultsStore:
 
     def __init__(self, root: str | os.PathLike = DEFAULT_ROOT):
         self.root = Path(root)
+        self._index: Any = None
+        self._index_lock = threading.Lock()
+
+    def index(self) -> Any:
+        """This store's ``components.results_index.ResultsIndex`` (one per store, kept fresh on every
+        read): every row of every run without re-reading every folder."""
+        with self._index_lock:
+            if self._index is None:
+                from components.results_index import ResultsIndex
+
+                self._index = ResultsIndex(self.root)
+            return self._index
 
     def new_run(self, experiment: str, spec: Any | None = None) -> Run:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -249,12 +268,35 @@ class ResultsStore:
 
 
 def read_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a results CSV; a line that is not a whole row (never written by us) is skipped."""
+    """Read a results CSV; a line that is not a whole row (never written by us) is skipped, and so is
+    a last row without its newline (a row being appended right now, or torn by a crash)."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame(columns=list(COLUMNS))
-    df = pd.read_csv(path, on_bad_lines="skip", keep_default_na=True)
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        whole = f.read(1) == b"\n"
+    try:
+        df = pd.read_csv(path, on_bad_lines="skip", keep_default_na=True) if whole else None
+    except pd.errors.ParserError:  # torn just after a newline inside a quoted cell
+        df = None
+    if df is None:
+        df = _complete_rows(path.read_bytes())
     return df.rename(columns={old: new for old, new in RENAMED.items() if old in df and new not in df})
+
+
+def _complete_rows(data: bytes) -> pd.DataFrame:
+    """The rows of CSV ``data`` up to its last complete one. Every row ends in a newline, but a quoted
+    cell may hold newlines too: cut at the last newline and step back while the rest is not whole CSV."""
+    end = data.rfind(b"\n")
+    for _ in range(1000):
+        if end < 0:
+            break
+        try:
+            return pd.read_csv(io.BytesIO(data[:end + 1]), on_bad_lines="skip", keep_default_na=True)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            end = data.rfind(b"\n", 0, end)
+    return pd.DataFrame(columns=list(COLUMNS))
 
 
 def merge_judges(df: pd.DataFrame, judges: pd.DataFrame) -> pd.DataFrame:
@@ -281,7 +323,7 @@ def read_run(run_dir: str | os.PathLike) -> pd.DataFrame:
     df = read_csv(run_dir / "results.csv")
     judges = run_dir / JUDGES_CSV
     if judges.exists() and judges.stat().st_size:
-        df = merge_judges(df, pd.read_csv(judges, on_bad_lines="skip", keep_default_na=True))
+        df = merge_judges(df, read_csv(judges))
     return df
 
 
@@ -326,8 +368,11 @@ class RunFiles:
 
 
 def _store_run_dir(store: "ResultsStore", run_id: str) -> Path:
-    # Only ids of runs that exist: never a path built from arbitrary user text.
-    if run_id not in store.runs():
+    # Only ids of runs that exist: never a path built from arbitrary user text (a plain folder name
+    # with a results.csv; checked directly rather than by listing thousands of folders).
+    from components.results_index import is_run_name
+
+    if not is_run_name(run_id) or not (store.root / run_id / "results.csv").is_file():
         raise LabError(f"no run {run_id!r} under {store.root}; pick one of the saved runs")
     return store.root / run_id
 

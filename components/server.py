@@ -1,9 +1,10 @@
 """Serving: ONE FastAPI app holding the REST API and the Gradio UI (mounted at "/"), run by uvicorn.
 
-Exposure is opt-in: the lab binds 127.0.0.1 unless ``--host`` says otherwise, makes a public
-share link only with ``--share`` (and keeps serving locally when the link cannot be made), and
-``--auth`` guards the UI (Gradio's login) and the REST API (HTTP Basic) with the same
-credentials. Request bodies and uploads are capped.
+Exposure is opt-in: the lab binds 127.0.0.1 unless ``--host`` says otherwise, and makes a public
+share link only with ``--share`` (and keeps serving locally when the link cannot be made). An
+exposed lab always asks for credentials: ``--auth`` users, or else a random access token printed
+once as a ``?token=`` link; only ``--no-auth`` opens it to everyone. One gate
+(``components.access``) checks every route, UI and REST alike. Request bodies and uploads are capped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 from .context import LabContext
 from .judges import JudgeConfig
+from .serving import DEFAULT_JUDGE_BACKLOG
 from .engines.base import LabError
 
 # UI jobs running at once (most of them waiting on an engine lock); from the same pool of 40
@@ -45,12 +47,21 @@ class ServerOptions:
     api_keys: tuple[str, ...] = ()                # keys REST clients may send as "Authorization: Bearer KEY"
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB  # cap on an uploaded or base64 reference
     strict_engine: bool = False                   # REST without "engine": 503, never another engine
+    token: str | None = None                      # the owner's access token (made by with_token)
+    no_auth: bool = False                         # an exposed lab without credentials, on purpose
 
     def __post_init__(self) -> None:
+        if self.no_auth and (self.auth or self.api_keys or self.token):
+            raise LabError("--no-auth opens the lab to everyone: it cannot be combined with --auth or --api-key")
         if not (0 < self.max_upload_mb <= 2048):
             raise LabError(f"max_upload_mb must be in (0, 2048], got {self.max_upload_mb!r}")
         if not (0 <= self.port < 65536):
             raise LabError(f"port must be 0-65535, got {self.port!r}")
+
+    @property
+    def exposed(self) -> bool:
+        """Reachable from other machines: a public link or an address other than loopback."""
+        return self.share or not is_loopback(self.host)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -115,83 +126,35 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
+def with_token(options: ServerOptions, environ: dict[str, str] | None = None) -> ServerOptions:
+    """``options`` with an owner access token when the lab is exposed and has no ``--auth`` (and
+    not ``--no-auth``): ``$LAB_TOKEN`` when set (to keep links working across restarts), else a
+    random one. A loopback lab, or one with ``--auth``, is returned unchanged."""
+    import dataclasses
+    import os
+
+    if not options.exposed or options.auth or options.no_auth or options.token:
+        return options
+    token = (environ if environ is not None else os.environ).get("LAB_TOKEN", "").strip()
+    if token and (len(token) < 16 or not all(c.isalnum() or c in "-_.~" for c in token)):
+        # Never echo it: it is a secret.
+        raise LabError("$LAB_TOKEN must be at least 16 characters of letters, digits, '-', '_', '.' or '~'")
+    return dataclasses.replace(options, token=token or secrets.token_urlsafe(32))
+
+
 def exposure_warnings(options: ServerOptions) -> list[str]:
-    """What the console and the UI banner should say about who can reach the lab."""
+    """What the console and the UI banner should say about who can reach the lab (never a secret)."""
     out = []
+    guarded = bool(options.auth or options.token)
     if not is_loopback(options.host):
         out.append(f"the lab listens on {options.host}: other machines on your network can reach it"
-                   + ("" if options.auth else " and nothing asks them for a password (add --auth user:pass)"))
+                   + (" (they need the access token or an --auth login)" if guarded else
+                      " and nothing asks them for a password (--no-auth)"))
     if options.share:
-        out.append("--share: a public link lets anyone on the internet who has it use the lab"
-                   + ("" if options.auth else " (add --auth user:pass)"))
+        out.append("--share: a public link lets anyone on the internet who has it reach the lab"
+                   + (" (they need the access token or an --auth login)" if guarded else
+                      " and use every tab, voice and result: nothing asks for a password (--no-auth)"))
     return out
-
-
-class Credentials:
-    """Who may use the REST API: HTTP Basic ``user:password`` pairs (``--auth``) and bearer keys
-    (``--api-key``, what OpenAI clients send as their ``api_key``). Empty = everyone."""
-
-    def __init__(self, pairs: tuple[tuple[str, str], ...] = (), keys: tuple[str, ...] = ()):
-        self.pairs = tuple(pairs)
-        self.keys = tuple(keys)
-
-    def __bool__(self) -> bool:
-        return bool(self.pairs or self.keys)
-
-    def accepts(self, authorization: str | None) -> bool:
-        """True when the ``Authorization`` header value holds one of the credentials."""
-        import base64
-        import binascii
-
-        if not self:
-            return True
-        scheme, _, value = (authorization or "").strip().partition(" ")
-        value = value.strip()
-        ok = False
-        # No early exit inside a scheme: the time taken does not reveal which entry matched.
-        if scheme.lower() == "bearer" and value:
-            for key in self.keys:
-                ok |= secrets.compare_digest(value.encode(), key.encode())
-        elif scheme.lower() == "basic" and value:
-            try:
-                user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
-            except (binascii.Error, ValueError):
-                return False
-            if sep:
-                for u, p in self.pairs:
-                    ok |= secrets.compare_digest(user.encode(), u.encode()) & \
-                        secrets.compare_digest(password.encode(), p.encode())
-        return ok
-
-    def challenge(self) -> dict[str, str]:
-        """The WWW-Authenticate header of a 401: the schemes this server accepts."""
-        schemes = (['Basic realm="XTTS Lab"'] if self.pairs else []) + \
-            (['Bearer realm="XTTS Lab"'] if self.keys else [])
-        return {"WWW-Authenticate": ", ".join(schemes)}
-
-    def how(self) -> str:
-        ways = (["HTTP Basic with the --auth user:password"] if self.pairs else []) + \
-            (["'Authorization: Bearer KEY' with a --api-key key"] if self.keys else [])
-        return " or ".join(ways)
-
-
-def auth_dependency(credentials: Credentials) -> Callable:
-    """A FastAPI dependency requiring one of ``credentials`` (HTTP Basic or a bearer key)."""
-    from fastapi import Header, HTTPException
-
-    # (A Header parameter, not Request: annotations are strings here and FastAPI resolves them
-    # in this module, which imports fastapi lazily.)
-    def check(authorization: str | None = Header(None, include_in_schema=False)) -> None:
-        if not credentials.accepts(authorization):
-            raise HTTPException(401, detail=f"authentication required: {credentials.how()}",
-                                headers=credentials.challenge())
-
-    return check
-
-
-def basic_auth_dependency(pairs: tuple[tuple[str, str], ...]) -> Callable:
-    """A FastAPI dependency requiring HTTP Basic credentials equal to one of ``pairs``."""
-    return auth_dependency(Credentials(pairs))
 
 
 class BodySizeLimit:
@@ -274,39 +237,58 @@ class BodySizeLimit:
             await self._refuse(send, path=scope.get("path", ""))
 
 
-def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: Any = None):
-    """The one ASGI app: REST routes, their OpenAPI schema and docs, then the Gradio ``ui`` at "/".
+def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: Any = None, access: Any = None):
+    """The one ASGI app: REST routes, their OpenAPI schema and docs, then the Gradio ``ui`` at "/",
+    all behind the access gate (``app.state.access``).
 
     ``ui`` is a ``gr.Blocks`` (``components.ui.app.build_app(lab)``); None serves the REST API only.
+    ``access`` (a ``components.access.Access``) defaults to the one ``options`` describe.
     """
-    from fastapi import Depends, FastAPI
+    from fastapi import FastAPI
     from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.routing import Match, Mount
+
+    from experiments.listen import ListenTests
 
     from . import listen_api, openai_api
+    from .access import AccessGate, install_rater_routes, make_access
     from .api import Admission, install_error_handlers, router
 
-    credentials = Credentials(options.auth, options.api_keys)
-    guards = [auth_dependency(credentials)] if credentials else []
-    # The default schema/docs routes cannot take dependencies; ours below sit behind auth too.
+    if options.exposed and not (options.auth or options.token or options.no_auth):
+        raise LabError("an exposed lab (--share or a host other than loopback) needs credentials: "
+                       "--auth, a token (server.with_token) or, on purpose, --no-auth")
+    # One gate checks every route (UI, Gradio API and files, REST, /v1, listening tests); the
+    # routes themselves carry no guard.
+    access = access or make_access(options, lab.store.root)
+    # The default schema/docs routes are replaced by ours below (the gate covers them like the rest).
     app = FastAPI(title="XTTS Lab", version="0.1.0", openapi_url=None, docs_url=None, redoc_url=None,
                   description="Local text-to-speech experiment lab. The web UI is served at /.")
     install_error_handlers(app)
     admission = Admission()  # one queue bound per engine, whichever REST surface a request came in by
-    app.include_router(router(lab, max_upload_bytes=options.max_upload_bytes, dependencies=guards,
+    app.include_router(router(lab, max_upload_bytes=options.max_upload_bytes,
                               admission=admission, strict_engine=options.strict_engine))
-    openai_api.install(app, lab, credentials=credentials, max_upload_bytes=options.max_upload_bytes,
+    openai_api.install(app, lab, credentials=None, max_upload_bytes=options.max_upload_bytes,
                        admission=admission)
-    app.include_router(listen_api.router(lab, dependencies=guards))  # blind listening tests and their rater page
+    app.include_router(listen_api.router(lab))  # blind listening tests and their rater page
+    install_rater_routes(app, access)
+    # A rater link works while its test is open (closed or removed tests end every link).
+    access.test_is_open = ListenTests(lab.store.root).is_open
+    app.state.access = access
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(g) for g in guards])
+    @app.get("/openapi.json", include_in_schema=False)
     def openapi_schema() -> dict:
         return app.openapi()
 
-    @app.get("/docs", include_in_schema=False, dependencies=[Depends(g) for g in guards])
+    @app.get("/docs", include_in_schema=False)
     def docs():
         return get_swagger_ui_html(openapi_url="/openapi.json", title="XTTS Lab API")
 
     app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes, upload_bytes=options.max_upload_bytes)
+
+    def is_rest(scope: dict) -> bool:  # the lab's own routes, as opposed to the Gradio UI mounted at "/"
+        return any(r.matches(scope)[0] != Match.NONE for r in app.router.routes if not isinstance(r, Mount))
+
+    app.add_middleware(AccessGate, access=access, is_rest=is_rest)  # outermost: refuses before any body is read
     if ui is not None:
         import gradio as gr
 
@@ -316,7 +298,7 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
         ui.queue(default_concurrency_limit=UI_JOBS_AT_ONCE, max_size=64)
         gr.mount_gradio_app(
             app, ui, path="/", server_name=options.host, server_port=options.port,
-            auth=list(options.auth) or None,
+            auth=None,  # the access gate asks for credentials (its /login page for --auth users)
             max_file_size=options.max_upload_bytes, show_error=True, mcp_server=False,
             footer_links=["api", "settings"],
         )
@@ -345,7 +327,9 @@ def start_share_link(lab: LabContext, options: ServerOptions, ready: threading.E
             return
         url = url.replace("http://", "https://", 1)
         lab.warnings.append(f"public share link: {url}")
-        print(f"* Public URL (temporary): {url}", file=sys.stderr, flush=True)
+        how = ("; open it with the ?token= of the access link above" if options.token else
+               "; log in with an --auth user" if options.auth else "")
+        print(f"* Public URL (temporary): {url}{how}", file=sys.stderr, flush=True)
 
     thread = threading.Thread(target=work, name="share-link", daemon=True)
     thread.start()
@@ -362,16 +346,27 @@ def serve(args: argparse.Namespace) -> int:
         options = ServerOptions(host=args.host, port=args.port, share=args.share, auth=parse_auth(args.auth),
                                 api_keys=parse_api_keys(getattr(args, "api_key", None)),
                                 max_upload_mb=getattr(args, "max_upload_mb", None) or DEFAULT_MAX_UPLOAD_MB,
-                                strict_engine=bool(getattr(args, "strict_engine", False)))
+                                strict_engine=bool(getattr(args, "strict_engine", False)),
+                                no_auth=bool(getattr(args, "no_auth", False)))
+        options = with_token(options)
+        backlog = getattr(args, "judge_backlog", None)
+        if backlog is not None and backlog < 0:
+            raise LabError(f"--judge-backlog must be 0 or more rows, got {backlog}")
         lab = LabContext.create(engine_config(args), results=args.out, voices=getattr(args, "voices_dir", None),
                                 judge_choice=getattr(args, "judges", None),
-                                judges=JudgeConfig(asr_model=getattr(args, "asr_model", None)))
+                                judges=JudgeConfig(asr_model=getattr(args, "asr_model", None)),
+                                judge_backlog=DEFAULT_JUDGE_BACKLOG if backlog is None else backlog)
     except (LabError, OSError) as e:
         print(f"lab.py: error: {e}", file=sys.stderr)
         return 2
     for warning in exposure_warnings(options):
         lab.warnings.append(warning)
         _warn(warning)
+    if options.no_auth and options.exposed:
+        loud = ("--no-auth: ANYONE who reaches this lab can use every tab, speak with your saved voices "
+                "(recordings of real people), read, download and delete every result")
+        lab.warnings.append(loud)
+        print("!" * 78 + f"\nlab.py: WARNING: {loud}.\n" + "!" * 78, file=sys.stderr, flush=True)
     default = lab.engines.default()
     lab.engines.preload(default)  # the page is usable while the model loads
     threading.Thread(target=warm_up_outputs, name="warm-up", daemon=True).start()
@@ -386,6 +381,10 @@ def serve(args: argparse.Namespace) -> int:
         start_share_link(lab, options, ready)
         threading.Thread(target=_set_when_started, args=(server, ready), daemon=True).start()
     shown = f"[{options.host}]" if ":" in options.host else options.host
+    if options.token:  # printed once, here only: never in a warning, /health or the UI banner
+        local = "127.0.0.1" if options.host in ("0.0.0.0", "::") else shown
+        print(f"* Access link (the token opens the whole lab; give it only to people who may use everything):\n"
+              f"    http://{local}:{options.port}/?token={options.token}", file=sys.stderr, flush=True)
     print(f"* XTTS Lab on http://{shown}:{options.port}  (REST: POST /synthesize_base64, GET /health, "
           f"OpenAI-compatible /v1/audio/speech, docs at /docs; engine {default})", file=sys.stderr, flush=True)
     server.run()

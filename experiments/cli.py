@@ -11,7 +11,7 @@ import sys
 from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -48,63 +48,180 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``lab.py run``; each experiment uses the ones that apply to it."""
-    p.add_argument("experiment", nargs="?", choices=list(EXPERIMENTS), help="experiment to run")
-    p.add_argument("--spec", help="reproduce a run from its saved spec.yaml")
+# -- options of ``lab.py run``: shared groups, then one function per experiment ----------------
+# Where a new flag goes: engine or machine options every experiment takes -> add_engine_arguments;
+# sampling settings of the synthesising experiments -> add_settings_arguments; one experiment's
+# flag -> that experiment's function below (its name is in RUN_OPTIONS).
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """Where a run writes and who scores it: every experiment (and ``--spec``/``--resume``)."""
+    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument("--judges",
+                   help="judges scoring every row: all (every installed judge; the default, or $LAB_JUDGES) | "
+                        "fast (dnsmos) | none | names, e.g. dnsmos,asr")
+    p.add_argument("--judge-reference", metavar="WAV",
+                   help="voice recording the speaker judge compares built-in voices with (rows without a reference)")
+    p.add_argument("--asr-model", metavar="DIR",
+                   help="a faster-whisper (CTranslate2) model folder for the asr judge, e.g. Whisper large-v3 "
+                        "(default: $LAB_ASR_MODEL, else the bundled Whisper base)")
+
+
+def add_voice_arguments(p: argparse.ArgumentParser) -> None:
+    """Which engine speaks, and in whose voice: the experiments with one engine and one voice."""
     p.add_argument("--engine", help=f"engine: {' | '.join(REGISTRY)} (default: the preferred available one)")
     p.add_argument("--speaker", help="built-in voice of the engine")
-    p.add_argument("--text", help="text to speak")
-    p.add_argument("--lang", help="language code, e.g. en, ko, ja, zh-cn")
     p.add_argument("--reference", metavar="WAV", help="reference recording to clone")
     p.add_argument("--voice", help="a saved voice to clone (lab.py voices add NAME WAV); also --speaker voice:NAME")
-    p.add_argument("--voices-dir", default=argparse.SUPPRESS,
-                   help="saved voices folder (default: voices/ beside the results folder)")
-    p.add_argument("--speed", type=float, help="speed factor (synth, languages)")
-    p.add_argument("--speeds", type=_floats("--speeds"), help="speeds for speed-sweep, e.g. 0.5,1,1.5")
-    p.add_argument("--lengths", type=_floats("--lengths"), help="reference lengths in seconds, e.g. 3,6,10,15,30")
-    p.add_argument("--langs", type=_names, help="languages, e.g. en,ko,ja")
-    p.add_argument("--engines", type=_names, help="engines for benchmark, e.g. espeak,kokoro")
-    p.add_argument("--repeats", type=int, help="repeats (benchmark, ref-length)")
+    p.add_argument("--voices-dir", help="saved voices folder (default: voices/ beside the results folder)")
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """Sampling settings of the engines that take them: every experiment that synthesises."""
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--stream", action="store_true", default=None, help="stream (synth; records time to first audio)")
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-k", type=int)
     p.add_argument("--top-p", type=float)
     p.add_argument("--repetition-penalty", type=float)
     p.add_argument("--length-penalty", type=float)
     p.add_argument("--no-text-splitting", action="store_true", default=None)
-    p.add_argument("--audio", metavar="FILE_OR_DIR", help="judge: an audio file or a folder of them")
-    p.add_argument("--manifest", metavar="CSV", help="judge: a CSV with columns audio,text,lang,reference")
-    p.add_argument("--judges",
-                   help="judges scoring every row: all (every installed judge; the default, or $LAB_JUDGES) | "
-                        "fast (dnsmos) | none | names, e.g. dnsmos,asr")
-    p.add_argument("--judge-reference", metavar="WAV",
-                   help="voice recording the speaker judge compares built-in voices with (rows without a reference)")
-    p.add_argument("--script", metavar="FILE", help="script to read aloud (script): 'Name: text' per line")
-    p.add_argument("--voices", help="script voices: 'Name=engine:speaker,Me=xtts:ref=me.wav' or a YAML file")
-    p.add_argument("--pause", type=float, help="script: seconds between lines (default 0.3)")
-    p.add_argument("--paragraph-pause", type=float, help="script: seconds at a blank line (default 0.8)")
+
+
+def _text(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text", help="text to speak")
+    p.add_argument("--lang", help="language code, e.g. en, ko, ja, zh-cn")
+
+
+def _synth(p: argparse.ArgumentParser) -> None:
+    _text(p)
+    p.add_argument("--speed", type=float, help="speed factor (default 1)")
+    p.add_argument("--stream", action="store_true", default=None, help="stream (records time to first audio)")
+
+
+def _speed_sweep(p: argparse.ArgumentParser) -> None:
+    _text(p)
+    p.add_argument("--speeds", type=_floats("--speeds"), help="speeds, e.g. 0.5,1,1.5")
+    p.add_argument("--sentences", type=int, help="texts swept: --text, then the next of the built-in set "
+                   "(2 or more give each speed a 95%% interval; default 1)")
+
+
+def _ref_length(p: argparse.ArgumentParser) -> None:
+    _text(p)
+    p.add_argument("--lengths", type=_floats("--lengths"), help="reference lengths in seconds, e.g. 3,6,10,15,30")
+    p.add_argument("--repeats", type=int, help="seeds per length (seed, seed+1, ...; default 1)")
+
+
+def _languages(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--langs", type=_names, help="languages, e.g. en,ko,ja (default: every language some engine speaks)")
+    p.add_argument("--speed", type=float, help="speed factor (default 1)")
+    p.add_argument("--sentences", type=int, help="sentences per language (2 or more give each language a 95%% "
+                   "interval; default 1)")
+
+
+def _benchmark(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", type=_names, help="engines to compare, e.g. espeak,kokoro")
+    p.add_argument("--lang", help="language code of the texts (default en)")
+    p.add_argument("--repeats", type=int, help="warm runs per engine and text, after one cold run (default 3)")
+
+
+def _judge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--audio", metavar="FILE_OR_DIR", help="an audio file or a folder of them")
+    p.add_argument("--manifest", metavar="CSV", help="a CSV with columns audio,text,lang,reference")
+    p.add_argument("--text", help="what the audio should say (asr judge: CER, WER)")
+    p.add_argument("--lang", help="its language code (picks the recogniser)")
+    p.add_argument("--reference", metavar="WAV", help="voice recording to compare with (speaker judge)")
+
+
+def _script(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--script", metavar="FILE", help="script to read aloud: 'Name: text' per line")
+    p.add_argument("--voices", help="voices: 'Name=engine:speaker,Me=xtts:ref=me.wav' or a YAML file")
+    p.add_argument("--lang", help="language of lines without a [xx] tag (default en)")
+    p.add_argument("--pause", type=float, help="seconds between lines (default 0.3)")
+    p.add_argument("--paragraph-pause", type=float, help="seconds at a blank line (default 0.8)")
     p.add_argument("--format", choices=["script", "text", "markdown"],
-                   help="script: what --script is written in (default: markdown for .md files, else script)")
-    p.add_argument("--max-cer", type=float, help="script: a take with a higher CER is retaken (default 0.2)")
-    p.add_argument("--takes", type=int, help="script: takes per line at most (default 3; seeded engines)")
-    p.add_argument("--out", default="results", help="results folder (default results/)")
-    # evaluate
-    p.add_argument("--sentences", type=int, help="evaluate: the first N sentences per language")
+                   help="what --script is written in (default: markdown for .md files, else script)")
+    p.add_argument("--max-cer", type=float, help="a take with a higher CER is retaken (default 0.2)")
+    p.add_argument("--takes", type=int, help="takes per line at most (default 3; engines that use a seed)")
+    p.add_argument("--speed", type=float, help="speed factor for every voice (default 1)")
+
+
+def _evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engines", type=_names,
+                   help="engines or variants, e.g. espeak,xtts:int8,xtts:temperature=0.3 (default: --engine)")
+    p.add_argument("--langs", type=_names, help="languages, e.g. en,ja (default en)")
+    p.add_argument("--sentences", type=int, help="the first N sentences per language")
     p.add_argument("--sentence-file", metavar="CSV_OR_TXT",
-                   help="evaluate: sentences as CSV (lang,text) or TXT (one per line, language from --lang)")
-    p.add_argument("--speakers", type=_names, help="evaluate: built-in voices, e.g. female,male (each engine uses those it has)")
-    p.add_argument("--references", type=_names, metavar="WAV,...", help="evaluate: recordings to clone (engines that clone)")
-    p.add_argument("--seeds", type=_ints("--seeds"), help="evaluate: seeds, e.g. 0,1,2 (engines that sample)")
-    p.add_argument("--executor", choices=["local", "ray"], help="evaluate: synthesise here (local, default) or on Ray")
-    p.add_argument("--ray-address", help="evaluate: Ray cluster, auto or HOST:PORT (default: start a local instance)")
-    p.add_argument("--workers", type=int, help="evaluate, Ray: actors per engine (default 1)")
-    p.add_argument("--worker-cpus", type=float, help="evaluate, Ray: CPUs per actor (default 1)")
-    p.add_argument("--worker-gpus", type=float, help="evaluate, Ray: GPUs per actor (default 0; 1 with --device cuda)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="evaluate, script: finish an interrupted run in its "
-                   "folder (rows / takes already written are not redone)")
-    p.add_argument("--test", help="listen-report: the listening test id (results/listen/ID)")
+                   help="sentences as CSV (lang,text) or TXT (one per line, language from --lang)")
+    p.add_argument("--lang", help="language of a TXT --sentence-file")
+    p.add_argument("--speakers", type=_names, help="built-in voices, e.g. female,male (each engine uses those it has)")
+    p.add_argument("--references", type=_names, metavar="WAV,...", help="recordings to clone (engines that clone)")
+    p.add_argument("--seeds", type=_ints("--seeds"), help="seeds, e.g. 0,1,2 (engines that sample)")
+    p.add_argument("--speed", type=float, help="speed factor (default 1)")
+    _executor_arguments(p)
+    p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run in its folder "
+                   "(rows already written are skipped)")
+
+
+def _listen_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test", help="the listening test id (results/listen/ID)")
+
+
+def _executor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], help="synthesise here (local, default) or on Ray")
+    p.add_argument("--ray-address", help="Ray cluster, auto or HOST:PORT (default: start a local instance)")
+    p.add_argument("--workers", type=int, help="Ray: actors per engine (default 1)")
+    p.add_argument("--worker-cpus", type=float, help="Ray: CPUs per actor (default 1)")
+    p.add_argument("--worker-gpus", type=float, help="Ray: GPUs per actor (default 0; 1 with --device cuda)")
+
+
+# experiment -> (one line for ``lab.py run --help``, its own options, takes the voice and settings groups)
+RUN_OPTIONS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], bool]] = {
+    "synth": ("speak one text once", _synth, True),
+    "speed-sweep": ("one text at several speeds", _speed_sweep, True),
+    "ref-length": ("clone from the first 3, 6, 10, ... seconds of a reference", _ref_length, True),
+    "languages": ("one sentence in each language", _languages, True),
+    "benchmark": ("cold and warm timings of engines on short, medium and long texts", _benchmark, True),
+    "judge": ("score recordings made elsewhere with the judges", _judge, False),
+    "script": ("read a dialogue aloud, one voice per speaker, stitched with subtitles", _script, False),
+    "evaluate": ("engines x languages x sentences x voices x seeds, judged, with a summary", _evaluate, True),
+    "listen-report": ("a listening test's ranking, intervals and judge agreement (CSV + PNG)", _listen_report, False),
+}
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``lab.py run``: ``--spec``/``--resume`` and the shared groups here, then one
+    subparser per experiment (``lab.py run synth --help`` lists synth's options only).
+
+    The namespace has every option of every experiment (None where the chosen one has no such
+    flag), so :func:`spec_from_args` reads one shape whichever experiment ran."""
+    p.add_argument("--spec", help="reproduce a run from its saved spec.yaml (or its run folder)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted evaluate or script run in its folder (what is written is not redone)")
+    add_output_arguments(p)
+    add_engine_arguments(p)
+    sub = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", parser_class=type(p),
+                           title="experiments", description=f"one of: {', '.join(EXPERIMENTS)}; "
+                           "'lab.py run EXPERIMENT --help' lists its options")
+    parsers = {}
+    for name, (summary, own, synthesises) in RUN_OPTIONS.items():
+        q = sub.add_parser(name, help=summary, description=f"{name}: {summary}.")
+        own(q)
+        if synthesises:
+            add_voice_arguments(q.add_argument_group("engine and voice"))
+        if synthesises or name == "script":
+            add_settings_arguments(q.add_argument_group("sampling settings (engines that sample)"))
+        add_output_arguments(q.add_argument_group("output and judges"))
+        add_engine_arguments(q.add_argument_group("engine setup (every experiment)"))
+        parsers[name] = q
+    shared = {a.dest for a in p._actions}
+    every = set().union(*({a.dest for a in q._actions} for q in parsers.values())) - {"help"}
+    for q in parsers.values():
+        own_dests = {a.dest for a in q._actions}
+        for action in q._actions:
+            # argparse copies a subparser's defaults over what the run parser read
+            # ("lab.py run --out X synth"): leave the run parser's values alone.
+            if action.dest in shared:
+                action.default = argparse.SUPPRESS
+        q.set_defaults(**dict.fromkeys(every - own_dests - shared))
+    p.set_defaults(**dict.fromkeys(every - shared))
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:

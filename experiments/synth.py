@@ -20,18 +20,18 @@ def request_for(spec: SynthSpec) -> SynthRequest:
                         speed=spec.speed, seed=spec.seed, settings=spec.settings)
 
 
-def run(spec: SynthSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
-    """Synthesise ``spec.text`` once and log it."""
+def run(spec: SynthSpec, engines: Engines, run: Run, progress: Progress = no_progress, **fields: Any) -> pd.DataFrame:
+    """Synthesise ``spec.text`` once and log it (``fields``: extra columns, e.g. the serving endpoint)."""
     with engines.use(spec.engine, progress) as engine:
         progress(0.1, desc=f"synthesising with {engine.name}")
         row, _ = synthesize_and_log(engine, request_for(spec), run, stream=spec.stream, progress=progress,
-                                    engines=engines)
+                                    engines=engines, **fields)
     progress(1.0, desc="done")
     return rows_to_frame([row])
 
 
-def stream(spec: SynthSpec, engines: Engines, run: Run,
-           progress: Progress = no_progress) -> Iterator[tuple[int, np.ndarray] | dict[str, Any]]:
+def stream(spec: SynthSpec, engines: Engines, run: Run, progress: Progress = no_progress,
+           **fields: Any) -> Iterator[tuple[int, np.ndarray] | dict[str, Any]]:
     """Like ``run`` with ``stream=True``, but hands each chunk out as it comes: yields
     ``(sample_rate, chunk)`` tuples, then the logged row (a dict) last. The engine is held
     (``engines.use``) until the generator finishes or is closed."""
@@ -44,4 +44,4 @@ def stream(spec: SynthSpec, engines: Engines, run: Run,
                 yield engine.sample_rate, np.asarray(next(chunks), dtype=np.float32)
         except StopIteration as done:
             result, seconds = done.value
-        yield log_result(engine, request, result, seconds, run, engines=engines)
+        yield log_result(engine, request, result, seconds, run, engines=engines, **fields)

@@ -74,7 +74,8 @@ def ray_local():
     """One local Ray instance (2 CPUs) shared by every Ray test of the session, shut down at the end."""
     # As experiments.ray_executor does: workers use this Python, not a venv rebuilt per job.
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    ray = pytest.importorskip("ray")
+    import ray
+
     ray.init(num_cpus=2, include_dashboard=False, namespace="xtts-lab", log_to_driver=False)
     yield ray
     ray.shutdown()

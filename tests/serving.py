@@ -50,8 +50,9 @@ def ui_client(lab) -> Iterator:
 
 
 def wait_healthy(url: str, *, auth: tuple[str, str] | None = None, timeout: float = 90.0,
-                 proc: subprocess.Popen | None = None) -> httpx.Response:
-    """Poll ``url``/health until it answers 200 (or fail with what the server printed)."""
+                 proc: subprocess.Popen | None = None, status: int = 200) -> httpx.Response:
+    """Poll ``url``/health until it answers ``status`` (200; 401 for a lab whose printed token the
+    caller reads afterwards), or fail with what the server printed."""
     deadline = time.monotonic() + timeout
     last: Exception | str = "no answer"
     while time.monotonic() < deadline:
@@ -59,7 +60,7 @@ def wait_healthy(url: str, *, auth: tuple[str, str] | None = None, timeout: floa
             raise AssertionError(f"server exited with {proc.returncode}")
         try:
             r = httpx.get(f"{url}/health", auth=auth, timeout=5)
-            if r.status_code == 200:
+            if r.status_code == status:
                 return r
             last = f"status {r.status_code}"
         except httpx.HTTPError as e:
@@ -70,7 +71,8 @@ def wait_healthy(url: str, *, auth: tuple[str, str] | None = None, timeout: floa
 
 @contextmanager
 def lab_process(results: Path, *extra: str, env: dict[str, str] | None = None,
-                auth: tuple[str, str] | None = None, log: Path | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+                auth: tuple[str, str] | None = None, log: Path | None = None,
+                ready_status: int = 200) -> Iterator[tuple[subprocess.Popen, str]]:
     """``python lab.py --port P --out results ...`` (the python itself, so its pid is the server's);
     yields (process, base url) once /health answers; kills it at the end."""
     port = free_port()
@@ -82,7 +84,7 @@ def lab_process(results: Path, *extra: str, env: dict[str, str] | None = None,
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_healthy(url, auth=auth, proc=proc)
+            wait_healthy(url, auth=auth, proc=proc, status=ready_status)
         except AssertionError as e:
             raise AssertionError(f"{e}\n--- server log ---\n{log.read_text(errors='replace')[-3000:]}") from None
         yield proc, url
@@ -179,3 +181,100 @@ def all_rows(root: Path) -> list[dict[str, str]]:
 
 def run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+# -- soak: many clients, mixed endpoints ----------------------------------------------------------
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_requests: int = 4000,
+         warm_up: int = 20, auth: tuple[str, str] | None = None) -> dict:
+    """Warm-up, then ``clients`` threads send espeak requests to ``url`` for ``seconds`` (or
+    ``max_requests`` in all), cycling through REST ``/synthesize_base64``, ``/v1`` wav, ``/v1`` pcm
+    (streamed) and ``/v1`` mp3; every request has its own text, so its row can be found.
+
+    Warm-up: ``warm_up`` REST requests one after another, then a wait (at most 300 s) until the
+    judges have judged a row and no engine is loading (the server preloads its default engine), so
+    the models are in memory before RSS is taken as the baseline. Then the server's RSS (``pid``) is sampled after each 25 requests. Returns
+    the figures: requests, errors, p50/p99 latency (warm-up excluded), RSS before warm-up, after
+    it, at most after it and at the end, the judging backlog seen at most, ``series`` (requests,
+    RSS MB, backlog, judged, marked) and ``sent``: (endpoint, text, status) of every request."""
+    sent: list[tuple[str, str, int]] = []
+    rss_start = rss_mb(pid)
+    with httpx.Client(base_url=url, auth=auth, timeout=120) as http:
+        for i in range(warm_up):
+            text = f"Warm-up request {i}."
+            sent.append(("rest", text, http.post("/synthesize_base64", json={"engine": "espeak", "text": text}).status_code))
+        deadline = time.monotonic() + 300
+        while True:  # the judge has judged a row, and no engine is still loading (the default preloads)
+            health = http.get("/health").json()
+            if health["judging"]["judged"] and not any(e["status"].startswith("loading")
+                                                      for e in health["engines"].values()):
+                break
+            assert time.monotonic() < deadline, f"not warm within 300 s: {health}"
+            time.sleep(0.5)
+    latencies: list[float] = []
+    rss: list[tuple[int, float]] = [(0, rss_mb(pid))]  # after warm-up
+    backlog_max = [0]
+    series: list[tuple[int, int, int, int, int]] = []  # (requests, RSS MB, backlog, judged, marked)
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+    endpoints = ("rest", "v1-wav", "v1-pcm", "v1-mp3")
+
+    def client(c: int) -> None:
+        with httpx.Client(base_url=url, auth=auth, timeout=120) as http:
+            n = 0
+            while time.monotonic() < stop:
+                with lock:
+                    k = len(sent)
+                    if k - warm_up >= max_requests:
+                        return
+                    endpoint = endpoints[(c + n) % len(endpoints)]
+                    text = f"Soak request {k} from client {c}, number {n}."
+                    sent.append((endpoint, text, 0))
+                n += 1
+                t0 = time.perf_counter()
+                try:
+                    if endpoint == "rest":
+                        r = http.post("/synthesize_base64", json={"engine": "espeak", "text": text})
+                    else:
+                        fmt = endpoint.split("-")[1]
+                        r = http.post("/v1/audio/speech", json={"model": "espeak", "voice": "female", "input": text,
+                                                                "response_format": fmt})
+                    status = r.status_code
+                except httpx.HTTPError:
+                    status = -1
+                took = time.perf_counter() - t0
+                with lock:
+                    sent[k] = (endpoint, text, status)
+                    latencies.append(took)
+                    done = len(latencies)
+                if done % 25 == 0:
+                    mb = rss_mb(pid)
+                    judging = httpx.get(f"{url}/health", auth=auth, timeout=30).json()["judging"]
+                    with lock:
+                        rss.append((done, mb))
+                        series.append((done, round(mb), judging["backlog"], judging["judged"],
+                                       judging["not_judged_backlog"]))
+                        backlog_max[0] = max(backlog_max[0], judging["backlog"])
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 300)
+    rss.append((len(latencies), rss_mb(pid)))
+    lat = sorted(latencies)
+    half = len(rss) // 2
+    return {"requests": len(lat), "errors": sum(1 for _, _, s in sent if s != 200),
+            "p50_s": lat[len(lat) // 2] if lat else None, "p99_s": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+            "rss_start_mb": rss_start, "rss_warm_mb": rss[0][1], "rss_max_after_warm_mb": max(mb for _, mb in rss),
+            "rss_max_first_half_mb": max(mb for _, mb in rss[:max(half, 1)]),
+            "rss_max_second_half_mb": max(mb for _, mb in rss[half:]),
+            "rss_end_mb": rss[-1][1], "backlog_max": backlog_max[0], "series": series, "sent": sent}

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,  # a server and a browser: the full suite, not the quick lane
     pytest.mark.skipif(not Path(CHROMIUM).exists(),
                        reason=f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"),
 ]
@@ -75,7 +76,8 @@ def lab_url(lab_server):
 
 @pytest.fixture(scope="module")
 def page(lab_url):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})

@@ -62,12 +62,14 @@ def test_ref_length_refuses_an_engine_that_cannot_clone(results_dir, reference_w
     assert not list(results_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_languages_default_sentences(results_dir):
     df = run_csv("languages", "--engine", "espeak", "--langs", "en,ko,ja,zh-cn", "--out", str(results_dir))
     assert list(df["language"]) == ["en", "ko", "ja", "zh-cn"]
     assert (df["status"] == "ok").all() and (df["audio_seconds"] > 1).all()
 
 
+@pytest.mark.slow
 def test_benchmark_cold_apart_and_summary(results_dir):
     df = run_csv("benchmark", "--engines", "espeak", "--repeats", "2", "--out", str(results_dir))
     # one cold run + 2 warm repeats of each of 3 texts
@@ -86,6 +88,7 @@ def test_benchmark_cold_apart_and_summary(results_dir):
         assert summary[col].notna().all()
 
 
+@pytest.mark.slow
 def test_reproduce_from_saved_spec(results_dir):
     first = run_csv("languages", "--engine", "espeak", "--langs", "de,fr", "--speaker", "male 2",
                     "--out", str(results_dir))
@@ -104,7 +107,8 @@ def test_reproduce_from_saved_spec(results_dir):
     (["ref-length", "--engine", "espeak"], "reference is required"),
     (["ref-length", "--reference", "/no/such.wav"], "does not exist"),
     (["bogus"], "invalid choice"),
-    (["synth", "--repeats", "x"], "invalid int value"),
+    (["benchmark", "--repeats", "x"], "invalid int value"),
+    (["synth", "--repeats", "2"], "unrecognized arguments: --repeats"),  # a flag of another experiment
     (["languages", "--batch", "0"], "batch must be an integer from 1 to 64"),
     (["--spec", "/no/such/spec.yaml"], "cannot be read"),
 ])
@@ -128,3 +132,34 @@ def test_a_request_the_engine_refuses_leaves_no_run_behind(results_dir, referenc
                "--out", str(results_dir), check_rc=2)
     assert "espeak cannot clone a voice" in proc.stderr
     assert not list(results_dir.iterdir())
+
+
+def test_each_experiment_lists_only_its_own_options(capsys):
+    """``lab.py run EXPERIMENT --help``: that experiment's flags and the shared groups, no other's."""
+    import lab
+    from experiments import EXPERIMENTS
+
+    def help_of(*args: str) -> str:
+        with pytest.raises(SystemExit) as done:
+            lab.parser().parse_args([*args, "--help"])
+        assert done.value.code == 0
+        return capsys.readouterr().out
+
+    overview = help_of("run")
+    assert all(name in overview for name in EXPERIMENTS) and "--speeds" not in overview
+    synth = help_of("run", "synth")
+    assert all(flag in synth for flag in ("--text", "--stream", "--engine", "--out", "--judges", "--xtts-dir"))
+    assert not any(flag in synth for flag in ("--speeds", "--lengths", "--executor", "--script", "--manifest"))
+    evaluate = help_of("run", "evaluate")
+    assert "--executor" in evaluate and "--resume" in evaluate and "--stream" not in evaluate
+    judge = help_of("run", "judge")
+    assert "--manifest" in judge and "--engine " not in judge and "--temperature" not in judge
+
+
+def test_options_before_the_experiment_keep_their_value(tmp_path):
+    """argparse copies a subparser's defaults over its parent's: ``run --out X synth`` must keep X."""
+    import lab
+
+    args = lab.parser().parse_args(["run", "--out", str(tmp_path), "--batch", "2", "synth", "--text", "Hi."])
+    assert args.out == str(tmp_path) and args.batch == 2 and args.text == "Hi."
+    assert args.speeds is None and args.executor is None  # every experiment's option, None when not its own

@@ -98,6 +98,7 @@ def burst(url: str, bodies: list[dict]) -> list[dict]:
         return list(pool.map(one, bodies))
 
 
+@pytest.mark.slow
 def test_eight_clients_at_once_each_get_their_own_result(served):
     lab, url, root, instances_before = served
     concurrent = burst(url, REQUESTS)  # the first requests of this lab: the engine loads under load
@@ -107,11 +108,12 @@ def test_eight_clients_at_once_each_get_their_own_result(served):
         assert got["duration_seconds"] == pytest.approx(len(audio) / sr, abs=1e-3)
     assert_each_is_its_own([fingerprint(*decode_wav(r["audio_base64"])) for r in concurrent],
                            [fingerprint(*decode_wav(r["audio_base64"])) for r in solo], REQUESTS)
-    # Each response was logged as its own run, with its own request's fields.
-    rows = {row["run_id"]: row for row in all_rows(root)}
-    assert len({r["run_id"] for r in concurrent}) == len(REQUESTS)
+    # Each response was logged as its own row (of the server session's one run), with its own request's fields.
+    rows = {(row["run_id"], row["row"]): row for row in all_rows(root)}
+    assert len({(r["run_id"], r["row"]) for r in concurrent}) == len(REQUESTS)
+    assert len({r["run_id"] for r in concurrent + solo}) == 1
     for body, got in zip(REQUESTS, concurrent):
-        row = rows[got["run_id"]]
+        row = rows[(got["run_id"], str(got["row"]))]
         assert (row["language"], row["speaker"], float(row["speed"]), row["text"]) == \
             (body["lang"], body["speaker"], body["speed"], body["text"])
     # The model was loaded once, for everyone.
@@ -167,6 +169,7 @@ def test_queue_is_bounded_per_engine():
     assert admission.queued("espeak") == 0
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_over_repeated_rounds(served):
     """RSS is noisy here (allocator arenas of 8 threads swing it by about +-40 MB from round to
     round with no trend), so it gets a loose bound; the Python and numpy heap, traced exactly,
@@ -289,8 +292,8 @@ def test_eight_xtts_clients_join_one_batch_and_each_gets_its_own_result(served_w
         # Both went through 16-bit WAVs: equal up to the rounding of one step of 16 bits.
         np.testing.assert_allclose(audio, want, rtol=0, atol=1e-4 * np.abs(want).max() + 2.0 / 32768,
                                    err_msg=f"{body} got another request's audio")
-    rows = {row["run_id"]: row for row in all_rows(root)}
-    extra = [json.loads(rows[r["run_id"]]["extra"]) for r in rest]  # engine facts beyond the columns
+    rows = {(row["run_id"], row["row"]): row for row in all_rows(root)}
+    extra = [json.loads(rows[(r["run_id"], str(r["row"]))]["extra"]) for r in rest]  # engine facts beyond the columns
     assert {e["batch_rows"] for e in extra} == {len(bodies)}, "the requests did not decode together"
 
 

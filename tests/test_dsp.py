@@ -61,6 +61,7 @@ def test_loudness_matches_pyloudnorm(speech):
     assert dsp.integrated_loudness(np.zeros(16000), 16000) == float("-inf")
 
 
+@pytest.mark.slow
 def test_stft_and_time_stretch_match_librosa(speech):
     import librosa
 

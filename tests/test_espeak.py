@@ -58,6 +58,7 @@ def _f0_median(audio, sr):
     return float(np.median(f0))
 
 
+@pytest.mark.slow
 def test_speakers_are_distinct_voices(engine):
     text = "Testing one two three, this is a voice."
     f0 = {s: _f0_median(engine.synthesize(SynthRequest(text, speaker=s)).audio, engine.sample_rate)

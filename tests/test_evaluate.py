@@ -178,6 +178,7 @@ def test_language_an_engine_does_not_speak_is_one_unsupported_row(results_dir):
     assert s.loc["hu", "rows"] == 0 and pd.isna(s.loc["hu", "rtf_mean"]) and "does not speak hu" in s.loc["hu", "notes"]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_writes_each_row_once(results_dir):
     """A real CLI run killed with SIGKILL mid-way, then resumed: every key exactly once."""
     langs, n = "en,de,fr,es", 20

@@ -68,10 +68,6 @@ def test_ray_gives_the_same_rows_as_local(ray_local, results_dir):
 def test_kokoro_and_espeak_side_by_side_same_as_local(ray_local, results_dir):
     """Two engines at once, one actor each (the instance's 2 CPUs): kokoro is deterministic, so its
     rows from an actor match this process's; the summary has a line per engine and language."""
-    from components.engines import REGISTRY
-
-    if "kokoro" not in REGISTRY:
-        pytest.skip("the kokoro engine is not in this checkout yet")
     spec = EvaluateSpec(engines=("espeak", "kokoro"), langs=("en", "ja"), sentences=1)
     local, _ = run_eval(results_dir, spec, judges="dnsmos")
     remote, _ = run_eval(results_dir, EvaluateSpec(**{**spec.__dict__, "executor": "ray"}), judges="dnsmos")

@@ -90,6 +90,7 @@ def run_lab_process(*args: str) -> Path:
     return Path(proc.stdout.strip().splitlines()[-1]).parent
 
 
+@pytest.mark.slow
 def test_reproduce_from_spec_gives_the_same_rows(results_dir):
     """espeak-ng's default voices are deterministic from a fresh process (its variants with breath
     noise, and later calls in a long-lived process, are not sample-exact), so a reproduced run must
@@ -152,7 +153,6 @@ def test_compare_runs_side_by_side(capsys, results_dir):
 def test_ref_length_similarity_with_xtts(xtts_dir, reference_wav, results_dir):
     """With the tiny random-weight XTTS checkpoint: every row gets a similarity (plumbing only, the
     weights are random) and the weight-free comparison; repeats give a spread per length."""
-    pytest.importorskip("components.engines.xtts", reason="the xtts engine has not landed yet")
     from experiments import runner
     from experiments.ref_length import summarize
     from experiments.specs import RefLengthSpec

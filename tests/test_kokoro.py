@@ -48,6 +48,7 @@ def test_declares_what_it_can_do_without_loading():
     assert engine.speakers() == list(VOICES) and VOICES[0] == "jf_alpha" and len(VOICES) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lang,short,long", [
     ("en", "Good morning.", "Good morning. The weather is fine today, and the river is calm."),
     ("ja", "おはようございます。", "おはようございます。今日はいい天気で、川もとても静かです。"),
@@ -67,6 +68,7 @@ def test_speaks_english_and_japanese(kokoro, lang, short, long):
     assert ("Japanese-accented" in b.info["note"]) == (lang != "ja")
 
 
+@pytest.mark.slow
 def test_deterministic_and_speed_scales_duration(kokoro):
     text = "Speed changes the length."
     one = kokoro.synthesize(SynthRequest(text, lang="en"))
@@ -158,7 +160,6 @@ def test_the_ui_offers_kokoro_with_its_voices(tmp_path):
     """Through gradio_client against the real app: kokoro is a choice, speaks with a chosen voice,
     and once loaded every engine selector lists its five voices."""
     from serving import ui_client
-    pytest.importorskip("gradio_client")
 
 
     from components.context import LabContext

@@ -135,14 +135,7 @@ def test_cues_match_the_segments_found_in_the_stitched_audio(script_run):
     assert_cues_match_audio(script_run, [s for _, s in SPOKEN], PAUSES)
 
 
-def kokoro_available() -> bool:
-    from components.engines import REGISTRY
-
-    return "kokoro" in REGISTRY and Engines().unavailable_reason("kokoro") is None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not kokoro_available(), reason="the kokoro engine is not in this lab (or cannot run here)")
 def test_kokoro_and_espeak_voices_in_one_script(tmp_path):
     """Kokoro (24 kHz) and espeak (22.05 kHz) voices in one script: one rate, cues on the audio."""
     (tmp_path / "s.txt").write_text("Ada: Good morning everyone.\nKumo: The tea is ready now.\n\n"

@@ -11,12 +11,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-gradio_client = pytest.importorskip("gradio_client")
-
 from components.context import LabContext  # noqa: E402
 from serving import ui_client  # noqa: E402
 from experiments.script_format import parse_srt  # noqa: E402
-from tests.test_script import kokoro_available, speech_spans  # noqa: E402
+from tests.test_script import speech_spans  # noqa: E402
 
 SCRIPT = "Narrator: The lab opens early.\nAda: Good morning everyone.\n\nBob: Is the coffee ready yet\n"
 VOICES = {"headers": ["speaker", "voice"],
@@ -41,6 +39,7 @@ def read(client):
     return job.outputs(), final
 
 
+@pytest.mark.slow
 def test_read_script_streams_the_first_line_then_stitches(read):
     updates, final = read
     first, whole, srt, vtt, lines, speakers, csv, run_id = final
@@ -99,7 +98,6 @@ def test_bad_input_is_a_gradio_error_and_the_server_keeps_serving(client, read):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not kokoro_available(), reason="the kokoro engine is not in this lab (or cannot run here)")
 def test_read_script_with_kokoro_and_espeak_voices(client):
     voices = {"headers": ["speaker", "voice"], "data": [["Ada", "kokoro:jf_alpha"], ["Bob", "espeak:male"]]}
     *_, whole, srt, _vtt, lines, _speakers, _csv, _run = client.predict(

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import handle_file  # noqa: E402
 
 from components.context import LabContext  # noqa: E402
@@ -297,6 +296,7 @@ def test_evaluate_summary_matches_the_run(client, lab):
         client.predict(["espeak:top_k=3"], ["en"], 1, None, "", "", "0", None, "local", "", 1, api_name="/evaluate")
 
 
+@pytest.mark.slow
 def test_speed_sweep_with_judges_shows_quality_columns_and_the_judge_plot(client):
     """The judges switch (last, optional argument): the final table carries DNSMOS per speed, the
     summary figure gains a quality panel, and the Results tab plots the column against speed."""

@@ -14,4 +14,6 @@ def test_banner_names_engines_missing_weights_and_asr(tmp_path, monkeypatch):
     assert "**espeak** (default): not loaded" in text
     assert "**xtts**: unavailable:" in text and "--xtts-dir" in text
     assert "speech recognition" in text and "Whisper base (bundled" in text
+    # The server session's judging backlog, before any REST or /v1 request.
+    assert "**REST and /v1 judging**: no REST or /v1 request yet (judging backlog cap 64 rows)" in text
     assert needs_license(lab)

@@ -129,6 +129,7 @@ def lab_py(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_add_list_remove(tmp_path, recording):
     voices = str(tmp_path / "voices")
     none = ["--xtts-dir", str(tmp_path / "no-weights")]  # no engine here can clone: nothing to condition

@@ -56,6 +56,7 @@ def solo(model, text, lang, cond, seed, settings, max_new_tokens):
     return fast.generate(model, fast.encode(model, text, lang), cond, settings, max_new_tokens=max_new_tokens)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [2, 5])
 def test_batch_rows_equal_solo_runs(model, batch_size):
     """Each row: the same codes and (float tolerance) the same latents as alone, whatever the batch
@@ -87,6 +88,7 @@ def test_batch_rows_equal_solo_runs(model, batch_size):
     assert order != list(range(len(ROWS)))  # short rows finished first: rows leave the batch as they stop
 
 
+@pytest.mark.slow
 def test_batch_of_one_row_with_several_chunks(model):
     """A row's chunks decode one after another in its slot, its generator running on, as alone."""
     import torch
@@ -126,6 +128,7 @@ def engine(xtts_dir, tmp_path_factory):
     return e
 
 
+@pytest.mark.slow
 def test_engine_batch_equals_single_syntheses(engine, reference_wav):
     """synthesize_batch: every request (languages, a cloned voice and built-in ones, seeds,
     speeds, a text split in two chunks) equals its own synthesize() call."""
@@ -154,6 +157,7 @@ def test_engine_batch_equals_single_syntheses(engine, reference_wav):
         assert set(got.timings) >= {"gpt", "vocoder"} and got.timings["gpt"] > 0
 
 
+@pytest.mark.slow
 def test_synthesize_many_yields_rows_as_they_finish(engine):
     from experiments.common import synthesize_many
 

@@ -74,6 +74,7 @@ def item_and_solo(model, text, lang, voice, seed, settings=SETTINGS):
     return item, solo(model, text, lang, cond, seed, settings, None)
 
 
+@pytest.mark.slow
 def test_rows_that_join_mid_decode_equal_solo_runs(model, monkeypatch):
     import torch
 
@@ -236,6 +237,7 @@ def concurrent_requests(reference_wav):
     ]
 
 
+@pytest.mark.slow
 def test_concurrent_requests_share_a_batch_and_each_equals_its_solo_run(engines, reference_wav, monkeypatch):
     """Six requests (languages, built-in and cloned voices, seeds, speeds, sampling settings, a
     two-chunk text), two of them streamed: they decode in one batch, joining the first while it is
@@ -279,6 +281,7 @@ def test_concurrent_requests_share_a_batch_and_each_equals_its_solo_run(engines,
     assert len({r.info["gpt_tokens"] for r in results.values()}) >= 3  # rows of different lengths
 
 
+@pytest.mark.slow
 def test_a_bad_request_among_concurrent_ones_fails_alone(engines, monkeypatch):
     batched, alone = engines
     requests = [SynthRequest("A good request.", "en", seed=3, settings=SETTINGS),
@@ -350,6 +353,7 @@ def test_int8_rows_decode_together_through_onnx_runtime(xtts_dir, monkeypatch):
         assert torch.equal(done.generations[0].tokens, alone.tokens) and done.rows_seen == 3
 
 
+@pytest.mark.slow
 def test_a_request_for_another_precision_waits_for_the_batch_then_switches(engines, monkeypatch):
     """A request in another precision does not repack the weights under rows decoding in the
     batch: it waits for them, switches, and both get what they asked for. (It leaves the shared
@@ -437,6 +441,7 @@ def test_out_of_memory_in_the_batch_is_the_engine_s_clear_error(engines, monkeyp
     assert engine.synthesize(SynthRequest("Recovered.", "en", seed=1, settings=SETTINGS)).info["batch_rows"] == 1
 
 
+@pytest.mark.slow
 def test_an_experiment_s_rows_and_a_request_share_one_batch(engines, monkeypatch):
     """An experiment's rows (synthesize_many: the languages, ref-length and benchmark tabs) join the
     batch a concurrent request decodes in, and each still equals its solo run."""

@@ -94,6 +94,7 @@ def test_loads_once_with_release_layout(engine, xtts_dir):
     assert engine.capabilities.cloning and engine.capabilities.streaming and engine.capabilities.seeded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lang", LANGS)
 def test_builtin_speaker_in_each_language(engine, lang):
     result = engine.synthesize(SynthRequest(text=TEXTS[lang], lang=lang, speaker="Ana Florence", seed=1))
@@ -109,6 +110,7 @@ def test_builtin_speaker_in_each_language(engine, lang):
     assert info["precision"] == "fp32" and info["text_splitting"] is True
 
 
+@pytest.mark.slow
 def test_speakers_differ_and_default_is_the_first(engine):
     req = lambda speaker: SynthRequest(text="Same words.", lang="en", speaker=speaker, seed=5)  # noqa: E731
     a = engine.synthesize(req("Claribel Dervla")).audio
@@ -120,6 +122,7 @@ def test_speakers_differ_and_default_is_the_first(engine):
         engine.synthesize(req("Nobody"))
 
 
+@pytest.mark.slow
 def test_clone_in_each_language_conditions_once(engine, refs):
     results = {lang: engine.synthesize(SynthRequest(text=TEXTS[lang], lang=lang, reference=refs["alice"], seed=2))
                for lang in LANGS}
@@ -133,6 +136,7 @@ def test_clone_in_each_language_conditions_once(engine, refs):
         assert r.timings["reference"] > 0
 
 
+@pytest.mark.slow
 def test_cached_latents_equal_fresh_ones_and_survive_a_restart(xtts_dir, refs, tmp_path):
     cfg = EngineConfig(xtts_dir=str(xtts_dir), cache_dir=str(tmp_path / "cache"))
     first = Engines(cfg).get("xtts")
@@ -158,6 +162,7 @@ def test_cached_latents_equal_fresh_ones_and_survive_a_restart(xtts_dir, refs, t
     assert restarted.prepare_reference(refs["alice"]).cache == "miss"  # other audio, other key
 
 
+@pytest.mark.slow
 def test_short_reference_warns_and_bad_references_are_refused(engine, refs):
     r = engine.synthesize(SynthRequest(text="Short reference.", lang="en", reference=refs["four"], seed=1))
     assert "6 s or more" in r.info["note"] and r.info["reference_speech_seconds"] == pytest.approx(4.0, abs=0.15)
@@ -172,6 +177,7 @@ def test_short_reference_warns_and_bad_references_are_refused(engine, refs):
     assert engine.synthesize(SynthRequest(text="Still fine.", lang="en")).seconds > 0  # still serving
 
 
+@pytest.mark.slow
 def test_same_seed_same_samples_other_seed_other_samples(engine):
     req = lambda seed: SynthRequest(text="Reproducible.", lang="en", seed=seed)  # noqa: E731
     a, b, c = (engine.synthesize(req(s)).audio for s in (11, 11, 12))
@@ -200,6 +206,7 @@ def test_matches_stock_coqui_inference(engine):
     np.testing.assert_allclose(fast.audio, stock["wav"], atol=1e-4 * np.abs(stock["wav"]).max())
 
 
+@pytest.mark.slow
 def test_long_text_is_split_not_asserted(engine):
     n = tokens_per_chunk(engine)
     text = " ".join(f"Sentence {i} is here to make this text far longer than one chunk." for i in range(8))
@@ -218,6 +225,7 @@ def test_long_text_is_split_not_asserted(engine):
     assert r.info["text_chunks"] == 2 and "token limit" in r.info["note"] and r.info["text_splitting"] is False
 
 
+@pytest.mark.slow
 def test_speed_rescales_the_latents(engine):
     n = tokens_per_chunk(engine)
     fast = engine.synthesize(SynthRequest(text="Speed.", lang="en", seed=1, speed=2.0))
@@ -226,6 +234,7 @@ def test_speed_rescales_the_latents(engine):
     assert len(slow.audio) == samples_for(engine, n * 2)
 
 
+@pytest.mark.slow
 def test_stream_yields_chunks_that_add_up_to_the_whole(engine):
     from components.engines.xtts import STREAM_CHUNK_TOKENS
 

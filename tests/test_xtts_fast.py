@@ -107,6 +107,7 @@ def test_fp32_equals_stock_inference(stock, model, voice, seed):
     assert set(g.timings) == {"prefill", "decode"} and all(v > 0 for v in g.timings.values())
 
 
+@pytest.mark.slow
 def test_fp32_equals_stock_at_other_speeds_and_pinned_lengths(stock, model, voice):
     import torch
 
@@ -120,6 +121,7 @@ def test_fp32_equals_stock_at_other_speeds_and_pinned_lengths(stock, model, voic
     np.testing.assert_allclose(fast.vocode(model, g.latents, voice[1], 1.5), wav, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_speed_sweep_rows_equal_separate_syntheses(model, voice):
     """One GPT pass vocoded at N speeds == N syntheses with the same seed."""
     import torch
@@ -136,6 +138,7 @@ def test_speed_sweep_rows_equal_separate_syntheses(model, voice):
         np.testing.assert_array_equal(row, separate)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("speed", [1.0, 1.3])
 def test_stream_equals_whole_vocoding_with_seamless_joins(model, voice, speed):
     """Chunks vocoded with context reproduce the whole-utterance audio, so joins are invisible."""
@@ -162,6 +165,7 @@ def test_stream_equals_whole_vocoding_with_seamless_joins(model, voice, speed):
     assert 0 < stats["ttfa_seconds"] and set(stats["timings"]) == {"gpt", "vocoder"}
 
 
+@pytest.mark.slow
 def test_stream_vocodes_linearly_not_quadratically(model, voice, monkeypatch):
     """Each chunk vocodes its own frames plus bounded context, not everything so far."""
     import torch
@@ -245,6 +249,7 @@ def engine(xtts_dir, tmp_path_factory):
     return Engines(config).get("xtts")
 
 
+@pytest.mark.slow
 def test_engine_speed_sweep_is_one_gpt_pass_equal_to_separate_syntheses(engine, monkeypatch):
     from dataclasses import replace
 

@@ -100,6 +100,7 @@ def test_discovery_is_light(no_caches):
     assert out.stdout.split() == ["False", "False"]
 
 
+@pytest.mark.slow
 def test_fingerprint_tells_checkpoints_apart(xtts_dir, tmp_path):
     from components.xtts.synthetic import make_checkpoint
 

@@ -9,6 +9,7 @@ from components.engines import EngineConfig, Engines
 from components.engines.base import GenerationSettings, LabError, SynthRequest
 
 
+@pytest.mark.slow
 def test_requests_switch_precision_and_come_back_exact(xtts_dir, tmp_path):
     engines = Engines(EngineConfig(xtts_dir=str(xtts_dir), cache_dir=str(tmp_path / "latents")))
     engine = engines.get("xtts")

@@ -137,6 +137,23 @@ class Judges:
         with self._locks.setdefault(name, threading.Lock()):
             return judge.judge(item), judge.version
 
+    def score_many(self, name: str, items: list[JudgeInput]) -> tuple[list[dict[str, Any] | Exception], str]:
+        """Judge ``name``'s columns for each of ``items`` (or the exception it raised for that item:
+        ``CannotJudge`` or any failure) and its version. One call of the judge's ``judge_many`` when
+        it has one (DNSMOS windows, Whisper's batched pipeline), else ``judge`` per item."""
+        judge = self.get(name)
+        with self._locks.setdefault(name, threading.Lock()):
+            many = getattr(judge, "judge_many", None)
+            if many is not None and len(items) > 1:
+                return list(many(items)), judge.version
+            out: list[dict[str, Any] | Exception] = []
+            for item in items:
+                try:
+                    out.append(judge.judge(item))
+                except Exception as e:  # noqa: BLE001 - per item: one bad row never sinks the batch
+                    out.append(e)
+            return out, judge.version
+
     def status(self) -> str:
         """One line for the UI: which judges run and why the others do not."""
         parts = []

@@ -74,6 +74,10 @@ class Judge(Protocol):
         """Load the model (called once, from the judging thread)."""
         ...
 
+    # Optional: ``judge_many(items) -> list[dict | CannotJudge]``, the batch entry point: one result
+    # per item, in order, each the columns ``judge`` would return (within the judge's stated
+    # tolerance) or the ``CannotJudge`` it would raise. The judging session feeds it the rows queued
+    # at that moment, so a busy server judges in batches and an idle one row by row.
     # Optional: ``cannot_judge(item) -> str | None``, a cheap check on the class, run before the
     # judge is loaded: why it cannot score ``item`` (a missing reference...), so that a judge with
     # nothing to score never costs a model load. ``judge`` may still raise ``CannotJudge``.

@@ -17,7 +17,8 @@ from components import plots
 from components.context import LabContext
 from components.engines.base import LabError
 from components.results import RunFiles
-from experiments.compare import compare_runs
+from components.results_index import filter_rows as filter_index_rows
+from experiments.compare import compare_runs as paired_comparison
 
 from .common import (
     PLACEHOLDER_HEADERS, files_values, outputs_panel, results_table, reveal_filled, table_view, ui_errors,
@@ -27,16 +28,18 @@ ALL = "all"
 # What the judge plot offers: any judge column against any parameter a run varies.
 JUDGE_Y = ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "cer", "wer", "spk_sim", "xtts_spk_sim",
            "judge_seconds_per_audio_s")
+# The table shows the newest rows and the scatter plot a sample: sending 100,000 rows to the browser
+# (or drawing 100,000 points) would take seconds; the count line says so, and every row stays in
+# the filters, the judge plot (means) and ``lab.py results --export``.
+TABLE_ROWS = 1000
+PLOT_POINTS = 5000
 PARAMETERS = ("speed", "reference_seconds", "language", "engine", "speaker", "text_length", "text_chars",
               "precision", "repeat")
 
 
 def filter_rows(df: pd.DataFrame, experiment: str, engine: str, language: str) -> pd.DataFrame:
     """Rows matching every filter that is not ``all``."""
-    for col, value in (("experiment", experiment), ("engine", engine), ("language", language)):
-        if value and value != ALL and col in df:
-            df = df[df[col].astype(str) == value]
-    return df
+    return filter_index_rows(df, experiment=experiment, engine=engine, language=language)
 
 
 def matching_runs(runs: list[str], rows: pd.DataFrame, *, filtered: bool) -> list[str]:
@@ -129,10 +132,11 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
 
     @ui_errors
     def results(experiment, engine, language, folder):
-        df = store.load_all()
+        df, run_ids = store.index().snapshot()  # every row, without re-reading every folder
         rows = filter_rows(df, experiment, engine, language)
         folder = folder or tempfile.mkdtemp(prefix="xtts-lab-plot-")
-        fig = plots.synth_vs_text_length(rows)
+        sample = rows.sample(PLOT_POINTS, random_state=0) if len(rows) > PLOT_POINTS else rows
+        fig = plots.synth_vs_text_length(sample)
         png = Path(folder) / f"synth-vs-text-{len(list(Path(folder).iterdir()))}.png"  # new name: no stale cache
         fig.savefig(png, dpi=90, bbox_inches="tight")
         plots.close(fig)
@@ -141,12 +145,16 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
             found = sorted({str(v) for v in df[col].dropna()}) if col in df else []
             return gr.Dropdown(choices=[ALL, *found], value=value if value in found else ALL)
 
-        runs = matching_runs(store.runs(), rows, filtered=any(v and v != ALL for v in (experiment, engine, language)))
+        runs = matching_runs(run_ids, rows,
+                             filtered=any(v and v != ALL for v in (experiment, engine, language)))
         first = runs[0] if runs else None
         second = runs[1] if len(runs) > 1 else first
-        return (table_view(rows, show=("run_id", "experiment")),
+        shown = [f"the table shows the newest {TABLE_ROWS}"] if len(rows) > TABLE_ROWS else []
+        shown += [f"the plot a sample of {PLOT_POINTS}"] if len(rows) > PLOT_POINTS else []
+        return (table_view(rows.head(TABLE_ROWS), show=("run_id", "experiment")),
                 None if rows.empty else str(png),  # an empty plot says nothing
-                f"{len(rows)} of {len(df)} rows, {len(runs)} runs",
+                f"{len(rows)} of {len(df)} rows, {len(runs)} runs"
+                + (f" ({', '.join(shown)}; `lab.py results --export` writes them all)" if shown else ""),
                 choices("experiment", experiment), choices("engine", engine), choices("language", language),
                 gr.Dropdown(choices=runs, value=first), gr.Dropdown(choices=runs, value=second),
                 gr.Dropdown(choices=runs, value=first), folder)
@@ -155,7 +163,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     def judge_plot(experiment, engine, language, y, x):
         if y not in JUDGE_Y or x not in PARAMETERS:  # names columns only from the fixed lists
             raise LabError(f"plot a judge column ({', '.join(JUDGE_Y)}) against a parameter ({', '.join(PARAMETERS)})")
-        rows = filter_rows(store.load_all(), experiment, engine, language)
+        rows = filter_rows(store.index().rows(), experiment, engine, language)
         fig = plots.judge_plot(rows, y, x)
         png = Path(tempfile.mkdtemp(prefix="xtts-lab-judge-plot-")) / f"{y}-vs-{x}.png"
         fig.savefig(png, dpi=90, bbox_inches="tight")
@@ -173,7 +181,7 @@ def render(lab: LabContext, tab: gr.Tab | None = None) -> None:
     @ui_errors
     def compare_runs(a, b):
         # Headline numbers side by side, then paired verdicts over the sentences both runs spoke.
-        return compare_runs(load_run(a).frame, load_run(b).frame, run_summary, a, b)
+        return paired_comparison(load_run(a).frame, load_run(b).frame, run_summary, a, b)
 
     @ui_errors
     def download_run(run_id):

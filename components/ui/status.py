@@ -23,6 +23,8 @@ def status_markdown(lab: LabContext) -> str:
     # Which judges fill the quality columns, and why a cer cell may be empty: said once, for every tab.
     lines.append(f"- **judges** (default: {lab.judge_choice}): " + lab.judges.status().removeprefix("judges: "))
     lines.append(f"- **speech recognition** (character error rate): {asr_status(lab.judges.config)}")
+    # REST and /v1 rows share one run per server session; its judging backlog is capped.
+    lines.append(f"- **REST and /v1 judging**: {lab.serving().describe()}")
     for warning in lab.warnings:
         lines.append(f"- **warning**: {warning}")
     return "**Engines**\n\n" + "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Soak: 8 clients on mixed endpoints (REST, /v1 wav, /v1 streamed pcm, /v1 mp3) against a real
+``lab.py`` server on espeak with the DNSMOS judge and a small judging backlog cap.
+
+Done when (issue 23): one run for the whole session, no request lost (every answered request's row
+is in the CSV), every row judged or marked "not judged: backlog", and RSS flat after warm-up.
+RSS criterion, after warm-up (``WARM_UP`` requests, then until the first row is judged and no
+engine is loading: the models are in memory by then): the highest RSS in the second half of the
+soak is at most ``RSS_SLACK_MB`` above the highest in the first half. A leak (or a queue without
+bound) grows with the requests served, so it shows in the second half; the allocator's one-time
+growth as the 40 worker threads first get their arenas settles in the first. Before the cap, the backlog held every waiting row's audio and RSS grew with it.
+
+Bounded in count and time: ``SOAK_SECONDS`` (default 120, env ``LAB_SOAK_SECONDS``) or
+``MAX_REQUESTS``, whichever comes first; loopback only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import httpx
+import pytest
+
+from serving import lab_process, soak, strict_rows
+
+SOAK_SECONDS = float(os.environ.get("LAB_SOAK_SECONDS", "120"))
+MAX_REQUESTS = 3000
+WARM_UP = 20           # requests (then until a row is judged) before RSS is taken as the baseline
+RSS_SLACK_MB = 100     # second half over first half (allocator noise, one 16-row judging batch)
+BACKLOG = 16           # --judge-backlog
+
+
+@pytest.mark.slow
+def test_soak_keeps_rss_flat_and_loses_no_row(tmp_path):
+    results = tmp_path / "results"
+    with lab_process(results, "--judges", "dnsmos", "--judge-backlog", str(BACKLOG),
+                     "--xtts-dir", str(tmp_path / "no-weights"), env={"LAB_JUDGES": "dnsmos"}) as (proc, url):
+        figures = soak(url, proc.pid, clients=8, seconds=SOAK_SECONDS, max_requests=MAX_REQUESTS, warm_up=WARM_UP)
+        deadline = time.monotonic() + 300  # the backlog is at most BACKLOG rows: it drains
+        while (judging := httpx.get(f"{url}/health", timeout=30).json()["judging"])["backlog"]:
+            assert time.monotonic() < deadline, f"backlog not drained: {judging}"
+            time.sleep(1)
+    sent = figures.pop("sent")
+    print("\nsoak:", json.dumps({**figures, "judging": judging}))
+    assert figures["errors"] == 0 and figures["requests"] >= 100
+    runs = [p for p in results.iterdir() if p.is_dir()]
+    assert len(runs) == 1 and runs[0].name == judging["run_id"]  # one run for the whole session
+    rows = strict_rows(runs[0] / "results.csv")
+    assert sorted(r["text"] for r in rows) == sorted(text for _, text, _ in sent)  # no row lost, none twice
+    assert len({r["row"] for r in rows}) == len(rows)
+    wavs = list((runs[0] / "wav").iterdir())
+    assert len(wavs) == len(rows) == len({r["wav_path"] for r in rows})  # no WAV overwritten by another
+    judged = {r["row"]: r for r in strict_rows(runs[0] / "judges.csv")}
+    assert set(judged) == {r["row"] for r in rows}  # every row judged or marked
+    marked = [r for r in judged.values() if (r["judge_notes"] or "").startswith("not judged: backlog")]
+    scored = [r for r in judged.values() if r["dnsmos_ovrl"]]
+    assert len(marked) + len(scored) == len(rows) and scored
+    assert (judging["judged"], judging["not_judged_backlog"]) == (len(scored), len(marked))
+    assert figures["backlog_max"] <= BACKLOG
+    assert figures["rss_max_second_half_mb"] <= figures["rss_max_first_half_mb"] + RSS_SLACK_MB, figures
