@@ -16,6 +16,8 @@ SAME_WORDS = [
     ("en", "It was the 21st time.", "It was the twenty-first time."),
     ("en", "1,000 people came", "1000 people came"),
     ("en", "Prices rose 50%.", "prices rose fifty percent"),
+    ("en", "David paid 15 dollars for it.", "David paid $15 for it."),
+    ("de", "Es kostet 20 Euro.", "Es kostet €20."),
     ("es", "Llegaron 23 personas.", "Llegaron veintitrés personas."),
     ("es", "Vivo en el 3º piso.", "vivo en el tercero piso"),
     ("fr", "Il est 7:45.", "Il est sept heures quarante-cinq.".replace(" heures", "")),

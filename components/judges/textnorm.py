@@ -15,7 +15,8 @@ through the same steps before jiwer compares them:
    Chinese and Japanese (no spaces between words) the spaces are then removed.
 
 So "23" and "twenty-three" are the same text in English, and "7:45" and "7.45" are the same in
-every language. What it does not do (rare in the lab's sentence set): currencies, dates written
+every language. A currency sign before a number is read after it ("$15" = "15 dollars"; $, € and £ in the
+languages listed in ``_CURRENCY``). What it does not do (rare in the lab's sentence set): other currencies, dates written
 as "3/4", Roman numerals, and one number spelled two ways in words (German "neunzehnhundert..."
 against num2words' "eintausendneunhundert..." for a year written in words on one side only), and
 Turkish number words, which num2words writes joined ("yirmiüç" for "yirmi üç"), and Korean native
@@ -43,6 +44,12 @@ _PERCENT = {"en": "percent", "es": "por ciento", "fr": "pour cent", "de": "proze
 _ORDINAL = {"en": r"st|nd|rd|th", "fr": r"ème|eme|ère|ere|er|re|e", "es": r"\.?o|\.?a",
             "pt": r"\.?o|\.?a", "it": r"\.?o|\.?a"}
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+# A currency sign before a number is read after it ("$15" = "15 dollars"), per language.
+_CURRENCY = {"$": {"en": "dollars", "es": "dólares", "fr": "dollars", "de": "dollar", "it": "dollari",
+                   "pt": "dólares", "nl": "dollar"},
+             "€": {"en": "euros", "es": "euros", "fr": "euros", "de": "euro", "it": "euro", "pt": "euros",
+                   "nl": "euro", "pl": "euro", "cs": "eur"},
+             "£": {"en": "pounds"}}
 
 
 def _lang(lang: str | None) -> str:
@@ -84,6 +91,9 @@ def spell_numbers(text: str, lang: str | None = None) -> str:
     the same digits, which still compare equal.
     """
     lang = _lang(lang)
+    for sign, words in _CURRENCY.items():
+        if lang in words:
+            text = re.sub(rf"{re.escape(sign)}\s?({_NUMBER.pattern})", rf"\1 {words[lang]}", text)
     convert = _converter(lang)
     if convert is None:
         return text
