@@ -325,6 +325,7 @@ def main(argv=None) -> int:
     from TTS.tts.models.xtts import Xtts
 
     from components.xtts import fast
+    from components.xtts.precision import _fast
 
     load_before = load_average()
     folder = ensure_checkpoint(args.checkpoint.expanduser())
@@ -392,7 +393,7 @@ def main(argv=None) -> int:
     print(f"XTTS v2 full-size architecture, random weights (seed 0), {args.tokens} tokens = {audio_s:.2f} s audio")
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"lab precision {args.precision}"
-          f"{'' if fast._fast(lab).ort is None else ' (ONNX Runtime, worker threads spinning: ' + ('yes' if fast._fast(lab).ort.spinning else 'no, XTTS_LAB_ORT_SPIN=1 for yes') + ')'}, "
+          f"{'' if _fast(lab).ort is None else ' (ONNX Runtime, worker threads spinning: ' + ('yes' if _fast(lab).ort.spinning else 'no, XTTS_LAB_ORT_SPIN=1 for yes') + ')'}, "
           f"{args.repeats} interleaved runs (median), "
           f"load average before {load_before}, after {load_average()}")
     print(f"{'stage':38s} {'stock':>10s} {'lab':>10s} {'ratio':>7s}")

@@ -6,14 +6,11 @@ them once with coqui-tts's own classes and keeps the model as ``engine.model``. 
     reference clean-up (components.audio) -> conditioning latents (cached: components.xtts.latents)
     -> text normalised and split (components.xtts.text) -> GPT -> HiFiGAN -> audio + stage timings
 
-The model-specific pipeline lives in two private methods, ``_run_pipeline`` (whole utterance) and
-``_run_stream`` (chunks as they are ready). They mirror stock coqui ``Xtts.inference`` and
-``Xtts.inference_stream`` step by step, split only to time each stage, so their output equals
-stock coqui's for the same seed (a test checks it). By default (``fast_path``) they run the lab's
-fast path instead (``components.xtts.fast``: no second GPT forward, packed GPT weights in the
-configured precision, linear-time streaming); in fp32 its codes equal stock's for the same seed
-and its audio equals stock's within float tolerance. ``synthesize_speeds`` serves speed sweeps
-from one GPT pass.
+The model runs on the lab's fast path (``components.xtts.fast``: no second GPT forward, packed
+GPT weights in the configured precision, batched decoding, linear-time streaming); in fp32 its
+codes equal stock coqui ``Xtts.inference``'s for the same seed and its audio equals stock's within
+float tolerance (tests compare the two directly). ``synthesize_speeds`` serves speed sweeps from
+one GPT pass.
 
 What the tests here cannot show: with random-weight checkpoints the audio is noise, so speech
 quality, intelligibility, speaker similarity of clones and the effect of the sampling settings
@@ -32,6 +29,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .gate import Gate
 from .base import (
     PRECISIONS, SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, GenerationSettings, LabError, License, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
@@ -49,7 +47,6 @@ DEFAULT_CACHE_DIR = "~/.cache/xtts-lab"
 COND_SAMPLE_RATE = 22050       # Hz: XTTS conditions on 22.05 kHz audio (speaker encoder resamples to 16 kHz)
 STREAM_CHUNK_TOKENS = 40       # GPT tokens per streamed chunk (~1.9 s of audio; coqui's default is 20,
                                # fewer, bigger chunks keep the fast path's per-chunk context cheap)
-STREAM_OVERLAP_SAMPLES = 1024  # crossfade between streamed chunks (coqui's default)
 
 
 @dataclass
@@ -61,46 +58,6 @@ class PreparedReference:
     seconds: float                      # speech length after clean-up
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)   # "reference", "conditioning"
-
-
-class _ModelGate:
-    """Who may use the loaded model now: any number of requests that decode in the shared batch
-    (``BatchDecoder``: own KV cache, own generators), or one request alone: solo decoding uses the
-    model's own KV cache and torch's global seed, and a precision switch repacks the weights the
-    batch reads. A request that needs the model alone goes before requests that arrive after it."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0          # holders decoding in the batch
-        self._alone = False       # one holder has the model to itself
-        self._waiting_alone = 0   # requests waiting for it alone (later shared requests wait behind them)
-
-    def acquire(self, shared: bool) -> None:
-        with self._cond:
-            if shared:
-                self._cond.wait_for(lambda: not self._alone and not self._waiting_alone)
-                self._shared += 1
-                return
-            self._waiting_alone += 1
-            try:
-                self._cond.wait_for(lambda: not self._alone and not self._shared)
-            finally:
-                self._waiting_alone -= 1
-            self._alone = True
-
-    def share(self) -> None:
-        """Alone -> shared, with nobody getting in between (after a precision switch)."""
-        with self._cond:
-            self._alone, self._shared = False, self._shared + 1
-            self._cond.notify_all()
-
-    def release(self, shared: bool) -> None:
-        with self._cond:
-            if shared:
-                self._shared -= 1
-            else:
-                self._alone = False
-            self._cond.notify_all()
 
 
 class XttsEngine:
@@ -132,13 +89,11 @@ class XttsEngine:
         self.model_id: str | None = None    # fingerprint of the checkpoint (cache keys, CSV versions)
         self.load_seconds: float | None = None
         self.stream_chunk_tokens = STREAM_CHUNK_TOKENS
-        # The lab's fast path (components.xtts.fast) by default; False runs stock coqui's steps.
-        self.fast_path = True
         self._device: str | None = None
         self._speakers: dict[str, dict[str, Any]] = {}
         self._latents = None                # components.xtts.latents.LatentCache
         self._load_lock = threading.Lock()
-        self._gate = _ModelGate()
+        self._gate = Gate()
         self._decoder = None                # components.xtts.fast.BatchDecoder, made on first use
         self._decoder_lock = threading.Lock()
 
@@ -384,21 +339,19 @@ class XttsEngine:
             torch.cuda.synchronize()
 
     def _precision(self, settings: GenerationSettings) -> str:
-        """The precision a request runs in: its own, else the lab's (the stock path is fp32 only).
+        """The precision a request runs in: its own, else the lab's.
 
         A request may ask for another precision than the lab was started with, so users can A/B
         them on one loaded model; ``_holding`` switches (repacks the GPT weights once, seconds).
         """
-        if not self.fast_path:
-            return "fp32"
         return settings.precision or self.config.precision
 
     @property
     def concurrent(self) -> bool:
         """Several requests may use this engine at once (``Engines.use`` lets them in together):
-        with the fast path and ``--batch`` above 1 their rows join one running batch
-        (``components.xtts.fast.BatchDecoder``). ``--batch 1`` or the stock path: one at a time."""
-        return self.fast_path and self.batch_size > 1
+        with ``--batch`` above 1 their rows join one running batch
+        (``components.xtts.fast.BatchDecoder``). ``--batch 1``: one at a time."""
+        return self.batch_size > 1
 
     @contextmanager
     def _holding(self, precision: str, progress: Progress, shared: bool) -> Iterator[None]:
@@ -408,26 +361,26 @@ class XttsEngine:
         from components.xtts import fast
 
         def prepared() -> bool:
-            return not self.fast_path or fast.precision_of(self.model) == precision
+            return fast.precision_of(self.model) == precision
 
         self._gate.acquire(shared)
         if not prepared():
             if shared:  # trade the shared hold for the model alone, switch, then share again
-                self._gate.release(True)
+                self._gate.release()
                 self._gate.acquire(False)
             try:
                 if not prepared():
                     progress(0.05, desc=f"preparing the GPT in {precision}")
                     fast.apply_precision(self.model, precision)
             except BaseException:
-                self._gate.release(False)
+                self._gate.release()
                 raise
             if shared:
                 self._gate.share()
         try:
             yield
         finally:
-            self._gate.release(shared)
+            self._gate.release()
 
     def _batch_decoder(self):
         """The decoder that batches this engine's concurrent requests, for the model's current
@@ -507,8 +460,9 @@ class XttsEngine:
                 stage_timings = {**gpt_timings, "vocoder": t_voc}
             else:
                 self._seed(request.seed)
-                audio, stage_timings, stage_info = self._run_pipeline(
-                    tokens, voice, request.settings, request.speed, progress)
+                latents, gpt_timings, stage_info = self._generate_fast(tokens, voice, request.settings, progress)
+                audio, t_voc = self._vocode_fast(latents, voice, request.speed)
+                stage_timings = {**gpt_timings, "vocoder": t_voc}
         timings.update(stage_timings)
         info.update(stage_info)
         progress(1.0, desc="done")
@@ -531,7 +485,7 @@ class XttsEngine:
                 source = self._stream_batched(tokens, voice, request, stats, progress)
             else:
                 self._seed(request.seed)
-                source = self._run_stream(tokens, voice, request.settings, request.speed, stats, progress)
+                source = self._stream_fast(tokens, voice, request.settings, request.speed, stats, progress)
             for chunk in source:
                 if ttfa is None:
                     ttfa = time.perf_counter() - t_start
@@ -566,120 +520,6 @@ class XttsEngine:
                 ) from e
 
         return guard()
-
-    # -- the model pipeline (stock coqui, timed per stage) -------------------------------------
-    def _stock_inputs(self, voice: Any, settings: GenerationSettings, speed: float):
-        """What coqui's own steps take: model, GPT, voice tensors on the device, latent length
-        scale for ``speed`` (stock rescales latents by 1/speed before HiFiGAN), sampling kwargs."""
-        return (self.model, self.model.gpt, voice.gpt_cond_latent.to(self.device),
-                voice.speaker_embedding.to(self.device), 1.0 / max(speed, 0.05),
-                self._sampling_kwargs(settings))
-
-    def _sampling_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
-        return {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
-                "repetition_penalty": float(settings.repetition_penalty),
-                "length_penalty": float(settings.length_penalty), "do_sample": True, "num_beams": 1}
-
-    def _run_pipeline(self, tokens: list[Any], voice: Any, settings: GenerationSettings, speed: float,
-                      progress: Progress = no_progress) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
-        """Text tokens + voice -> (audio, {"gpt", "vocoder"} seconds, {"gpt_tokens"}).
-
-        Step for step what ``Xtts.inference`` does per sentence (generate, second GPT forward for
-        the latents, speed rescale, HiFiGAN), with the chunks' audio concatenated.
-        """
-        if self.fast_path:
-            latents, timings, info = self._generate_fast(tokens, voice, settings, progress)
-            audio, t_voc = self._vocode_fast(latents, voice, speed)
-            return audio, {"gpt": timings["gpt"], "vocoder": t_voc}, info
-        import torch
-        import torch.nn.functional as F
-
-        model, gpt, cond, embedding, length_scale, sampling = self._stock_inputs(voice, settings, speed)
-        t_gpt = t_voc = 0.0
-        n_tokens = 0
-        wavs = []
-        with torch.inference_mode():
-            for i, text_tokens in enumerate(tokens):
-                progress(0.1 + 0.85 * i / len(tokens), desc=f"generating chunk {i + 1} of {len(tokens)}")
-                t0 = time.perf_counter()
-                codes = gpt.generate(cond_latents=cond, text_inputs=text_tokens,
-                                     num_return_sequences=model.gpt_batch_size,
-                                     output_attentions=False, **sampling)
-                expected_len = torch.tensor([codes.shape[-1] * gpt.code_stride_len], device=self.device)
-                text_len = torch.tensor([text_tokens.shape[-1]], device=self.device)
-                latents = gpt(text_tokens, text_len, codes, expected_len, cond_latents=cond,
-                              return_attentions=False, return_latent=True)
-                if length_scale != 1.0:
-                    latents = F.interpolate(latents.transpose(1, 2), scale_factor=length_scale,
-                                            mode="linear").transpose(1, 2)
-                self._sync()
-                t1 = time.perf_counter()
-                wavs.append(model.hifigan_decoder(latents, g=embedding).cpu().squeeze())
-                self._sync()
-                t_gpt += t1 - t0
-                t_voc += time.perf_counter() - t1
-                n_tokens += int(codes.shape[-1])
-        audio = torch.cat(wavs, dim=0).numpy().astype(np.float32, copy=False)
-        return audio, {"gpt": t_gpt, "vocoder": t_voc}, {"gpt_tokens": n_tokens}
-
-    def _run_stream(self, tokens: list[Any], voice: Any, settings: GenerationSettings, speed: float,
-                    stats: dict[str, Any], progress: Progress = no_progress) -> Iterator[np.ndarray]:
-        """Yield audio chunks as ``Xtts.inference_stream`` does; fill ``stats`` with timings and tokens.
-
-        With ``fast_path`` (default) each chunk vocodes only its new frames plus context (linear
-        in length; ``components.xtts.fast.stream``). Stock behaviour otherwise: every chunk
-        re-vocodes all latents of the sentence so far (quadratic in length) and crossfades
-        ``STREAM_OVERLAP_SAMPLES`` into the next chunk.
-        """
-        if self.fast_path:
-            yield from self._stream_fast(tokens, voice, settings, speed, stats, progress)
-            return
-        import torch
-        import torch.nn.functional as F
-
-        model, gpt, cond, embedding, length_scale, sampling = self._stock_inputs(voice, settings, speed)
-        t_gpt = t_voc = 0.0
-        n_tokens = 0
-        with torch.inference_mode():
-            for i, text_tokens in enumerate(tokens):
-                progress(0.1 + 0.85 * i / len(tokens), desc=f"streaming chunk {i + 1} of {len(tokens)}")
-                t0 = time.perf_counter()
-                fake_inputs = gpt.compute_embeddings(cond, text_tokens)
-                generator = gpt.get_generator(fake_inputs=fake_inputs, num_return_sequences=1,
-                                              output_attentions=False, output_hidden_states=True,
-                                              return_dict_in_generate=True, **sampling)
-                t_gpt += time.perf_counter() - t0
-                pending, latents = 0, []
-                wav_prev = overlap = None
-                done = False
-                while not done:
-                    t0 = time.perf_counter()
-                    try:
-                        _token, latent = next(generator)
-                        latents.append(latent)
-                        pending += 1
-                        n_tokens += 1
-                    except StopIteration:
-                        done = True
-                    self._sync()
-                    t_gpt += time.perf_counter() - t0
-                    if latents and (done or pending >= self.stream_chunk_tokens):
-                        t0 = time.perf_counter()
-                        z = torch.cat(latents, dim=0)[None, :]
-                        if length_scale != 1.0:
-                            z = F.interpolate(z.transpose(1, 2), scale_factor=length_scale,
-                                              mode="linear").transpose(1, 2)
-                        wav = model.hifigan_decoder(z, g=embedding)
-                        chunk, wav_prev, overlap = model.handle_chunks(
-                            wav.squeeze(), wav_prev, overlap, STREAM_OVERLAP_SAMPLES, is_final=done)
-                        out = chunk.cpu().numpy().astype(np.float32, copy=True)
-                        self._sync()
-                        t_voc += time.perf_counter() - t0
-                        pending = 0
-                        if len(out):
-                            yield out
-        stats["timings"] = {"gpt": t_gpt, "vocoder": t_voc}
-        stats["gpt_tokens"] = n_tokens
 
     # -- the fast path (components.xtts.fast) ----------------------------------------------------
     def _generate_fast(self, tokens: list[Any], voice: Any, settings: GenerationSettings,
@@ -819,7 +659,7 @@ class XttsEngine:
         size = int(batch_size or self.batch_size)
         if size < 1:
             raise LabError(f"batch size must be at least 1, got {batch_size!r}")
-        if not self.fast_path or size == 1 or len(requests) <= 1:  # stock path / nothing to batch
+        if size == 1 or len(requests) <= 1:  # nothing to batch
             for i, request in enumerate(requests):
                 yield i, self.synthesize(request, progress)
             return
