@@ -35,6 +35,7 @@ from .base import (
     SynthRequest, SynthResult, check_language, no_progress,
 )
 
+from components.xtts.latents import COND_SAMPLE_RATE
 from components.xtts.locate import CPML_URL  # one CPML link everywhere
 
 # The 17 languages XTTS v2 speaks, in the order its documentation lists them.
@@ -44,7 +45,6 @@ LANGUAGES: tuple[str, ...] = (
 )
 
 DEFAULT_CACHE_DIR = "~/.cache/xtts-lab"
-COND_SAMPLE_RATE = 22050       # Hz: XTTS conditions on 22.05 kHz audio (speaker encoder resamples to 16 kHz)
 STREAM_CHUNK_TOKENS = 40       # GPT tokens per streamed chunk (~1.9 s of audio; coqui's default is 20,
                                # fewer, bigger chunks keep the fast path's per-chunk context cheap)
 
@@ -94,8 +94,7 @@ class XttsEngine:
         self._latents = None                # components.xtts.latents.LatentCache
         self._load_lock = threading.Lock()
         self._gate = Gate()
-        self._decoder = None                # components.xtts.fast.BatchDecoder, made on first use
-        self._decoder_lock = threading.Lock()
+        self._shared = None                 # components.xtts.shared.SharedBatch, made on first use
 
     # -- discovery (light: no torch) -----------------------------------------------------------
     @classmethod
@@ -213,44 +212,21 @@ class XttsEngine:
             return list(torch.load(weights.path / "speakers_xtts.pth", map_location="cpu", weights_only=True))
         return list(self._speakers)
 
-    def _conditioning_settings(self) -> dict[str, Any]:
-        """The values the latents depend on besides the audio (part of the cache key)."""
-        cfg = self.model.config
-        return {"gpt_cond_len": int(cfg.gpt_cond_len), "gpt_cond_chunk_len": int(cfg.gpt_cond_chunk_len),
-                "max_ref_len": int(cfg.max_ref_len), "sr": COND_SAMPLE_RATE}
-
     def prepare_reference(self, path: str, progress: Progress = no_progress) -> PreparedReference:
         """Clean ``path`` and compute its conditioning latents, from the cache when it has them.
 
         Raises LabError for silence, under ~2 s of speech, or a file that is not audio.
         """
         from components.audio import clean_reference
-        from components.xtts.latents import Voice, latent_key
+        from components.xtts.latents import condition, conditioning_settings
 
         model = self._require_model(progress)
-        settings = self._conditioning_settings()
         t0 = time.perf_counter()
-        clean = clean_reference(path, COND_SAMPLE_RATE, max_seconds=settings["max_ref_len"])
+        clean = clean_reference(path, COND_SAMPLE_RATE, max_seconds=conditioning_settings(model)["max_ref_len"])
         t_reference = time.perf_counter() - t0
-
-        key = latent_key(clean.audio, clean.sr, settings, self.model_id or "")
         t0 = time.perf_counter()
-        found = self._latents.get(key)
-        if found is not None:
-            voice, status = found
-        else:
-            import torch
-
-            progress(0.05, desc=f"conditioning on the reference ({clean.seconds:.1f} s)")
-            audio = torch.from_numpy(clean.audio)[None]
-            with torch.inference_mode():
-                latent = model.get_gpt_cond_latents(audio, clean.sr, length=settings["gpt_cond_len"],
-                                                    chunk_length=settings["gpt_cond_chunk_len"])
-                embedding = model.get_speaker_embedding(audio, clean.sr)
-            voice = Voice(latent.cpu(), embedding.cpu(),
-                          {"seconds": clean.seconds, "warnings": clean.warnings})
-            self._latents.put(key, voice)
-            status = "miss"
+        voice, status = condition(model, clean.audio, clean.sr, self._latents, self.model_id or "", progress,
+                                  meta={"seconds": clean.seconds, "warnings": clean.warnings})
         self._sync()
         return PreparedReference(voice=voice, cache=status, seconds=clean.seconds, warnings=clean.warnings,
                                  timings={"reference": t_reference, "conditioning": time.perf_counter() - t0})
@@ -280,43 +256,6 @@ class XttsEngine:
         entry = self._speakers[name]
         voice = Voice(entry["gpt_cond_latent"], entry["speaker_embedding"], {"speaker": name})
         return voice, {"reference": 0.0, "conditioning": 0.0}, {"latent_cache": "builtin"}
-
-    # -- text ----------------------------------------------------------------------------------
-    def _token_chunks(self, request: SynthRequest) -> tuple[list[Any], list[str]]:
-        """Text chunks for ``request`` as token tensors, each under the GPT's text-token limit.
-
-        Returns (token tensors, notes). Splits at sentence ends up to the language's character
-        limit; a chunk that still has too many tokens is split again instead of hitting coqui's
-        400-token assertion.
-        """
-        import torch
-
-        from components.xtts import text as xtext
-
-        lang = request.lang
-        splitting = request.settings.enable_text_splitting
-        limit = xtext.char_limit(lang)
-        max_tokens = int(self.model.args.gpt_max_text_tokens)
-        pending = xtext.prepare(request.text, lang, splitting=splitting, limit=limit)
-        if not pending:
-            raise LabError("text is empty after normalisation: type something to say")
-        notes = []
-        if not splitting and len(pending[0]) > limit:
-            notes.append(f"text has {len(pending[0])} characters, over the {limit} XTTS handles well in "
-                         f"{lang!r}; turn text splitting on if the audio is cut short")
-        tokens: list[Any] = []
-        while pending:
-            chunk = pending.pop(0)
-            ids = self.model.tokenizer.encode(chunk.strip().lower(), lang=lang.split("-")[0])
-            if len(ids) >= max_tokens:
-                if len(chunk) <= 1:
-                    raise LabError(f"cannot fit text into XTTS's {max_tokens}-token limit: {chunk!r}")
-                pending[:0] = xtext.split_text(chunk, lang, max(1, len(chunk) // 2))
-                if not any("token limit" in n for n in notes):
-                    notes.append(f"split further to stay under the {max_tokens}-token limit")
-                continue
-            tokens.append(torch.IntTensor(ids).unsqueeze(0).to(self.device))
-        return tokens, notes
 
     # -- synthesis -----------------------------------------------------------------------------
     def _seed(self, seed: int | None) -> None:
@@ -382,62 +321,14 @@ class XttsEngine:
         finally:
             self._gate.release()
 
-    def _batch_decoder(self):
-        """The decoder that batches this engine's concurrent requests, for the model's current
-        precision (call while holding the model shared: the precision cannot change then)."""
-        from components.xtts import fast
-
-        with self._decoder_lock:
-            if self._decoder is None or not self._decoder.serves(self.model):
-                self._decoder = fast.BatchDecoder(self.model, self.batch_size)
-            return self._decoder
-
-    def _submit(self, tokens: list[Any], voice: Any, request: SynthRequest, notify: Any = None,
-                stream_tokens: bool = True):
-        """Queue ``request``'s text chunks to join the running batch; its ``RowHandle``
-        (``notify``: a queue that gets the handle when the row is over; ``stream_tokens=False``
-        for readers that wait for whole chunks)."""
-        import torch
-
-        from components.xtts import fast
-
-        # Its own generator, seeded as ``_seed`` seeds torch's global one (the same draws as a
-        # solo synthesis); unseeded requests get a random seed, never the global generator that
-        # a solo request beside them may have seeded.
-        generator = torch.Generator(self.device)
-        if request.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(request.seed)
-        return self._batch_decoder().submit(fast.BatchItem(
-            chunks=tokens, gpt_cond_latent=voice.gpt_cond_latent.to(self.device),
-            settings=request.settings, generator=generator), notify, stream_tokens=stream_tokens)
-
-    def _batch_info(self, done: Any) -> dict[str, Any]:
-        n_tokens = sum(int(g.tokens.shape[-1]) for g in done.generations)
-        return {"gpt_tokens": n_tokens, "gpt_ms_per_token": round(1e3 * done.seconds / max(n_tokens, 1), 2),
-                "batch_size": self.batch_size, "batch_rows": done.rows_seen}
-
-    def _generate_batched(self, tokens: list[Any], voice: Any, request: SynthRequest,
-                          progress: Progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
-        """Like ``_generate_fast``, in the shared batch: (latents per chunk, {"gpt"}, info)."""
-        handle = self._submit(tokens, voice, request, stream_tokens=False)
-        try:
-            for i in range(len(tokens)):
-                progress(0.1 + 0.8 * i / len(tokens), desc=f"decoding chunk {i + 1} of {len(tokens)} in the shared batch")
-                for _ in handle.tokens():  # returns at the chunk's end (no per-token events asked for)
-                    pass
-            done = handle.result()
-        finally:
-            handle.cancel()  # if we are leaving early (an error, an interrupt), free its slot
-        return [g.latents for g in done.generations], {"gpt": done.seconds}, self._batch_info(done)
-
     def _begin(self, request: SynthRequest, progress: Progress):
         self._require_model(progress)
         check_language(self, request.lang)
         precision = self._precision(request.settings)
         voice, timings, info = self._voice(request, progress)
-        tokens, notes = self._token_chunks(request)
+        from components.xtts.text import token_chunks
+
+        tokens, notes = token_chunks(self.model, request.text, request.lang, request.settings.enable_text_splitting)
         if notes:
             info["note"] = "; ".join(x for x in (info.get("note"), *notes) if x)
         s = request.settings
@@ -449,21 +340,25 @@ class XttsEngine:
         })
         return voice, tokens, timings, info
 
+    def _decode(self, tokens: list[Any], voice: Any, request: SynthRequest, shared: bool,
+                progress: Progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
+        """GPT latents per text chunk: in the batch other requests share, or alone (seeded torch)."""
+        if shared:
+            return self._batch().generate(self.model, tokens, voice.gpt_cond_latent, request.settings,
+                                          request.seed, progress)
+        from components.xtts.decode import generate_chunks
+
+        self._seed(request.seed)
+        return generate_chunks(self.model, tokens, voice.gpt_cond_latent, request.settings, progress)
+
     def synthesize(self, request: SynthRequest, progress: Progress = no_progress) -> SynthResult:
         """Synthesise ``request`` whole. Timings: reference, conditioning, gpt, vocoder (seconds)."""
         voice, tokens, timings, info = self._begin(request, progress)
         shared = self.concurrent
         with self._holding(info["precision"], progress, shared), self._oom_guard():
-            if shared:  # decode in the batch other requests share; vocode alone
-                latents, gpt_timings, stage_info = self._generate_batched(tokens, voice, request, progress)
-                audio, t_voc = self._vocode_fast(latents, voice, request.speed)
-                stage_timings = {**gpt_timings, "vocoder": t_voc}
-            else:
-                self._seed(request.seed)
-                latents, gpt_timings, stage_info = self._generate_fast(tokens, voice, request.settings, progress)
-                audio, t_voc = self._vocode_fast(latents, voice, request.speed)
-                stage_timings = {**gpt_timings, "vocoder": t_voc}
-        timings.update(stage_timings)
+            latents, gpt_timings, stage_info = self._decode(tokens, voice, request, shared, progress)
+            audio, t_voc = self._vocode_fast(latents, voice, request.speed)
+        timings.update({**gpt_timings, "vocoder": t_voc})
         info.update(stage_info)
         progress(1.0, desc="done")
         return SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)
@@ -481,11 +376,16 @@ class XttsEngine:
         ttfa = None
         shared = self.concurrent
         with self._holding(info["precision"], progress, shared), self._oom_guard():
-            if shared:
-                source = self._stream_batched(tokens, voice, request, stats, progress)
+            if shared:  # codes from the batch other requests share, vocoded as they come
+                source = self._batch().stream(self.model, tokens, voice, request.settings, request.seed, request.speed,
+                                              self.stream_chunk_tokens, stats, progress)
             else:
+                from components.xtts.stream import stream_chunks
+
                 self._seed(request.seed)
-                source = self._stream_fast(tokens, voice, request.settings, request.speed, stats, progress)
+                source = stream_chunks(self.model, tokens, voice.gpt_cond_latent, voice.speaker_embedding,
+                                       request.settings, speed=request.speed, chunk_tokens=self.stream_chunk_tokens,
+                                       stats=stats, progress=progress)
             for chunk in source:
                 if ttfa is None:
                     ttfa = time.perf_counter() - t_start
@@ -522,24 +422,6 @@ class XttsEngine:
         return guard()
 
     # -- the fast path (components.xtts.fast) ----------------------------------------------------
-    def _generate_fast(self, tokens: list[Any], voice: Any, settings: GenerationSettings,
-                       progress: Progress = no_progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
-        """GPT codes for every text chunk: (latents per chunk, {"gpt"} seconds, {"gpt_tokens"})."""
-        from components.xtts import fast
-
-        cond = voice.gpt_cond_latent.to(self.device)
-        latents, t_gpt, n_tokens = [], 0.0, 0
-        for i, text_tokens in enumerate(tokens):
-            progress(0.1 + 0.85 * i / len(tokens), desc=f"generating chunk {i + 1} of {len(tokens)}")
-            t0 = time.perf_counter()
-            g = fast.generate(self.model, text_tokens, cond, settings)
-            self._sync()
-            t_gpt += time.perf_counter() - t0
-            latents.append(g.latents)
-            n_tokens += int(g.tokens.shape[-1])
-        return latents, {"gpt": t_gpt}, {"gpt_tokens": n_tokens,
-                                         "gpt_ms_per_token": round(1e3 * t_gpt / max(n_tokens, 1), 2)}
-
     def _vocode_fast(self, latents: list[Any], voice: Any, speed: float) -> tuple[np.ndarray, float]:
         """HiFiGAN over each chunk's latents at ``speed``, concatenated: (audio, seconds)."""
         from components.xtts import fast
@@ -548,48 +430,6 @@ class XttsEngine:
         wavs = [fast.vocode(self.model, z, voice.speaker_embedding, speed) for z in latents]
         self._sync()
         return np.concatenate(wavs).astype(np.float32, copy=False), time.perf_counter() - t0
-
-    def _stream_fast(self, tokens: list[Any], voice: Any, settings: GenerationSettings, speed: float,
-                     stats: dict[str, Any], progress: Progress = no_progress) -> Iterator[np.ndarray]:
-        from components.xtts import fast
-
-        cond = voice.gpt_cond_latent.to(self.device)
-        t_gpt = t_voc = 0.0
-        n_tokens = 0
-        for i, text_tokens in enumerate(tokens):
-            progress(0.1 + 0.85 * i / len(tokens), desc=f"streaming chunk {i + 1} of {len(tokens)}")
-            part: dict[str, Any] = {}
-            yield from fast.stream(self.model, text_tokens, cond, voice.speaker_embedding, settings, speed=speed,
-                                   first_chunk_tokens=min(fast.STREAM_FIRST_TOKENS, self.stream_chunk_tokens),
-                                   chunk_tokens=self.stream_chunk_tokens, stats=part)
-            t_gpt += part["timings"]["gpt"]
-            t_voc += part["timings"]["vocoder"]
-            n_tokens += part["gpt_tokens"]
-        stats["timings"] = {"gpt": t_gpt, "vocoder": t_voc}
-        stats["gpt_tokens"] = n_tokens
-        stats["gpt_ms_per_token"] = round(1e3 * t_gpt / max(n_tokens, 1), 2)
-
-    def _stream_batched(self, tokens: list[Any], voice: Any, request: SynthRequest, stats: dict[str, Any],
-                        progress: Progress = no_progress) -> Iterator[np.ndarray]:
-        """``_stream_fast`` with the codes decoded in the shared batch: each text chunk is vocoded
-        piece by piece as the batch samples its codes (``components.xtts.fast.stream_row``)."""
-        from components.xtts import fast
-
-        handle = self._submit(tokens, voice, request)
-        t_voc = 0.0
-        try:
-            for i in range(len(tokens)):
-                progress(0.1 + 0.85 * i / len(tokens), desc=f"streaming chunk {i + 1} of {len(tokens)}")
-                part: dict[str, Any] = {}
-                yield from fast.stream_row(self.model, handle, voice.speaker_embedding, speed=request.speed,
-                                           first_chunk_tokens=min(fast.STREAM_FIRST_TOKENS, self.stream_chunk_tokens),
-                                           chunk_tokens=self.stream_chunk_tokens, stats=part)
-                t_voc += part["timings"]["vocoder"]
-            done = handle.result()
-        finally:
-            handle.cancel()  # a client that closed its stream frees its slot at the next step
-        stats["timings"] = {"gpt": done.seconds, "vocoder": t_voc}
-        stats.update(self._batch_info(done))
 
     def synthesize_speeds(self, request: SynthRequest, speeds: list[float],
                           progress: Progress = no_progress) -> list[SynthResult]:
@@ -607,11 +447,8 @@ class XttsEngine:
         voice, tokens, timings, info = self._begin(request, progress)
         shared = self.concurrent
         with self._holding(info["precision"], progress, shared), self._oom_guard():
-            if shared:  # the same decoding as synthesize(), so each speed equals it exactly
-                latents, gpt_timings, gpt_info = self._generate_batched(tokens, voice, request, progress)
-            else:
-                self._seed(request.seed)
-                latents, gpt_timings, gpt_info = self._generate_fast(tokens, voice, request.settings, progress)
+            # the same decoding as synthesize(), so each speed equals it exactly
+            latents, gpt_timings, gpt_info = self._decode(tokens, voice, request, shared, progress)
             results = []
             for s in speeds:
                 audio, t_voc = self._vocode_fast(latents, voice, s)
@@ -623,6 +460,15 @@ class XttsEngine:
         return results
 
     # -- batches -------------------------------------------------------------------------------
+    def _batch(self):
+        """The shared batch concurrent requests decode in (``components.xtts.shared``)."""
+        from components.xtts.shared import SharedBatch
+
+        with self._load_lock:
+            if self._shared is None:
+                self._shared = SharedBatch(self.batch_size)
+            return self._shared
+
     @property
     def batch_size(self) -> int:
         """Rows decoded together when a caller does not say (``--batch``, default 8)."""
@@ -693,7 +539,7 @@ class XttsEngine:
         progress(0.1, desc=f"decoding {len(items)} rows, {min(size, len(items))} at a time")
         with self._oom_guard():
             if self.concurrent and size == self.batch_size:
-                rows = self._shared_rows(items)  # in the batch the server's requests share
+                rows = self._batch().rows(self.model, items)  # in the batch the server's requests share
             else:
                 rows = fast.generate_batch(self.model, items, size)
             for row in rows:
@@ -707,26 +553,6 @@ class XttsEngine:
                 done += 1
                 progress(0.1 + 0.9 * done / len(requests), desc=f"{done} of {len(requests)} rows done")
                 yield i, SynthResult(audio=audio, sample_rate=self.sample_rate, timings=timings, info=info)
-
-    def _shared_rows(self, items: list[Any]) -> Iterator[Any]:
-        """``generate_batch`` for the engine's own decoder: ``items`` join the shared batch (beside
-        whatever other users' requests decode there) and come back as they finish, each as a
-        ``BatchDone`` whose ``index`` is its position in ``items``. If the caller stops early, the
-        rows still decoding leave the batch."""
-        import dataclasses
-        import queue
-
-        finished: queue.SimpleQueue = queue.SimpleQueue()
-        decoder = self._batch_decoder()
-        handles = [decoder.submit(item, finished, stream_tokens=False) for item in items]
-        position = {id(h): k for k, h in enumerate(handles)}
-        try:
-            for _ in handles:
-                handle = finished.get()
-                yield dataclasses.replace(handle.result(), index=position[id(handle)])
-        finally:
-            for handle in handles:
-                handle.cancel()
 
     def speaker_embedding(self, audio: np.ndarray, sr: int) -> np.ndarray:
         """XTTS's speaker embedding of ``audio`` (mono float, any rate) as a 1-D float32 vector.

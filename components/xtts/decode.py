@@ -148,3 +148,30 @@ def teacher_forced_latents(model: Any, text_tokens: "torch.Tensor", gpt_cond_lat
         hidden = fast.forward(x, 0)[prefix.shape[0] - 1:]
         latents = F.layer_norm(hidden, (fast.dim,), *fast.final_norm[:2], fast.final_norm[2])
     return latents[None]
+
+
+def sync(device: Any) -> None:
+    """Wait for queued GPU work, so a stage timer measures it (nothing to wait for on a CPU)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def generate_chunks(model: Any, tokens: list, gpt_cond_latent: "torch.Tensor", settings: GenerationSettings,
+                    progress: Any = None) -> tuple[list, dict[str, float], dict[str, Any]]:
+    """``generate`` for each text chunk in turn: (latents per chunk, {"gpt": seconds},
+    {"gpt_tokens", "gpt_ms_per_token"}). ``progress`` (if given) is told each chunk's start."""
+    device = next(model.gpt.parameters()).device
+    cond = gpt_cond_latent.to(device)
+    latents, t_gpt, n_tokens = [], 0.0, 0
+    for i, text_tokens in enumerate(tokens):
+        if progress is not None:
+            progress(0.1 + 0.85 * i / len(tokens), desc=f"generating chunk {i + 1} of {len(tokens)}")
+        t0 = time.perf_counter()
+        g = generate(model, text_tokens, cond, settings)
+        sync(device)
+        t_gpt += time.perf_counter() - t0
+        latents.append(g.latents)
+        n_tokens += int(g.tokens.shape[-1])
+    return latents, {"gpt": t_gpt}, {"gpt_tokens": n_tokens, "gpt_ms_per_token": round(1e3 * t_gpt / max(n_tokens, 1), 2)}

@@ -190,3 +190,32 @@ def _stream(model, text_tokens, gpt_cond_latent, speaker_embedding, settings, sp
         stats["gpt_tokens"] = len(latents)
         stats["ttfa_seconds"] = ttfa
         stats["chunks"] = n_chunks
+
+
+def stream_chunks(model: Any, tokens: list, gpt_cond_latent: "torch.Tensor", speaker_embedding: "torch.Tensor",
+                  settings: GenerationSettings, *, speed: float = 1.0, chunk_tokens: int = STREAM_CHUNK_TOKENS,
+                  stats: dict[str, Any], progress: Any = None, handle: "RowHandle | None" = None) -> Iterator[np.ndarray]:
+    """``stream`` each text chunk in turn (or, with ``handle``, each chunk of a ``BatchDecoder``
+    row as the batch samples its codes: ``stream_row``); ``stats`` gets the summed timings (gpt,
+    vocoder), gpt_tokens and gpt_ms_per_token (without ``handle``: the batch reports those)."""
+    cond = None if handle is not None else gpt_cond_latent.to(next(model.gpt.parameters()).device)
+    first = min(STREAM_FIRST_TOKENS, chunk_tokens)
+    t_gpt = t_voc = 0.0
+    n_tokens = 0
+    for i, text_tokens in enumerate(tokens):
+        if progress is not None:
+            progress(0.1 + 0.85 * i / len(tokens), desc=f"streaming chunk {i + 1} of {len(tokens)}")
+        part: dict[str, Any] = {}
+        if handle is not None:
+            yield from stream_row(model, handle, speaker_embedding, speed=speed, first_chunk_tokens=first,
+                                  chunk_tokens=chunk_tokens, stats=part)
+        else:
+            yield from stream(model, text_tokens, cond, speaker_embedding, settings, speed=speed,
+                              first_chunk_tokens=first, chunk_tokens=chunk_tokens, stats=part)
+        t_gpt += part["timings"]["gpt"]
+        t_voc += part["timings"]["vocoder"]
+        n_tokens += part["gpt_tokens"]
+    stats["timings"] = {"gpt": t_gpt, "vocoder": t_voc}
+    if handle is None:
+        stats["gpt_tokens"] = n_tokens
+        stats["gpt_ms_per_token"] = round(1e3 * t_gpt / max(n_tokens, 1), 2)
