@@ -542,10 +542,11 @@ class XttsEngine:
                 rows = self._batch().rows(self.model, items)  # in the batch the server's requests share
             else:
                 rows = fast.generate_batch(self.model, items, size)
-            for row in rows:
+            # Each row vocoded once decoded (a GPU takes several finished rows in one HiFiGAN call).
+            for row, audio, t_voc in fast.vocode_rows(self.model, rows, [b[0].speaker_embedding for b in begun],
+                                                      [requests[i].speed for i in indices]):
                 i = indices[row.index]
                 voice, _tokens, timings, info = begun[row.index]
-                audio, t_voc = self._vocode_fast([g.latents for g in row.generations], voice, requests[i].speed)
                 n_tokens = sum(int(g.tokens.shape[-1]) for g in row.generations)
                 timings = {**timings, "gpt": row.seconds, "vocoder": t_voc}
                 info = {**info, "gpt_tokens": n_tokens, "gpt_ms_per_token": round(1e3 * row.seconds / max(n_tokens, 1), 2),

@@ -53,12 +53,14 @@ from components.xtts.precision import apply_precision, precision_of, release_map
 from components.xtts.stream import (
     CONTEXT_FRAMES, STREAM_CHUNK_TOKENS, STREAM_CROSSFADE, STREAM_FIRST_TOKENS, frames_per_token, stream, stream_row,
 )
-from components.xtts.vocoder import HOP_SAMPLES, rows_per_vocoder_call, vocode, vocode_batch, vocode_speeds
+from components.xtts.vocoder import (
+    HOP_SAMPLES, rows_per_vocoder_call, vocode, vocode_batch, vocode_rows, vocode_speeds,
+)
 
 __all__ = [
     "DEFAULT_BATCH", "BatchDone", "BatchItem", "generate_batch", "BatchDecodeError", "BatchDecoder", "RowHandle",
     "Generation", "encode", "generate", "teacher_forced_latents", "ORT_PRECISIONS", "FastGPT", "load_fast",
     "apply_precision", "precision_of", "release_mapped_pages", "CONTEXT_FRAMES", "STREAM_CHUNK_TOKENS",
     "STREAM_CROSSFADE", "STREAM_FIRST_TOKENS", "frames_per_token", "stream", "stream_row", "HOP_SAMPLES", "vocode",
-    "rows_per_vocoder_call", "vocode_batch", "vocode_speeds",
+    "rows_per_vocoder_call", "vocode_batch", "vocode_rows", "vocode_speeds",
 ]

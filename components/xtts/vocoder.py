@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -172,3 +172,39 @@ ROWS_PER_CALL_GPU = 32
 def rows_per_vocoder_call(device_type: str) -> int:
     """How many rows ``vocode_batch`` puts in one HiFiGAN call on ``device_type`` by default."""
     return ROWS_PER_CALL.get(device_type, ROWS_PER_CALL_GPU)
+
+
+def vocode_rows(model: Any, rows: Iterator[Any], speaker_embeddings: Sequence["torch.Tensor"],
+                speeds: Sequence[float]) -> Iterator[tuple[Any, np.ndarray, float]]:
+    """(row, audio, vocoder seconds) for each finished batch row (``BatchDone``: all its text
+    chunks' latents; ``speaker_embeddings[row.index]``, ``speeds[row.index]``).
+
+    On a CPU each row is vocoded as soon as it is decoded; elsewhere rows are gathered in groups
+    of ``rows_per_vocoder_call`` and vocoded in one padded call (the same audio: ``vocode_batch``),
+    the group's time shared out by audio length.
+    """
+    from components.xtts.decode import sync
+
+    device = next(model.hifigan_decoder.parameters()).device
+    per_call, group = rows_per_vocoder_call(device.type), []
+    for row in rows:
+        group.append(row)
+        if len(group) == per_call:
+            yield from _vocode_group(model, group, speaker_embeddings, speeds, sync)
+            group = []
+    if group:
+        yield from _vocode_group(model, group, speaker_embeddings, speeds, sync)
+
+
+def _vocode_group(model, group, speaker_embeddings, speeds, sync) -> Iterator[tuple[Any, np.ndarray, float]]:
+    import time
+
+    parts = [(row, g.latents) for row in group for g in row.generations]
+    t0 = time.perf_counter()
+    wavs = vocode_batch(model, [z for _, z in parts], [speaker_embeddings[r.index] for r, _ in parts],
+                        [speeds[r.index] for r, _ in parts])
+    sync(next(model.hifigan_decoder.parameters()).device)
+    seconds, total = time.perf_counter() - t0, max(sum(len(w) for w in wavs), 1)
+    for row in group:
+        audio = np.concatenate([w for (r, _), w in zip(parts, wavs) if r is row]).astype(np.float32, copy=False)
+        yield row, audio, seconds * len(audio) / total
