@@ -79,3 +79,33 @@ def test_bad_arguments_are_refused(model, rows):
         fast.vocode_batch(model, latents, embeddings[:1])
     assert fast.vocode_batch(model, [], []) == []
     assert fast.rows_per_vocoder_call("cpu") == 1 and fast.rows_per_vocoder_call("cuda") > 1
+
+
+@pytest.mark.slow
+def test_vocode_rows_groups_finished_rows_and_keeps_each_rows_audio(model, monkeypatch):
+    """``vocode_rows`` as a GPU runs it (3 rows per call, forced here on the CPU): rows of two text
+    chunks each come back whole, in the order they finished, with the audio ``vocode`` gives
+    each chunk alone, and the group's vocoder time shared out."""
+    import torch
+
+    from components.engines.base import GenerationSettings
+    from components.xtts import fast, vocoder
+
+    fast.apply_precision(model, "fp32")
+    voices = list(model.speaker_manager.speakers.values())
+    texts = ("one two.", "three four five six.", "seven.", "eight nine ten.")
+    items = [fast.BatchItem([fast.encode(model, t, "en"), fast.encode(model, t[::-1], "en")],
+                            voices[i % 2]["gpt_cond_latent"], GenerationSettings(),
+                            torch.Generator().manual_seed(i), max_new_tokens=5 + 3 * i)
+             for i, t in enumerate(texts)]
+    rows = list(fast.generate_batch(model, items, batch_size=4))
+    embeddings = [voices[i % 2]["speaker_embedding"] for i in range(len(items))]
+    speeds = [1.0, 1.25, 0.9, 1.0]
+    monkeypatch.setitem(vocoder.ROWS_PER_CALL, "cpu", 3)
+    out = list(fast.vocode_rows(model, iter(rows), embeddings, speeds))
+    assert [row.index for row, _, _ in out] == [row.index for row in rows]
+    for row, audio, seconds in out:
+        alone = np.concatenate([fast.vocode(model, g.latents, embeddings[row.index], speeds[row.index])
+                                for g in row.generations])
+        assert seconds > 0 and audio.shape == alone.shape
+        np.testing.assert_allclose(audio, alone, atol=1e-5 * np.abs(alone).max())
