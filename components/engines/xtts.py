@@ -29,11 +29,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .gate import Gate
 from .base import (
     PRECISIONS, SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, GenerationSettings, LabError, License, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
 )
+from .gate import Gate
 
 from components.xtts.latents import COND_SAMPLE_RATE
 from components.xtts.locate import CPML_URL  # one CPML link everywhere
