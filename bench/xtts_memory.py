@@ -29,11 +29,11 @@ def measure(checkpoint: Path, precision: str, batch: int, tokens: int, keep: boo
     import psutil
     import torch
 
-    from components.xtts import fast
+    from components.xtts import fast, precision as xprecision
     from experiments.benchmark import PeakMemory
 
     if keep:  # the old behaviour: packed copy beside the resident originals
-        fast.release_mapped_pages = lambda *a, **k: 0
+        xprecision.release_mapped_pages = lambda *a, **k: 0
     model = fast.load_fast(checkpoint, precision=precision)
     after_load = psutil.Process().memory_info().rss / 2**20
     voices = [(v["gpt_cond_latent"], v["speaker_embedding"]) for v in model.speaker_manager.speakers.values()]

@@ -17,10 +17,17 @@ own codes, and the audio error of the vocoder alone.
 
 ``--batch N`` (default 8) then decodes N different rows (languages, voices, seeds) as one batch
 against the same N rows one after another, both on the lab path in the same precision, and
-prints the GPT tokens/s of both, the end-to-end time with HiFiGAN per row, batch-vs-solo token
-agreement and peak resident memory. The last two lines are ``speedup: N.NNx`` (single stream:
-stock synthesis time / lab synthesis time, load excluded) and ``batch speedup: N.NNx`` (batched
-GPT tokens/s / one-after-another GPT tokens/s).
+prints the GPT tokens/s of both, HiFiGAN over the batch's rows (``vocode_batch``: rows in one
+padded, masked call, against one row per call), batch-vs-solo token agreement and peak resident
+memory. The last lines are ``speedup: N.NNx`` (single stream: stock synthesis time / lab
+synthesis time, load excluded), ``batch speedup: N.NNx`` (batched GPT tokens/s /
+one-after-another GPT tokens/s), ``batch end-to-end speedup: N.NNx`` (the N rows one after
+another, GPT + HiFiGAN, / the same rows as a batch) and ``aggregate real-time: N.NNx`` (seconds
+of audio the batch made / seconds it took).
+
+``--quick`` runs the same code on the tiny generated checkpoint (2-layer GPT, full-size HiFiGAN)
+with short rows, one repeat and a batch of 4: a check that the bench works, in well under a
+minute; its figures say nothing about full-size speed.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from components.core import PRECISIONS  # noqa: E402
 
 TEXT = "the quick brown fox jumps over the lazy dog. hello world, how are you today?"
 DEFAULT_CHECKPOINT = Path("~/.cache/xtts-lab/bench-full-seed0").expanduser()
+QUICK_CHECKPOINT = Path("~/.cache/xtts-lab/bench-tiny-seed0").expanduser()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,20 +65,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=8,
                    help="rows of the batch measurement: N different rows decoded as one batch against the "
                         "same N rows one after another, lab path, same precision (0 skips it)")
+    p.add_argument("--quick", action="store_true",
+                   help="the same code on the tiny generated checkpoint, short rows, one repeat, batch of 4 "
+                        "(checks the bench runs; its figures say nothing about full-size speed)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.tokens, args.stream_tokens, args.repeats = min(args.tokens, 12), min(args.stream_tokens, 20), 1
+        args.batch = min(args.batch, 4)
+        if args.checkpoint == DEFAULT_CHECKPOINT:
+            args.checkpoint = QUICK_CHECKPOINT
     if args.tokens < 2 or args.repeats < 1 or args.stream_tokens < 0 or args.batch < 0:
         p.error("--tokens must be >= 2, --repeats >= 1, --stream-tokens >= 0, --batch >= 0")
     return args
 
 
-def ensure_checkpoint(folder: Path) -> Path:
-    """The full-size random-weight checkpoint, generated once (~30 s, ~1.9 GB)."""
+def ensure_checkpoint(folder: Path, preset: str = "full") -> Path:
+    """The random-weight checkpoint, generated once (full: ~30 s, ~1.9 GB; tiny: a few s, ~90 MB)."""
     from components.xtts.synthetic import REQUIRED_FILES, make_checkpoint
 
     if all((folder / f).is_file() for f in REQUIRED_FILES):
         return folder
-    print(f"generating the full-size random-weight checkpoint in {folder} (once) ...", flush=True)
-    return make_checkpoint(folder, preset="full", seed=0)
+    print(f"generating the {preset}-size random-weight checkpoint in {folder} (once) ...", flush=True)
+    return make_checkpoint(folder, preset=preset, seed=0)
 
 
 def read_bandwidth(device) -> float:
@@ -167,13 +183,13 @@ def lab_run(model, voice, tokens: int, seed: int, device) -> dict:
             "total": t2 - t0, "wav": wav, "codes": g.tokens, "latent_tensor": g.latents, "text": text}
 
 
-def stock_ttfa(model, voice, seed: int) -> float:
+def stock_ttfa(model, voice, seed: int, tokens: int = 100) -> float:
     """Seconds until stock ``inference_stream`` yields its first chunk (20 tokens + HiFiGAN)."""
     import torch
 
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    stream = model.inference_stream(TEXT, "en", voice[0], voice[1], min_new_tokens=100, max_new_tokens=100)
+    stream = model.inference_stream(TEXT, "en", voice[0], voice[1], min_new_tokens=tokens, max_new_tokens=tokens)
     next(stream)
     out = time.perf_counter() - t0
     stream.close()
@@ -295,20 +311,32 @@ def batch_compare(model, voices, n: int, tokens: int, seed: int, device) -> dict
     out["solo"] = {"gpt": t_gpt, "vocoder": t_voc, "codes": solo_codes, "peak_rss_mb": mem.peak_rss_mb,
                    "prefill": prefill}
     items = batch_items(model, voices, n, tokens, seed)
+    embeddings = [voices[i % len(voices)][1] for i in range(n)]
     with PeakMemory(str(device)) as mem:
-        t_voc = prefill = 0.0
-        batch_codes = [None] * n
+        prefill = 0.0
+        batch_codes, latents = [None] * n, [None] * n
         t0 = time.perf_counter()
         for done in fast.generate_batch(model, items, batch_size=n):
-            t1 = time.perf_counter()
-            fast.vocode(model, done.generations[0].latents, voices[done.index % len(voices)][1])
-            sync(device)
-            t_voc += time.perf_counter() - t1
             batch_codes[done.index] = done.generations[0].tokens[0]
+            latents[done.index] = done.generations[0].latents
             prefill += done.generations[0].timings["prefill"]
-        total = time.perf_counter() - t0
-    out["batch"] = {"gpt": total - t_voc, "vocoder": t_voc, "codes": batch_codes, "peak_rss_mb": mem.peak_rss_mb,
-                    "prefill": prefill}
+        sync(device)
+        t_gpt = time.perf_counter() - t0
+        # HiFiGAN over the batch's rows as the lab runs it on this device (rows per call from
+        # fast.rows_per_vocoder_call), then the other way round for comparison.
+        per_call = fast.rows_per_vocoder_call(device.type)
+        t0 = time.perf_counter()
+        wavs = fast.vocode_batch(model, latents, embeddings)
+        sync(device)
+        t_voc = time.perf_counter() - t0
+    other = n if per_call == 1 else 1
+    t0 = time.perf_counter()
+    fast.vocode_batch(model, latents, embeddings, rows_per_call=other)
+    sync(device)
+    t_other = time.perf_counter() - t0
+    out["batch"] = {"gpt": t_gpt, "vocoder": t_voc, "codes": batch_codes, "peak_rss_mb": mem.peak_rss_mb,
+                    "prefill": prefill, "audio_s": sum(len(w) for w in wavs) / model.args.output_sample_rate,
+                    "rows_per_call": per_call, "vocoder_other": t_other, "rows_per_call_other": other}
     same = sum(int((a == b).sum()) for a, b in zip(solo_codes, batch_codes))
     out["agreement"] = same / sum(len(a) for a in solo_codes)
     out["rows_equal"] = sum(bool(torch.equal(a, b)) for a, b in zip(solo_codes, batch_codes))
@@ -325,9 +353,10 @@ def main(argv=None) -> int:
     from TTS.tts.models.xtts import Xtts
 
     from components.xtts import fast
+    from components.xtts.precision import _fast
 
     load_before = load_average()
-    folder = ensure_checkpoint(args.checkpoint.expanduser())
+    folder = ensure_checkpoint(args.checkpoint.expanduser(), "tiny" if args.quick else "full")
     device = torch.device(args.device)
 
     t0 = time.perf_counter()
@@ -364,10 +393,10 @@ def main(argv=None) -> int:
     if args.batch:
         voices = [(v["gpt_cond_latent"].to(device), v["speaker_embedding"].to(device))
                   for v in lab.speaker_manager.speakers.values()]
-        batch_compare(lab, voices, min(2, args.batch), 4, args.seed, device)  # warm-up (oneDNN plans)
+        batch_compare(lab, voices, min(2, args.batch), min(4, args.tokens), args.seed, device)  # warm-up (oneDNN plans)
         batch = batch_compare(lab, voices, args.batch, args.tokens, args.seed, device)
     streaming = lab_stream(lab, voice, args.stream_tokens, args.seed, device) if args.stream_tokens else None
-    ttfa_stock = stock_ttfa(stock, voice, args.seed) if args.stream_tokens else None
+    ttfa_stock = stock_ttfa(stock, voice, args.seed, min(100, _fast(lab).max_new_tokens)) if args.stream_tokens else None
 
     def med(runs, key):
         return statistics.median(r[key] for r in runs)
@@ -389,10 +418,11 @@ def main(argv=None) -> int:
     if streaming:
         rows.append((f"stream: first audio (s), {args.stream_tokens} tok", ttfa_stock, streaming["ttfa"]))
     print()
-    print(f"XTTS v2 full-size architecture, random weights (seed 0), {args.tokens} tokens = {audio_s:.2f} s audio")
+    size = "tiny generated checkpoint (2-layer GPT, full-size HiFiGAN)" if args.quick else "XTTS v2 full-size architecture"
+    print(f"{size}, random weights (seed 0), {args.tokens} tokens = {audio_s:.2f} s audio")
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"lab precision {args.precision}"
-          f"{'' if fast._fast(lab).ort is None else ' (ONNX Runtime, worker threads spinning: ' + ('yes' if fast._fast(lab).ort.spinning else 'no, XTTS_LAB_ORT_SPIN=1 for yes') + ')'}, "
+          f"{'' if _fast(lab).ort is None else ' (ONNX Runtime, worker threads spinning: ' + ('yes' if _fast(lab).ort.spinning else 'no, XTTS_LAB_ORT_SPIN=1 for yes') + ')'}, "
           f"{args.repeats} interleaved runs (median), "
           f"load average before {load_before}, after {load_average()}")
     print(f"{'stage':38s} {'stock':>10s} {'lab':>10s} {'ratio':>7s}")
@@ -419,18 +449,26 @@ def main(argv=None) -> int:
         print(f"batch of {args.batch} different rows ({len({l for _, l in BATCH_ROWS[:args.batch]})} languages, "
               f"{len(lab.speaker_manager.speakers)} voices, {args.tokens} tokens each), lab path in {args.precision}: "
               f"one after another {n_tok / solo['gpt']:.1f} tokens/s, batched {n_tok / bat['gpt']:.1f} tokens/s (GPT); "
-              f"with HiFiGAN per row {solo['gpt'] + solo['vocoder']:.2f} s -> {bat['gpt'] + bat['vocoder']:.2f} s "
+              f"with HiFiGAN {solo['gpt'] + solo['vocoder']:.2f} s -> {bat['gpt'] + bat['vocoder']:.2f} s "
               f"({(solo['gpt'] + solo['vocoder']) / (bat['gpt'] + bat['vocoder']):.2f}x end to end)")
+        print(f"HiFiGAN over the batch's {args.batch} rows ({bat['audio_s']:.1f} s of audio): "
+              f"{bat['rows_per_call']} row(s) per call (the lab's choice on {device.type}) {bat['vocoder']:.2f} s, "
+              f"{bat['rows_per_call_other']} per call {bat['vocoder_other']:.2f} s; one row after another "
+              f"(solo) {solo['vocoder']:.2f} s")
         sd, bd = solo["gpt"] - solo["prefill"], bat["gpt"] - bat["prefill"]
         print(f"decoding only (each row's prompt prefill, the same work either way, left out): one after another "
               f"{n_tok / sd:.1f} tokens/s, batched {n_tok / bd:.1f} tokens/s ({sd / bd:.2f}x)")
         print(f"batch vs solo token agreement {batch['agreement']:.1%} ({batch['rows_equal']} of {args.batch} rows "
               f"identical); peak RSS of the process (stock model loaded too) one after another "
               f"{solo['peak_rss_mb']:.0f} MB, batched {bat['peak_rss_mb']:.0f} MB")
-    print(f"CPU: {cpu_description()}; torch threads {torch.get_num_threads()}")
+    print(f"CPU: {cpu_description()}; torch threads {torch.get_num_threads()}; load average at the end "
+          f"{load_average()}")
     print(f"speedup: {st / lt:.2f}x")
     if batch:
-        print(f"batch speedup: {batch['solo']['gpt'] / batch['batch']['gpt']:.2f}x")
+        solo, bat = batch["solo"], batch["batch"]
+        print(f"batch speedup: {solo['gpt'] / bat['gpt']:.2f}x")
+        print(f"batch end-to-end speedup: {(solo['gpt'] + solo['vocoder']) / (bat['gpt'] + bat['vocoder']):.2f}x")
+        print(f"aggregate real-time: {bat['audio_s'] / (bat['gpt'] + bat['vocoder']):.2f}x")
     return 0
 
 

@@ -186,23 +186,19 @@ def test_same_seed_same_samples_other_seed_other_samples(engine):
 
 
 def test_matches_stock_coqui_inference(engine):
-    """The engine's stock pipeline is ``Xtts.inference`` split into stages: same samples. Its
-    default fast path (fp32) gives the same samples within float tolerance."""
+    """The engine (fp32, the lab's fast path) gives coqui's own ``Xtts.inference`` samples for the
+    same seed within float tolerance: the same number of codes, so the same length, and the
+    same audio."""
     import torch
 
     settings = GenerationSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
     request = SynthRequest(text="Exactly as coqui.", lang="en", seed=4, settings=settings)
     fast = engine.synthesize(request)
-    engine.fast_path = False
-    try:
-        mine = engine.synthesize(request)
-    finally:
-        engine.fast_path = True
     voice = engine.model.speaker_manager.speakers["Claribel Dervla"]
     torch.manual_seed(4)
     stock = engine.model.inference("Exactly as coqui.", "en", voice["gpt_cond_latent"], voice["speaker_embedding"],
                                    temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
-    np.testing.assert_array_equal(mine.audio, stock["wav"])
+    assert fast.audio.shape == np.asarray(stock["wav"]).shape
     np.testing.assert_allclose(fast.audio, stock["wav"], atol=1e-4 * np.abs(stock["wav"]).max())
 
 

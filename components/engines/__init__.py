@@ -14,11 +14,12 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 from components.core import PRECISIONS, unavailable_reason_of
 
 from .base import Capabilities, Engine, EngineUnavailable, LabError, License, Progress, no_progress
+from .gate import Gate
 
 # A failed load is reported (status, refusals) for this long; then the next request loads again.
 RETRY_FAILED_LOAD_S = 30.0
@@ -126,7 +127,7 @@ class Engines:
         self._failed_at: dict[str, float] = {}   # name -> time.monotonic() of that failure
         self._loading: dict[str, threading.Event] = {}
         self._guard = threading.Lock()
-        self._holders = {name: _Holders() for name in REGISTRY}
+        self._holders = {name: Gate() for name in REGISTRY}
 
     # -- discovery ---------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -278,13 +279,13 @@ class Engines:
         enter, and the engine batches them itself. ``alone``: have even a concurrent engine to
         yourself (a benchmark whose timings other users' requests would disturb)."""
         engine = self.get(name, progress)
-        holders = self._holders.setdefault(name, _Holders())
+        holders = self._holders.setdefault(name, Gate())
         shared = self._concurrent(name) and not alone
-        holders.enter(shared, lambda: progress(0.0, desc=f"queued behind another {name} request"))
+        holders.acquire(shared, lambda: progress(0.0, desc=f"queued behind another {name} request"))
         try:
             yield engine
         finally:
-            holders.leave()
+            holders.release()
 
     def busy(self, name: str) -> bool:
         """True while a request holds engine ``name`` (inside ``use``)."""
@@ -300,45 +301,8 @@ class Engines:
         """
         holders = self._holders[name]
         shared = holders.shared  # the caller's own way of holding it (all holders share one)
-        holders.leave()
+        holders.release()
         try:
             yield
         finally:
-            holders.enter(shared)
-
-
-class _Holders:
-    """Who is inside ``Engines.use`` for one engine: one request at a time, or (for a concurrent
-    engine) any number of them at once."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self.count = 0
-        self.shared = False
-        self._waiting_alone = 0  # requests waiting to hold it alone: later shared ones wait behind them
-
-    def enter(self, shared: bool, waiting: Callable[[], None] | None = None) -> None:
-        with self._cond:
-            self._waiting_alone += not shared
-        try:
-            while True:
-                with self._cond:
-                    if shared:  # beside other shared holders, unless someone waits to be alone
-                        may_enter = not self._waiting_alone and (not self.count or self.shared)
-                    else:
-                        may_enter = not self.count
-                    if may_enter:
-                        self.count += 1
-                        self.shared = shared
-                        return
-                    self._cond.wait(0.5)
-                if waiting is not None:  # outside the lock: a progress callback may take its time
-                    waiting()
-        finally:
-            with self._cond:
-                self._waiting_alone -= not shared
-
-    def leave(self) -> None:
-        with self._cond:
-            self.count -= 1
-            self._cond.notify_all()
+            holders.acquire(shared)

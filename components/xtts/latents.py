@@ -107,3 +107,37 @@ class LatentCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._memory)
+
+
+COND_SAMPLE_RATE = 22050  # Hz: XTTS conditions on 22.05 kHz audio (its speaker encoder resamples to 16 kHz)
+
+
+def conditioning_settings(model: Any) -> dict[str, Any]:
+    """The values a loaded coqui ``Xtts``'s latents depend on besides the audio (cache key part)."""
+    cfg = model.config
+    return {"gpt_cond_len": int(cfg.gpt_cond_len), "gpt_cond_chunk_len": int(cfg.gpt_cond_chunk_len),
+            "max_ref_len": int(cfg.max_ref_len), "sr": COND_SAMPLE_RATE}
+
+
+def condition(model: Any, audio: np.ndarray, sr: int, cache: LatentCache, model_id: str,
+              progress: Any = None, meta: Mapping[str, Any] | None = None) -> tuple[Voice, str]:
+    """The voice of cleaned reference ``audio`` (mono float32 at ``sr``): from ``cache`` when it
+    has it, else computed with the model's own conditioning encoders and cached with ``meta``.
+    Returns (voice, "hit-memory" | "hit-disk" | "miss")."""
+    settings = conditioning_settings(model)
+    key = latent_key(audio, sr, settings, model_id)
+    found = cache.get(key)
+    if found is not None:
+        return found
+    import torch
+
+    if progress is not None:
+        progress(0.05, desc=f"conditioning on the reference ({len(audio) / sr:.1f} s)")
+    samples = torch.from_numpy(audio)[None]
+    with torch.inference_mode():
+        latent = model.get_gpt_cond_latents(samples, sr, length=settings["gpt_cond_len"],
+                                            chunk_length=settings["gpt_cond_chunk_len"])
+        embedding = model.get_speaker_embedding(samples, sr)
+    voice = Voice(latent.cpu(), embedding.cpu(), dict(meta or {}))
+    cache.put(key, voice)
+    return voice, "miss"

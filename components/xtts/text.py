@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 # Characters per chunk that XTTS v2 handles well (coqui-tts 0.28, VoiceBpeTokenizer.char_limits).
 CHAR_LIMITS: dict[str, int] = {
@@ -207,3 +208,40 @@ def prepare(text: str, lang: str, splitting: bool = True, limit: int | None = No
     if not splitting:
         return [text] if text else []
     return split_text(text, lang, limit)
+
+
+def token_chunks(model: Any, text: str, lang: str, splitting: bool = True) -> tuple[list[Any], list[str]]:
+    """Text for ``model`` (a loaded coqui ``Xtts``) as token tensors [1, T], each under the GPT's
+    text-token limit; returns (token tensors on the model's device, notes for the user).
+
+    Splits at sentence ends up to the language's character limit (``prepare``); a chunk that
+    still has too many tokens is split again instead of hitting coqui's 400-token assertion.
+    Raises LabError for text that is empty after normalisation or cannot fit.
+    """
+    import torch
+
+    from components.core import LabError
+
+    limit = char_limit(lang)
+    max_tokens = int(model.args.gpt_max_text_tokens)
+    device = next(model.gpt.parameters()).device
+    pending = prepare(text, lang, splitting=splitting, limit=limit)
+    if not pending:
+        raise LabError("text is empty after normalisation: type something to say")
+    notes = []
+    if not splitting and len(pending[0]) > limit:
+        notes.append(f"text has {len(pending[0])} characters, over the {limit} XTTS handles well in "
+                     f"{lang!r}; turn text splitting on if the audio is cut short")
+    tokens: list[Any] = []
+    while pending:
+        chunk = pending.pop(0)
+        ids = model.tokenizer.encode(chunk.strip().lower(), lang=lang.split("-")[0])
+        if len(ids) >= max_tokens:
+            if len(chunk) <= 1:
+                raise LabError(f"cannot fit text into XTTS's {max_tokens}-token limit: {chunk!r}")
+            pending[:0] = split_text(chunk, lang, max(1, len(chunk) // 2))
+            if not any("token limit" in n for n in notes):
+                notes.append(f"split further to stay under the {max_tokens}-token limit")
+            continue
+        tokens.append(torch.IntTensor(ids).unsqueeze(0).to(device))
+    return tokens, notes
