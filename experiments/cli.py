@@ -117,12 +117,15 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                         "1 = one at a time (see bench/xtts_speed.py --batch)")
     p.add_argument("--threads", type=int, help="CPU threads per model call of engines that take a setting "
                                                "(ONNX intra-op threads; default: the cores this process may use)")
+    p.add_argument("--piper-voices", metavar="DIR", help="folder of extra Piper voices, NAME.onnx + NAME.onnx.json "
+                                                         "(default: $PIPER_VOICES, else voices/piper/)")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision or "fp32",
                         agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir,
-                        threads=args.threads, batch=getattr(args, "batch", 8))
+                        threads=args.threads, batch=getattr(args, "batch", 8),
+                        piper_voices=getattr(args, "piper_voices", None))
 
 
 def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any]:

@@ -33,9 +33,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from .base import (
-    PRECISIONS, SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, GenerationSettings, LabError, License, Progress,
+    PRECISIONS, SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, LabError, License, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
 )
+from .settings import EngineSettings, for_engine, setting
 
 from components.xtts.locate import CPML_URL  # one CPML link everywhere
 
@@ -50,6 +51,36 @@ COND_SAMPLE_RATE = 22050       # Hz: XTTS conditions on 22.05 kHz audio (speaker
 STREAM_CHUNK_TOKENS = 40       # GPT tokens per streamed chunk (~1.9 s of audio; coqui's default is 20,
                                # fewer, bigger chunks keep the fast path's per-chunk context cheap)
 STREAM_OVERLAP_SAMPLES = 1024  # crossfade between streamed chunks (coqui's default)
+
+
+@dataclass(frozen=True)
+class XttsSettings(EngineSettings):
+    """XTTS's sampling settings (its GPT sampler), declared with their ranges.
+
+    Defaults are XTTS v2's ``config.json``; they are logged with every row (named columns as well
+    as the ``settings`` JSON) because its documentation, code defaults and config disagree.
+    """
+
+    engine_name = "xtts"
+
+    temperature: float = setting(0.75, "softmax temperature of the GPT sampler", min=0.05, max=5.0, step=0.05,
+                                 column="temperature")
+    top_k: int = setting(50, "keep the k most likely audio tokens (1 = greedy)", min=1, max=1000, step=1,
+                         column="top_k")
+    top_p: float = setting(0.85, "nucleus sampling mass", min=0.01, max=1.0, step=0.01, column="top_p")
+    repetition_penalty: float = setting(10.0, "> 1 discourages repeated audio tokens", min=1.0, max=50.0, step=0.5,
+                                        column="repetition_penalty")
+    length_penalty: float = setting(1.0, "beam-search length penalty (kept for parity with coqui)", min=0.1,
+                                    max=10.0, step=0.1, column="length_penalty")
+    enable_text_splitting: bool = setting(True, "split long text at sentence ends before the token limit",
+                                          column="text_splitting", label="split text at sentence ends")
+    # The choices are the engine's capabilities.precisions (below); None = the lab's --precision.
+    precision: str | None = setting(None, "GPT precision; empty = the lab's --precision. fp32 is exact; bf16, "
+                                          "int8 and int4 are faster", choices=(None, *PRECISIONS))
+
+
+# Kept so ``from components.engines.xtts import GenerationSettings`` (the old name) still works.
+GenerationSettings = XttsSettings
 
 
 @dataclass
@@ -108,9 +139,10 @@ class XttsEngine:
 
     name = "xtts"
     languages: tuple[str, ...] = LANGUAGES   # load() narrows them to the checkpoint's own list
-    capabilities = Capabilities(cloning=True, streaming=True, seeded=True, sampling_settings=True, speeds=True,
+    capabilities = Capabilities(cloning=True, streaming=True, seeded=True, speeds=True,
                                 batching=True, concurrent=True, precisions=PRECISIONS, speaker_encoder=True)
     preference = 100  # the lab's subject: the default whenever its weights are present
+    Settings = XttsSettings
     license = License("Coqui Public Model License (CPML)", CPML_URL, acceptance_required=True,
                       config_field="agree_cpml", note="non-commercial use only")
 
@@ -339,7 +371,7 @@ class XttsEngine:
         from components.xtts import text as xtext
 
         lang = request.lang
-        splitting = request.settings.enable_text_splitting
+        splitting = self._settings(request).enable_text_splitting
         limit = xtext.char_limit(lang)
         max_tokens = int(self.model.args.gpt_max_text_tokens)
         pending = xtext.prepare(request.text, lang, splitting=splitting, limit=limit)
@@ -382,6 +414,10 @@ class XttsEngine:
             import torch
 
             torch.cuda.synchronize()
+
+    def _settings(self, request: SynthRequest) -> XttsSettings:
+        """The request's settings as XTTS's own (None = the defaults; a mapping = overrides)."""
+        return for_engine(self, request.settings)
 
     def _precision(self, settings: GenerationSettings) -> str:
         """The precision a request runs in: its own, else the lab's (the stock path is fp32 only).
@@ -458,7 +494,7 @@ class XttsEngine:
             generator.manual_seed(request.seed)
         return self._batch_decoder().submit(fast.BatchItem(
             chunks=tokens, gpt_cond_latent=voice.gpt_cond_latent.to(self.device),
-            settings=request.settings, generator=generator), notify, stream_tokens=stream_tokens)
+            settings=self._settings(request), generator=generator), notify, stream_tokens=stream_tokens)
 
     def _batch_info(self, done: Any) -> dict[str, Any]:
         n_tokens = sum(int(g.tokens.shape[-1]) for g in done.generations)
@@ -482,12 +518,12 @@ class XttsEngine:
     def _begin(self, request: SynthRequest, progress: Progress):
         self._require_model(progress)
         check_language(self, request.lang)
-        precision = self._precision(request.settings)
+        precision = self._precision(self._settings(request))
         voice, timings, info = self._voice(request, progress)
         tokens, notes = self._token_chunks(request)
         if notes:
             info["note"] = "; ".join(x for x in (info.get("note"), *notes) if x)
-        s = request.settings
+        s = self._settings(request)
         info.update({
             "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
             "repetition_penalty": s.repetition_penalty, "length_penalty": s.length_penalty,
@@ -508,7 +544,7 @@ class XttsEngine:
             else:
                 self._seed(request.seed)
                 audio, stage_timings, stage_info = self._run_pipeline(
-                    tokens, voice, request.settings, request.speed, progress)
+                    tokens, voice, self._settings(request), request.speed, progress)
         timings.update(stage_timings)
         info.update(stage_info)
         progress(1.0, desc="done")
@@ -531,7 +567,7 @@ class XttsEngine:
                 source = self._stream_batched(tokens, voice, request, stats, progress)
             else:
                 self._seed(request.seed)
-                source = self._run_stream(tokens, voice, request.settings, request.speed, stats, progress)
+                source = self._run_stream(tokens, voice, self._settings(request), request.speed, stats, progress)
             for chunk in source:
                 if ttfa is None:
                     ttfa = time.perf_counter() - t_start
@@ -771,7 +807,7 @@ class XttsEngine:
                 latents, gpt_timings, gpt_info = self._generate_batched(tokens, voice, request, progress)
             else:
                 self._seed(request.seed)
-                latents, gpt_timings, gpt_info = self._generate_fast(tokens, voice, request.settings, progress)
+                latents, gpt_timings, gpt_info = self._generate_fast(tokens, voice, self._settings(request), progress)
             results = []
             for s in speeds:
                 audio, t_voc = self._vocode_fast(latents, voice, s)
@@ -826,7 +862,7 @@ class XttsEngine:
         self._require_model(progress)
         groups: dict[str, list[int]] = {}
         for i, request in enumerate(requests):
-            groups.setdefault(request.settings.precision or self.config.precision, []).append(i)
+            groups.setdefault(self._settings(request).precision or self.config.precision, []).append(i)
         done = 0
         for precision, indices in groups.items():
             begun = [self._begin(requests[i], progress) for i in indices]
@@ -848,7 +884,7 @@ class XttsEngine:
             seed = requests[i].seed
             items.append(fast.BatchItem(
                 chunks=tokens, gpt_cond_latent=voice.gpt_cond_latent.to(self.device),
-                settings=requests[i].settings,
+                settings=self._settings(requests[i]),
                 generator=None if seed is None else torch.Generator(self.device).manual_seed(seed)))
         progress(0.1, desc=f"decoding {len(items)} rows, {min(size, len(items))} at a time")
         with self._oom_guard():

@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from components.core import PRECISIONS
-from components.engines.base import GenerationSettings, LabError
+from components.engines.base import LabError
+from components.engines.xtts import XttsSettings as GenerationSettings  # the engine owns its settings
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
