@@ -17,7 +17,8 @@ import yaml
 
 from components.core import PRECISIONS
 from components.engines import REGISTRY, EngineConfig, Engines
-from components.engines.base import GenerationSettings, LabError
+from components.engines.base import LabError
+from components.engines.settings import parse_assignments
 from components.judges import JudgeConfig, Judges, default_choice
 from components.judges.session import attach
 from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
@@ -68,12 +69,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, help="repeats (benchmark, ref-length)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--stream", action="store_true", default=None, help="stream (synth; records time to first audio)")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--repetition-penalty", type=float)
-    p.add_argument("--length-penalty", type=float)
-    p.add_argument("--no-text-splitting", action="store_true", default=None)
+    add_settings_arguments(p)
     p.add_argument("--audio", metavar="FILE_OR_DIR", help="judge: an audio file or a folder of them")
     p.add_argument("--manifest", metavar="CSV", help="judge: a CSV with columns audio,text,lang,reference")
     p.add_argument("--judges",
@@ -100,6 +96,24 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-gpus", type=float, help="evaluate, Ray: GPUs per actor (default 0; 1 with --device cuda)")
     p.add_argument("--resume", metavar="RUN_DIR", help="evaluate: finish an interrupted run in its folder "
                    "(rows already written are skipped)")
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """``--set NAME=VALUE`` (repeatable) and ``--help-settings``: the engine's own settings, as it
+    declares them (``components.engines.settings``); nothing here names a setting."""
+    p.add_argument("--set", action="append", dest="settings", metavar="NAME=VALUE",
+                   help="an engine setting, repeatable, e.g. --set length_scale=1.5 (piper) or --set temperature=0.5 "
+                        "(xtts); --help-settings lists the engine's")
+    p.add_argument("--help-settings", action="store_true",
+                   help="list the settings of --engine (or of each of --engines, or of the default engine) and exit")
+
+
+def settings_help(args: argparse.Namespace, engines: Engines) -> str:
+    """What ``--help-settings`` prints: each named engine's settings, with type, range and help."""
+    from components.engines.settings import help_text
+
+    names = [n.partition(":")[0] for n in (getattr(args, "engines", None) or ())] or [args.engine or engines.default()]
+    return "\n\n".join(help_text(n) for n in dict.fromkeys(names))
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -177,13 +191,9 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     kwargs = {k: v for k, v in given.items() if v is not None and k in names}
     if args.experiment == "evaluate" and not args.engines:
         kwargs["engines"] = (kwargs["engine"],)  # --engine, else the lab's default engine
-    settings = {k: v for k, v in {
-        "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty, "length_penalty": args.length_penalty,
-        "enable_text_splitting": False if args.no_text_splitting else None,
-        "precision": args.precision}.items() if v is not None}
+    settings = parse_assignments(getattr(args, "settings", None))
     if settings:
-        kwargs["settings"] = GenerationSettings(**settings)
+        kwargs["settings"] = settings  # the spec checks them against the engine's declaration
     return args.experiment, cls(**kwargs)
 
 
@@ -243,6 +253,9 @@ def run_command(args: argparse.Namespace) -> int:
     """Run one experiment headless; prints the CSV path last. Returns the exit status."""
     try:
         engines = Engines(engine_config(args))
+        if getattr(args, "help_settings", False):
+            print(settings_help(args, engines))
+            return 0
         if getattr(args, "resume", None):
             name, spec, resumed = resume(args, engines)
             running = nullcontext(resumed)  # an interrupted run's folder: its rows stay whatever happens

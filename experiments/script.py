@@ -25,6 +25,7 @@ import soundfile as sf
 
 from components import dsp
 from components.engines import Engines
+from components.engines.settings import shared_for
 from components.engines.base import (
     CapabilityError, Engine, LabError, Progress, SynthRequest, SynthResult, no_progress,
 )
@@ -229,7 +230,7 @@ class _Job:
 
 def _request(spec: ScriptSpec, job: _Job, text: str) -> SynthRequest:
     return SynthRequest(text=text, lang=job.lang, speaker=job.voice.speaker, reference=job.voice.reference,
-                        speed=spec.speed, seed=spec.seed, settings=spec.settings)
+                        speed=spec.speed, seed=spec.seed, settings=shared_for(job.voice.engine, spec.settings))
 
 
 def _synthesize(engine: Engine, spec: ScriptSpec, jobs: list[_Job], run: Run,
@@ -253,7 +254,7 @@ def _synthesize(engine: Engine, spec: ScriptSpec, jobs: list[_Job], run: Run,
         result = _combine([p[0] for p in parts])
         line_request = SynthRequest(text=job.line.text, lang=job.lang, speaker=job.voice.speaker,
                                     reference=job.voice.reference, speed=spec.speed, seed=spec.seed,
-                                    settings=spec.settings)
+                                    settings=shared_for(job.voice.engine, spec.settings))
         yield log_result(engine, line_request, result, sum(p[1] for p in parts), run,
                          stem=f"line-{job.line.number:04d}-{job.speaker}", speaker=job.speaker,
                          voice=str(job.voice), line=job.line.number, pieces=len(job.pieces),
