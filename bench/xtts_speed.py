@@ -150,7 +150,7 @@ def lab_run(model, voice, tokens: int, seed: int, device) -> dict:
     """The lab path: fast generation (latents reused) + HiFiGAN, stages timed."""
     import torch
 
-    from components.engines.base import GenerationSettings
+    from components.engines.xtts import XttsSettings as GenerationSettings
     from components.xtts import fast
 
     settings = GenerationSettings()  # the same values as stock inference()'s defaults
@@ -184,7 +184,7 @@ def lab_stream(model, voice, tokens: int, seed: int, device) -> dict:
     """Lab streaming of ``tokens`` tokens: time to first audio, total, and the same non-streamed."""
     import torch
 
-    from components.engines.base import GenerationSettings
+    from components.engines.xtts import XttsSettings as GenerationSettings
     from components.xtts import fast
 
     settings = GenerationSettings()
@@ -253,7 +253,7 @@ def batch_items(model, voices, n: int, tokens: int, seed: int):
     """N different rows (languages, texts, voices, seeds), each pinned to ``tokens`` codes."""
     import torch
 
-    from components.engines.base import GenerationSettings
+    from components.engines.xtts import XttsSettings as GenerationSettings
     from components.xtts import fast
 
     items = []

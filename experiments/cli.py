@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 
 from components.core import PRECISIONS
-from components.engines import REGISTRY, EngineConfig, Engines
+from components.engines import REGISTRY, EngineConfig, Engines, engine_class
 from components.engines.base import LabError
-from components.engines.settings import parse_assignments
+from components.engines.settings import describe, parse_assignments, settings_class
 from components.judges import JudgeConfig, Judges, default_choice
 from components.judges.session import attach
 from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
@@ -182,8 +182,6 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     if voice:
         if args.reference:
             raise LabError("give --voice (a saved voice) or --reference (a recording), not both")
-        from components.engines import engine_class
-
         library = VoiceLibrary(getattr(args, "voices_dir", None) or default_directory(args.out))
         _, saved = resolve_speaker(library, given["engine"], engine_class(given["engine"]).capabilities,
                                    VOICE_PREFIX + voice)
@@ -192,6 +190,9 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     if args.experiment == "evaluate" and not args.engines:
         kwargs["engines"] = (kwargs["engine"],)  # --engine, else the lab's default engine
     settings = parse_assignments(getattr(args, "settings", None))
+    if getattr(args, "precision", None) and "precision" not in settings \
+            and "precision" in {i.name for i in describe(settings_class(kwargs.get("engine") or engines.default()))}:
+        settings["precision"] = args.precision  # saved with the spec: --spec reruns in the same precision
     if settings:
         kwargs["settings"] = settings  # the spec checks them against the engine's declaration
     return args.experiment, cls(**kwargs)

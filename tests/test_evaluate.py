@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 
 from components.engines import EngineConfig, Engines
-from components.engines.base import GenerationSettings, LabError
+from components.engines.base import LabError
+from components.engines.xtts import XttsSettings
 from components.engines.espeak import EspeakEngine
 from components.engines.xtts import XttsEngine
 from components.results import ResultsStore
@@ -74,7 +75,7 @@ def test_user_sets_from_csv_and_txt_and_first_n(tmp_path):
 # -- variants -------------------------------------------------------------------------------------
 
 def test_variants_are_settings_the_engine_accepts():
-    base = GenerationSettings()
+    base = XttsSettings()
     assert parse_entry("xtts:int8") == ("xtts", "int8") and parse_entry("espeak") == ("espeak", "default")
     assert variant_settings(XttsEngine, "xtts", "int8", base).precision == "int8"
     s = variant_settings(XttsEngine, "xtts", "temperature=0.3+top_k=10", base)

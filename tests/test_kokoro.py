@@ -42,7 +42,7 @@ def voiced_fraction(audio: np.ndarray, sr: int) -> float:
 def test_declares_what_it_can_do_without_loading():
     assert KokoroEngine.languages[0] == "ja" and "en" in KokoroEngine.languages
     caps = KokoroEngine.capabilities
-    assert caps.streaming and not caps.seeded and not caps.cloning and not caps.sampling_settings
+    assert caps.streaming and not caps.seeded and not caps.cloning
     engine = KokoroEngine()
     assert engine.session is None and engine.sample_rate == 24000
     assert engine.speakers() == list(VOICES) and VOICES[0] == "jf_alpha" and len(VOICES) == 5

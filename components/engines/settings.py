@@ -56,7 +56,7 @@ class SettingInfo:
     def describe(self) -> str:
         """``name (type, default X, range/choices): help`` on one line."""
         if self.choices is not None:
-            allowed = "one of " + ", ".join(str(c) for c in self.choices)
+            allowed = "one of " + ", ".join("empty" if c is None else str(c) for c in self.choices)
         elif self.min is not None or self.max is not None:
             allowed = f"{'' if self.min is None else self.min}..{'' if self.max is None else self.max}"
         else:
@@ -134,7 +134,8 @@ def check_value(cls: type, info: SettingInfo, value: Any) -> None:
     if not ok:
         raise LabError(f"{where} must be {info.type.__name__}, got {value!r}")
     if info.choices is not None and value not in info.choices:
-        raise LabError(f"{where} must be one of {', '.join(map(str, info.choices))}, got {value!r}")
+        allowed = ", ".join(str(c) for c in info.choices if c is not None)
+        raise LabError(f"{where} must be one of {allowed}, got {value!r}")
     if info.min is not None and value < info.min or info.max is not None and value > info.max:
         raise LabError(f"{where} must be between {info.min} and {info.max}, got {value!r}")
 
@@ -197,11 +198,16 @@ def settings_class(name: str) -> type:
     from . import engine_class
 
     cls = getattr(engine_class(name), "Settings", None) or NoSettings
-    if getattr(cls, "engine_name", None) != name:
-        cls = type(cls.__name__, (cls,), {"engine_name": name, "__module__": cls.__module__,
-                                          "__doc__": cls.__doc__})
-        cls = dataclass(frozen=True)(cls)
-    return cls
+    if getattr(cls, "engine_name", None) == name:
+        return cls
+    key = (name, cls)
+    if key not in _NAMED:  # one subclass per engine, so equal settings compare equal
+        named = type(cls.__name__, (cls,), {"engine_name": name, "__module__": cls.__module__, "__doc__": cls.__doc__})
+        _NAMED[key] = dataclass(frozen=True)(named)
+    return _NAMED[key]
+
+
+_NAMED: dict[tuple[str, type], type] = {}
 
 
 def resolve(name: str, values: Mapping[str, Any] | None = None) -> Any:
