@@ -187,6 +187,9 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
                                    VOICE_PREFIX + voice)
         given["reference"], given["speaker"] = saved.path, None
     kwargs = {k: v for k, v in given.items() if v is not None and k in names}
+    if args.experiment == "benchmark" and not args.engines:
+        # Side by side: every engine that can run here (espeak, kokoro, piper; xtts where its weights are).
+        kwargs["engines"] = tuple(n for n, why in engines.available().items() if why is None) or (kwargs["engine"],)
     if args.experiment == "evaluate" and not args.engines:
         kwargs["engines"] = (kwargs["engine"],)  # --engine, else the lab's default engine
     settings = parse_assignments(getattr(args, "settings", None))

@@ -167,7 +167,7 @@ def test_the_ui_offers_kokoro_with_its_voices(tmp_path):
     lab = LabContext.create(results=str(tmp_path / "results"))
     assert ("kokoro", "kokoro") in engine_choices(lab)  # available: labelled by its bare name
     with ui_client(lab) as client:
-        settings = (0.75, 50, 0.85, 10.0, 1.0, True, "default")  # ignored: kokoro takes no sampling settings
+        settings = ("{}",)  # kokoro declares no settings: none changed
         live, audio, *_ = client.predict("こんにちは。", "kokoro", "jf_tebukuro", "ja", None, 0, *settings, 1.0,
                                          api_name="/synthesize")
         assert sf.info(audio).samplerate == 24000 and sf.info(audio).duration > 0.3

@@ -34,7 +34,9 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
 
 def render(lab: LabContext) -> None:
     """The Benchmark tab's widgets and its ``benchmark`` endpoint."""
-    engines = gr.CheckboxGroup(lab.engines.names(), value=[lab.engines.default()], label="Engines to compare",
+    # Every engine that can run here, side by side (xtts only where its weights are present).
+    here = [name for name, why in lab.engines.available().items() if why is None] or [lab.engines.default()]
+    engines = gr.CheckboxGroup(lab.engines.names(), value=here, label="Engines to compare",
                                info="unavailable engines get one 'unavailable' row")
     with gr.Row():
         short = gr.Textbox(BENCH_TEXTS["short"], label="short text")
