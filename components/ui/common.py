@@ -276,8 +276,13 @@ def setting_widget(engine: str, info: SettingInfo) -> gr.components.Component:
         if not info.optional and info.min is not None and info.max is not None:
             return gr.Slider(info.min, info.max, info.default, step=step, label=label, info=help_,
                              elem_classes=classes)
-        return gr.Number(info.default, label=label, info=help_, minimum=info.min, maximum=info.max, step=step,
-                         precision=0 if info.type is int else None, elem_classes=classes)
+        if not info.optional:
+            return gr.Number(info.default, label=label, info=help_, minimum=info.min, maximum=info.max, step=step,
+                             precision=0 if info.type is int else None, elem_classes=classes)
+        # A number that may stay empty (the engine's own default): gr.Number cannot be empty.
+        bounds = f" ({info.min}..{info.max})" if info.min is not None and info.max is not None else ""
+        return gr.Textbox("" if info.default is None else str(info.default), label=label + bounds, info=help_,
+                          placeholder=NO_VALUE, elem_classes=classes)
     return gr.Textbox(info.default or "", label=label, info=help_, elem_classes=classes)
 
 
