@@ -166,7 +166,7 @@ def lab_run(model, voice, tokens: int, seed: int, device) -> dict:
     """The lab path: fast generation (latents reused) + HiFiGAN, stages timed."""
     import torch
 
-    from components.engines.base import GenerationSettings
+    from components.engines.xtts import XttsSettings as GenerationSettings
     from components.xtts import fast
 
     settings = GenerationSettings()  # the same values as stock inference()'s defaults
@@ -200,7 +200,7 @@ def lab_stream(model, voice, tokens: int, seed: int, device) -> dict:
     """Lab streaming of ``tokens`` tokens: time to first audio, total, and the same non-streamed."""
     import torch
 
-    from components.engines.base import GenerationSettings
+    from components.engines.xtts import XttsSettings as GenerationSettings
     from components.xtts import fast
 
     settings = GenerationSettings()
@@ -269,7 +269,7 @@ def batch_items(model, voices, n: int, tokens: int, seed: int):
     """N different rows (languages, texts, voices, seeds), each pinned to ``tokens`` codes."""
     import torch
 
-    from components.engines.base import GenerationSettings
+    from components.engines.xtts import XttsSettings as GenerationSettings
     from components.xtts import fast
 
     items = []

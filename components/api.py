@@ -31,6 +31,7 @@ from experiments.specs import MAX_TEXT_CHARS  # one limit for REST, UI and CLI
 
 from .context import LabContext
 from .engines import LEGACY_CLIENT_ENGINE, REGISTRY, lab_languages
+from .engines.settings import check_overrides
 from .voices import resolve_speaker
 from .engines.base import (
     SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError, check_language,
@@ -73,6 +74,11 @@ class SynthesizeRequest(BaseModel):
                            f"{LEGACY_CLIENT_ENGINE} cannot run (the server's --strict-engine does this for every request)")
     seed: int = Field(0, ge=0, lt=2**32, strict=True,  # JSON true is not a seed
                       description="seed for engines that sample (capabilities.seeded)")
+    settings: Optional[dict[str, Any]] = Field(
+        None, description="the engine's own settings, e.g. {\"length_scale\": 1.5} for piper or "
+                          "{\"temperature\": 0.5} for xtts (`lab.py run synth --engine NAME --help-settings` lists "
+                          "them); left out = its defaults. A setting the engine does not have, or a value out of its "
+                          "range, is a 422 naming the engine's settings")
 
     @field_validator("text")
     @classmethod
@@ -329,8 +335,12 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
     from experiments.specs import SynthSpec
 
     name, warnings = choose_engine(lab, request, strict_engine or request.strict_engine)
+    try:
+        check_overrides([name], request.settings)
+    except LabError as e:
+        raise InvalidField("settings", str(e)) from None
     spec = SynthSpec(engine=name, speaker=request.speaker, text=request.text, lang=request.lang,
-                     speed=request.speed, seed=request.seed)
+                     speed=request.speed, seed=request.seed, settings=request.settings or {})
     with admission.enter(name):
         engine = lab.engines.get(name)  # loads once per process; EngineUnavailable -> 503
         check_language(engine, spec.lang)

@@ -20,6 +20,10 @@ Mapping (documented in the README):
   the lab does not have: they mean the engine's default voice, and the ``X-Lab-Warning`` header
   says so (an OpenAI client that hard-codes ``alloy`` keeps working). Anything else is a 400.
 - ``language``: when absent it is guessed from the text's script (:func:`detect_language`).
+- ``settings`` (the lab's extension; the ``openai`` client sends it with ``extra_body``): the
+  engine's own settings, e.g. ``{"length_scale": 1.5}`` for ``piper``. An unknown setting or a
+  value out of range is a 400 (OpenAI's status for an invalid request; ``/synthesize_base64``
+  answers 422) with ``param: "settings"`` and a message listing that engine's settings.
 - ``response_format``: wav, flac (libsndfile), mp3 and opus (libsndfile, else ffmpeg), aac
   (ffmpeg only), pcm (raw 16-bit little-endian mono at 24 kHz, as OpenAI documents it). A format
   this machine cannot encode is a 400 that says what to install.
@@ -56,6 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .api import ENGINE_HEADER, Admission, TooBusy, TooLarge, text_problem
 from .context import LabContext
 from .engines import engine_class
+from .engines.settings import check_overrides
 from .engines.base import SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError
 from .voices import VoiceNotFound, resolve_speaker, saved_name
 
@@ -249,6 +254,10 @@ class SpeechRequest(BaseModel):
                                                                      "from the text's script")
     instructions: Optional[str] = Field(None, max_length=10000, description="ignored (no engine here takes it)")
     stream_format: Optional[str] = Field(None, max_length=20, description="audio (default); sse is not supported")
+    settings: Optional[dict[str, Any]] = Field(
+        None, description="the lab's extension: the engine's own settings, e.g. {\"length_scale\": 1.5} for piper "
+                          "(`lab.py run synth --engine NAME --help-settings`); an unknown setting or a value out of "
+                          "range is a 400 (OpenAI's invalid-request status) with param \"settings\"")
 
 
 class ErrorDetail(BaseModel):
@@ -461,6 +470,10 @@ def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Re
         raise OpenAIError(400, f"stream_format {request.stream_format!r} is not supported here; use audio",
                           param="stream_format", code="invalid_value")
     name = _engine_name(lab, request.model)
+    try:
+        check_overrides([name], request.settings)
+    except LabError as e:
+        raise OpenAIError(400, str(e), param="settings", code="invalid_value") from None
     warnings: list[str] = []
     if request.instructions:
         warnings.append("instructions ignored: no engine here takes them")
@@ -481,7 +494,8 @@ def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Re
         speaker, saved, voice_label = _voice(lab, engine, name, request.voice, warnings)
         stream = fmt in STREAMABLE and engine.capabilities.streaming
         spec = SynthSpec(engine=name, speaker=speaker, reference=saved.path if saved else None,
-                         text=request.input, lang=lang, speed=float(request.speed), seed=0, stream=stream)
+                         text=request.input, lang=lang, speed=float(request.speed), seed=0, stream=stream,
+                         settings=request.settings or {})
         run = lab.serving().run()  # the session's run, judged within the backlog cap
         headers = {ENGINE_HEADER: name, "X-Lab-Voice": _header(voice_label), "X-Lab-Language": lang,
                    "X-Lab-Language-Source": _header(lang_how), "X-Lab-Run-Id": run.run_id}

@@ -53,8 +53,8 @@ COLUMNS: tuple[str, ...] = (
     # timings, seconds
     "audio_seconds", "synth_seconds", "rtf", "ttfa_seconds",
     "t_reference", "t_conditioning", "t_gpt", "t_vocoder", "latent_cache", "gpt_tokens",
-    # sampling settings actually used
-    "temperature", "top_k", "top_p", "repetition_penalty", "length_penalty", "text_splitting",
+    # the engine's settings actually used: all of them as JSON, and the ones it names as columns
+    "settings", "temperature", "top_k", "top_p", "repetition_penalty", "length_penalty", "text_splitting",
     # signal metrics of the output
     "f0_median_hz", "f0_range_hz", "loudness_lufs", "lead_silence_s", "trail_silence_s",
     "clipping_fraction", "runaway", "xtts_spk_sim", "envelope_distance", "peak_rss_mb",

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from components.engines import Engines
+from components.engines.settings import shared_for
 from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
 from components.results import Run, rows_to_frame
 
@@ -149,7 +150,7 @@ def _run(spec: BenchmarkSpec, engines: Engines, run: Run, progress: Progress) ->
             reference = spec.reference if engine.capabilities.cloning else None
             plan = [(next(iter(texts)), 0, True)] + [(label, r + 1, False) for label in texts for r in range(spec.repeats)]
             requests = [SynthRequest(text=texts[label], lang=spec.lang, speaker=speaker, reference=reference,
-                                     seed=spec.seed + repeat, settings=spec.settings) for label, repeat, _ in plan]
+                                     seed=spec.seed + repeat, settings=shared_for(name, spec.settings)) for label, repeat, _ in plan]
             # Engines that batch run the warm rows as batches (the cold run stays alone, first).
             batched = (bool(getattr(engine.capabilities, "batching", False)) and len(plan) > 2
                        and getattr(engine, "batch_size", 1) > 1)

@@ -16,8 +16,9 @@ from typing import Any, Callable
 import yaml
 
 from components.core import PRECISIONS
-from components.engines import REGISTRY, EngineConfig, Engines
-from components.engines.base import GenerationSettings, LabError
+from components.engines import REGISTRY, EngineConfig, Engines, engine_class
+from components.engines.base import LabError
+from components.engines.settings import describe, parse_assignments, settings_class
 from components.judges import JudgeConfig, Judges, default_choice
 from components.judges.session import attach
 from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
@@ -76,14 +77,15 @@ def add_voice_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
-    """Sampling settings of the engines that take them: every experiment that synthesises."""
+    """The seed and the engine's own settings: every experiment that synthesises."""
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--repetition-penalty", type=float)
-    p.add_argument("--length-penalty", type=float)
-    p.add_argument("--no-text-splitting", action="store_true", default=None)
+    # The engine's own settings, as it declares them (components.engines.settings): no setting is
+    # named here, so an engine with new knobs needs no new flag.
+    p.add_argument("--set", action="append", dest="settings", metavar="NAME=VALUE",
+                   help="an engine setting, repeatable, e.g. --set length_scale=1.5 (piper) or --set temperature=0.5 "
+                        "(xtts); --help-settings lists the engine's")
+    p.add_argument("--help-settings", action="store_true",
+                   help="list the settings of --engine (or of each of --engines, or of the default engine) and exit")
 
 
 def _text(p: argparse.ArgumentParser) -> None:
@@ -207,7 +209,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         if synthesises:
             add_voice_arguments(q.add_argument_group("engine and voice"))
         if synthesises or name == "script":
-            add_settings_arguments(q.add_argument_group("sampling settings (engines that sample)"))
+            add_settings_arguments(q.add_argument_group("seed and engine settings (--help-settings lists them)"))
         add_output_arguments(q.add_argument_group("output and judges"))
         add_engine_arguments(q.add_argument_group("engine setup (every experiment)"))
         parsers[name] = q
@@ -222,6 +224,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                 action.default = argparse.SUPPRESS
         q.set_defaults(**dict.fromkeys(every - own_dests - shared))
     p.set_defaults(**dict.fromkeys(every - shared))
+
+
+def settings_help(args: argparse.Namespace, engines: Engines) -> str:
+    """What ``--help-settings`` prints: each named engine's settings, with type, range and help."""
+    from components.engines.settings import help_text
+
+    names = [n.partition(":")[0] for n in (getattr(args, "engines", None) or ())] or [args.engine or engines.default()]
+    return "\n\n".join(help_text(n) for n in dict.fromkeys(names))
 
 
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
@@ -239,12 +249,15 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
                         "1 = one at a time (see bench/xtts_speed.py --batch)")
     p.add_argument("--threads", type=int, help="CPU threads per model call of engines that take a setting "
                                                "(ONNX intra-op threads; default: the cores this process may use)")
+    p.add_argument("--piper-voices", metavar="DIR", help="folder of extra Piper voices, NAME.onnx + NAME.onnx.json "
+                                                         "(default: $PIPER_VOICES, else voices/piper/)")
 
 
 def engine_config(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(xtts_dir=args.xtts_dir, device=args.device, precision=args.precision or "fp32",
                         agree_cpml=args.agree_cpml, melo_python=args.melo_python, cache_dir=args.cache_dir,
-                        threads=args.threads, batch=getattr(args, "batch", 8))
+                        threads=args.threads, batch=getattr(args, "batch", 8),
+                        piper_voices=getattr(args, "piper_voices", None))
 
 
 def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any]:
@@ -287,22 +300,22 @@ def spec_from_args(args: argparse.Namespace, engines: Engines) -> tuple[str, Any
     if voice:
         if args.reference:
             raise LabError("give --voice (a saved voice) or --reference (a recording), not both")
-        from components.engines import engine_class
-
         library = VoiceLibrary(getattr(args, "voices_dir", None) or default_directory(args.out))
         _, saved = resolve_speaker(library, given["engine"], engine_class(given["engine"]).capabilities,
                                    VOICE_PREFIX + voice)
         given["reference"], given["speaker"] = saved.path, None
     kwargs = {k: v for k, v in given.items() if v is not None and k in names}
+    if args.experiment == "benchmark" and not args.engines:
+        # Side by side: every engine that can run here (espeak, kokoro, piper; xtts where its weights are).
+        kwargs["engines"] = tuple(n for n, why in engines.available().items() if why is None) or (kwargs["engine"],)
     if args.experiment == "evaluate" and not args.engines:
         kwargs["engines"] = (kwargs["engine"],)  # --engine, else the lab's default engine
-    settings = {k: v for k, v in {
-        "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
-        "repetition_penalty": args.repetition_penalty, "length_penalty": args.length_penalty,
-        "enable_text_splitting": False if args.no_text_splitting else None,
-        "precision": args.precision}.items() if v is not None}
+    settings = parse_assignments(getattr(args, "settings", None))
+    if getattr(args, "precision", None) and "precision" not in settings \
+            and "precision" in {i.name for i in describe(settings_class(kwargs.get("engine") or engines.default()))}:
+        settings["precision"] = args.precision  # saved with the spec: --spec reruns in the same precision
     if settings:
-        kwargs["settings"] = GenerationSettings(**settings)
+        kwargs["settings"] = settings  # the spec checks them against the engine's declaration
     return args.experiment, cls(**kwargs)
 
 
@@ -368,6 +381,9 @@ def run_command(args: argparse.Namespace) -> int:
         return runner("listen-report")(args)
     try:
         engines = Engines(engine_config(args))
+        if getattr(args, "help_settings", False):
+            print(settings_help(args, engines))
+            return 0
         if getattr(args, "resume", None):
             name, spec, resumed = resume(args, engines)
             running = nullcontext(resumed)  # an interrupted run's folder: its rows stay whatever happens

@@ -15,6 +15,7 @@ import pandas as pd
 from components.stats import mean_ci, tidy
 from components.engines import Engines
 from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
+from components.engines.settings import row_columns as settings_columns
 from components.metrics import signal_metrics
 from components.results import Run
 from components.voices import reference_identity
@@ -105,7 +106,6 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
     metrics = signal_metrics(result.audio, result.sample_rate, request.text, request.lang,
                              speed=request.speed)
     audio_seconds = metrics["audio_seconds"]
-    settings = asdict(request.settings) if engine.capabilities.sampling_settings else {}
     voices = engine.speakers() if not request.reference else []
     row: dict[str, Any] = {
         "engine": engine.name,
@@ -121,12 +121,8 @@ def row_for(engine: Engine, request: SynthRequest, result: SynthResult, seconds:
         "speed": request.speed,
         "synth_seconds": seconds,
         "rtf": seconds / audio_seconds if audio_seconds > 0 else None,
-        "temperature": settings.get("temperature"),
-        "top_k": settings.get("top_k"),
-        "top_p": settings.get("top_p"),
-        "repetition_penalty": settings.get("repetition_penalty"),
-        "length_penalty": settings.get("length_penalty"),
-        "text_splitting": settings.get("enable_text_splitting"),
+        # The engine's settings as one JSON column, plus the named columns it declares.
+        **settings_columns(engine, request.settings),
         "status": "ok",
         **metrics,
     }

@@ -9,8 +9,8 @@ its cell empty and the summary says why: an empty cell is never a 0.
 Engines are named ``engine`` or ``engine:variant``. A variant is a named set of generation settings
 that the engine accepts: ``engine.variants`` (a class attribute, e.g. XTTS's ``int8``), or spelled
 out as ``setting=value+setting=value`` (``xtts:temperature=0.3+top_k=10``). Which settings an engine
-accepts comes from its capabilities (``accepted_settings`` below): none for an engine that neither
-samples nor offers precisions.
+accepts is its own declaration (its ``Settings`` dataclass, ``components.engines.settings``); the
+spec's ``settings`` apply to each engine that declares them.
 
 Resume: every row is keyed by (engine, variant, language, text, speaker, reference, seed); keys
 already in the run's CSV with status ok or unsupported are skipped, so running the same spec into
@@ -35,11 +35,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from components.engines import Engines, engine_class
+from components.engines import REGISTRY, Engines, engine_class
 from components.engines.base import (
-    Capabilities, Engine, EngineUnavailable, GenerationSettings, LabError, Progress, SynthRequest, SynthResult,
-    no_progress,
+    Capabilities, Engine, EngineUnavailable, LabError, Progress, SynthRequest, SynthResult, no_progress,
 )
+from components.engines.settings import NoSettings, as_dict, build, check_overrides, describe, settings_class
 from components.results import Run
 from components.stats import fmt_ci, mean_ci, paired_verdict, tidy
 
@@ -66,44 +66,21 @@ def parse_entry(entry: str) -> tuple[str, str]:
 
 
 def accepted_settings(cls: Any) -> tuple[str, ...]:
-    """The ``GenerationSettings`` fields engine class ``cls`` accepts, from its capabilities: the
-    sampling settings when it samples (``sampling_settings``; engines declaring only ``seeded``
-    sample too), ``precision`` when it lists precisions (or, lacking that field, when it samples)."""
-    explicit = getattr(cls, "accepted_settings", None)
-    if explicit is not None:
-        return tuple(explicit)
-    caps = cls.capabilities
-    sampling = bool(getattr(caps, "sampling_settings", caps.seeded))
-    precisions = getattr(caps, "precisions", None)
-    out = [f.name for f in fields(GenerationSettings) if f.name != "precision"] if sampling else []
-    if precisions or (precisions is None and sampling):
-        out.append("precision")
-    return tuple(out)
+    """The settings engine class ``cls`` declares (its ``Settings`` dataclass)."""
+    return tuple(info.name for info in describe(getattr(cls, "Settings", None) or NoSettings))
 
 
-def _convert(name: str, text: str) -> Any:
-    default = next(f.default for f in fields(GenerationSettings) if f.name == name)
-    try:
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1", "yes")
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
-    except ValueError:
-        raise LabError(f"setting {name} needs a {type(default).__name__}, got {text!r}") from None
-    return None if text.lower() in ("none", "") else text
-
-
-def variant_settings(cls: Any, name: str, variant: str, base: GenerationSettings) -> GenerationSettings:
-    """``base`` with variant ``variant`` of engine ``name`` (class ``cls``) applied. LabError naming
-    the engine's variants, or the setting it does not accept, when the variant does not fit it."""
-    if variant == DEFAULT_VARIANT:
-        return base
-    named = dict(getattr(cls, "variants", None) or {})
+def variant_settings(cls: Any, name: str, variant: str, base: Any = None) -> Any:
+    """Engine ``name``'s settings (an instance of its ``Settings``): ``base`` (the spec's settings:
+    a mapping whose names this engine declares apply to it; the rest belong to other engines of the
+    run) with variant ``variant`` applied. LabError naming the engine's variants, or its settings,
+    when the variant does not fit it."""
     accepted = accepted_settings(cls)
+    settings_cls = settings_class(name) if name in REGISTRY else (getattr(cls, "Settings", None) or NoSettings)
+    shared = {k: v for k, v in as_dict(base).items() if k in accepted}
+    if variant == DEFAULT_VARIANT:
+        return build(settings_cls, shared)
+    named = dict(getattr(cls, "variants", None) or {})
     if variant in named:
         overrides = dict(named[variant])
     elif "=" in variant:
@@ -113,10 +90,7 @@ def variant_settings(cls: Any, name: str, variant: str, base: GenerationSettings
             key = key.strip().replace("-", "_")
             if not sep or not key:
                 raise LabError(f"variant {variant!r} of {name}: {part!r} is not setting=value")
-            if key not in {f.name for f in fields(GenerationSettings)}:
-                raise LabError(f"variant {variant!r} of {name}: there is no setting {key!r}; settings: "
-                               f"{', '.join(f.name for f in fields(GenerationSettings))}")
-            overrides[key] = _convert(key, value.strip())
+            overrides[key] = value.strip()
     else:
         known = ", ".join([DEFAULT_VARIANT, *named]) if named else DEFAULT_VARIANT
         how = f", or setting=value+... with settings from: {', '.join(accepted)}" if accepted else ""
@@ -124,12 +98,8 @@ def variant_settings(cls: Any, name: str, variant: str, base: GenerationSettings
     refused = [k for k in overrides if k not in accepted]
     if refused:
         raise LabError(f"{name} does not accept the setting(s) {', '.join(refused)} (variant {variant!r}): "
-                       + (f"it accepts {', '.join(accepted)}" if accepted else "it takes no generation settings"))
-    precisions = getattr(cls.capabilities, "precisions", None)
-    if overrides.get("precision") is not None and precisions and overrides["precision"] not in precisions:
-        raise LabError(f"{name} has no precision {overrides['precision']!r} (variant {variant!r}); "
-                       f"it offers {', '.join(precisions)}")
-    return replace(base, **overrides)  # GenerationSettings checks the values and names the field
+                       + (f"{name}'s settings: {', '.join(accepted)}" if accepted else f"{name} has no settings"))
+    return build(settings_cls, {**shared, **overrides})  # checks each value and names the setting
 
 
 # -- what the driver knows about an engine --------------------------------------------------------
@@ -146,6 +116,7 @@ class EngineFacts:
     sample_rate: int
     voices: list[str] = field(default_factory=list)
     lib_versions: dict[str, str] = field(default_factory=dict)
+    Settings: Any = None         # the engine's settings class (rows log its settings)
 
     @classmethod
     def of(cls, engine: Engine) -> "EngineFacts":
@@ -155,7 +126,7 @@ class EngineFacts:
             lib = {}
         return cls(name=engine.name, capabilities=engine.capabilities, languages=tuple(engine.languages),
                    device=str(engine.device), sample_rate=int(engine.sample_rate), voices=list(engine.speakers()),
-                   lib_versions=lib)
+                   lib_versions=lib, Settings=getattr(engine, "Settings", None))
 
     def speakers(self) -> list[str]:
         return list(self.voices)
@@ -225,7 +196,7 @@ def voices_for(spec: EvaluateSpec, facts: Any) -> list[tuple[str | None, str | N
     return pairs or [(own[0] if own else None, None)]
 
 
-def plan(spec: EvaluateSpec, entries: Sequence[tuple[str, str, GenerationSettings]], facts: dict[str, Any],
+def plan(spec: EvaluateSpec, entries: Sequence[tuple[str, str, Any]], facts: dict[str, Any],
          sentences: dict[str, list[str]]) -> tuple[list[Job], list[dict[str, Any]]]:
     """Every job of the evaluation, and one 'unsupported' row per engine entry and language it
     does not speak (instead of failing or faking it)."""
@@ -320,6 +291,7 @@ def run(spec: EvaluateSpec, engines: Engines, run: Run, progress: Progress = no_
     sentences = select(read_sentences(spec.sentence_file, spec.sentence_lang), spec.langs, spec.sentences)
     # Every variant is checked before any model loads: a typo costs nothing.
     entries = []
+    check_overrides([parse_entry(e)[0] for e in spec.engines], spec.settings)
     for entry in spec.engines:
         name, variant = parse_entry(entry)
         entries.append((name, variant, variant_settings(engine_class(name), name, variant, spec.settings)))

@@ -46,6 +46,7 @@ import soundfile as sf
 
 from components import dsp, take_flags
 from components.engines import Engines
+from components.engines.settings import shared_for
 from components.engines.base import (
     CapabilityError, Engine, LabError, Progress, SynthRequest, SynthResult, no_progress,
 )
@@ -265,7 +266,7 @@ def take_seed(seed: int, take: int) -> int:
 
 def _request(spec: ScriptSpec, job: _Job, text: str) -> SynthRequest:
     return SynthRequest(text=text, lang=job.lang, speaker=job.voice.speaker, reference=job.voice.reference,
-                        speed=spec.speed, seed=job.seed, settings=spec.settings)
+                        speed=spec.speed, seed=job.seed, settings=shared_for(job.voice.engine, spec.settings))
 
 
 def _synthesize(engine: Engine, spec: ScriptSpec, jobs: list[_Job], run: Run,

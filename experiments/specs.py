@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components.engines import REGISTRY, lab_languages
-from components.engines.base import SPEED_MAX, SPEED_MIN, GenerationSettings, LabError
+from components.engines.base import SPEED_MAX, SPEED_MIN, LabError
 
 MAX_TEXT_CHARS = 5000  # longer text is refused: split it into several runs
 FIRST_ENGINE = next(iter(REGISTRY))  # the registry lists first the embedded engine that always works
@@ -66,6 +66,28 @@ def _check_lang(name: str, lang: str) -> None:
         raise LabError(f"{name}={lang!r} is not a supported language; choose one of: {', '.join(known)}")
 
 
+def _check_settings(spec: Any, engines: list[str]) -> None:
+    """``spec.settings``: a mapping whose every name is a setting of one of ``engines`` (with one
+    engine, of that engine) with an allowed value; kept converted to the settings' types (so
+    ``--set length_scale=1.5`` is saved as the number 1.5)."""
+    from components.engines.settings import as_dict, check_overrides, for_engines
+
+    if spec.settings is None:
+        object.__setattr__(spec, "settings", {})
+    if not isinstance(spec.settings, Mapping):
+        try:
+            object.__setattr__(spec, "settings", as_dict(spec.settings))  # an engine's settings instance
+        except TypeError:
+            raise LabError(f"settings must be a mapping of setting names to values, got {spec.settings!r}") from None
+    if not spec.settings:
+        return
+    check_overrides(engines, spec.settings)
+    typed: dict[str, Any] = {}
+    for values in for_engines(engines, spec.settings, strict=False).values():
+        typed.update({k: v for k, v in as_dict(values).items() if k in spec.settings})
+    object.__setattr__(spec, "settings", {k: typed.get(k, v) for k, v in dict(spec.settings).items()})
+
+
 def _check_speed(name: str, speed: Any) -> None:
     if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
         raise LabError(f"{name} must be a number, got {speed!r}")
@@ -97,13 +119,17 @@ class Common:
     speaker: str | None = None         # built-in voice; None = the engine's default
     reference: str | None = None       # reference WAV path to clone (engines that can)
     seed: int = 0                      # seeds sampling engines; logged with every row
-    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    # The engine's own settings that differ from its defaults (``components.engines.settings``);
+    # a run of several engines shares them: each takes those it declares.
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def _check_common(self) -> None:
         if not isinstance(self.engine, str) or not self.engine:
             raise LabError(f"engine must be a name, got {self.engine!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (0 <= self.seed < 2**32):
             raise LabError(f"seed must be an integer in [0, 2**32), got {self.seed!r}")
+        engines = [str(e).partition(":")[0] for e in getattr(self, "engines", None) or (self.engine,)]
+        _check_settings(self, engines)
 
 
 @dataclass(frozen=True)
@@ -310,8 +336,6 @@ def spec_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     if unknown:
         raise LabError(f"{cls.__name__} has no field(s) {', '.join(sorted(unknown))}")
     kwargs = dict(data)
-    if isinstance(kwargs.get("settings"), Mapping):
-        kwargs["settings"] = GenerationSettings(**kwargs["settings"])
     for name in ("speeds", "lengths", "langs", "engines", "speakers", "references", "seeds"):
         if name in kwargs and isinstance(kwargs[name], list):
             kwargs[name] = tuple(kwargs[name])
@@ -337,7 +361,7 @@ class ScriptSpec:
     loudness_lufs: float = -23.0       # EBU R128 loudness every line is matched to in the stitched WAV
     seed: int = 0                      # seeds sampling engines; logged with every row
     batch_size: int | None = None      # lines per batch for engines that batch; None = the engine's choice
-    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # engines' settings (see Common.settings)
     format: str = "script"             # script ("Name: text") | text | markdown (one line per sentence)
     max_cer: float = 0.2               # a take whose CER (asr judge) is above this is flagged "cer"
     takes: int = 3                     # takes per line at most: a flagged line is retaken (seeded engines)
@@ -374,6 +398,7 @@ class ScriptSpec:
         if isinstance(self.takes, bool) or not isinstance(self.takes, int) or not (1 <= self.takes <= MAX_TAKES):
             raise LabError(f"takes must be an integer from 1 to {MAX_TAKES}, got {self.takes!r}")
         voices_for(parse_script(self.script_text()), parse_voices(dict(self.voices)))
+        _check_settings(self, [str(v).partition(":")[0] for v in parse_voices(dict(self.voices)).values()])
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus")  # what ``judge`` picks up from a folder

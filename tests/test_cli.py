@@ -119,12 +119,18 @@ def test_bad_input_exits_2_with_one_line(results_dir, args, message):
     assert not list(results_dir.iterdir())  # nothing half-logged, no empty run folder
 
 
-def test_precision_is_part_of_the_saved_spec(results_dir):
-    import yaml
+def test_precision_is_part_of_the_saved_spec():
+    """--precision is saved in the spec's settings of an engine that declares a precision setting
+    (xtts), and left out for one that has none (espeak)."""
+    from experiments.cli import engine_config, spec_from_args
+    from lab import parser
 
-    df = run_csv("synth", "--engine", "espeak", "--precision", "bf16", "--out", str(results_dir))
-    spec = yaml.safe_load((Path(df.iloc[0]["wav_path"]).parents[1] / "spec.yaml").read_text())
-    assert spec["spec"]["settings"]["precision"] == "bf16"
+    for engine, expected in (("xtts", {"precision": "bf16"}), ("espeak", {})):
+        args = parser().parse_args(["run", "synth", "--engine", engine, "--precision", "bf16"])
+        from components.engines import Engines
+
+        _, spec = spec_from_args(args, Engines(engine_config(args)))
+        assert dict(spec.settings) == expected
 
 
 def test_a_request_the_engine_refuses_leaves_no_run_behind(results_dir, reference_wav):
@@ -153,7 +159,8 @@ def test_each_experiment_lists_only_its_own_options(capsys):
     evaluate = help_of("run", "evaluate")
     assert "--executor" in evaluate and "--resume" in evaluate and "--stream" not in evaluate
     judge = help_of("run", "judge")
-    assert "--manifest" in judge and "--engine " not in judge and "--temperature" not in judge
+    assert "--manifest" in judge and "--engine " not in judge and "--set" not in judge
+    assert "--set" in synth and "--help-settings" in synth and "--temperature" not in synth
 
 
 def test_options_before_the_experiment_keep_their_value(tmp_path):
@@ -163,3 +170,47 @@ def test_options_before_the_experiment_keep_their_value(tmp_path):
     args = lab.parser().parse_args(["run", "--out", str(tmp_path), "--batch", "2", "synth", "--text", "Hi."])
     assert args.out == str(tmp_path) and args.batch == 2 and args.text == "Hi."
     assert args.speeds is None and args.executor is None  # every experiment's option, None when not its own
+
+
+# -- engine-owned settings (--set, --help-settings) ----------------------------------------------
+
+def test_help_settings_lists_the_engines_own_settings():
+    out = lab("run", "synth", "--engine", "piper", "--help-settings").stdout
+    assert "piper settings" in out and "length_scale" in out and "noise_w_scale" in out
+    assert "temperature" not in out
+    out = lab("run", "benchmark", "--engines", "espeak,xtts", "--help-settings").stdout
+    assert "espeak has no settings." in out and "temperature (0.05..5.0; default 0.75)" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--engine", "piper", "--set", "temperature=0.5"],
+     "piper has no setting 'temperature'; piper's settings: length_scale, noise_scale, noise_w_scale"),
+    (["--engine", "piper", "--set", "length_scale=9"], "piper setting length_scale must be between 0.1 and 5.0"),
+    (["--engine", "piper", "--set", "length_scale"], "is not NAME=VALUE"),
+    (["--engine", "xtts", "--set", "top_k=many"], "xtts setting top_k must be int"),
+    (["--engine", "espeak", "--set", "speed=2"], "espeak has no setting 'speed'; espeak's settings: none"),
+])
+def test_a_setting_the_engine_lacks_is_refused_naming_its_settings(results_dir, args, message):
+    proc = lab("run", "synth", "--text", "Hello.", *args, "--out", str(results_dir), check_rc=2)
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not list(results_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_piper_length_scale_slows_speech_and_is_saved(results_dir):
+    """The issue's 'done when': --set length_scale=1.5 on piper speaks noticeably slower (real
+    piper audio), and the setting lands in the row's settings column and the spec."""
+    import json
+
+    import yaml
+
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    plain = run_csv("synth", "--engine", "piper", "--text", text, "--judges", "none", "--out", str(results_dir))
+    slow = run_csv("synth", "--engine", "piper", "--text", text, "--set", "length_scale=1.5", "--judges", "none",
+                   "--out", str(results_dir))
+    ratio = slow.iloc[0]["audio_seconds"] / plain.iloc[0]["audio_seconds"]
+    assert 1.3 < ratio < 1.7, ratio
+    assert json.loads(slow.iloc[0]["settings"])["length_scale"] == 1.5
+    assert json.loads(plain.iloc[0]["settings"])["length_scale"] is None
+    spec = yaml.safe_load((Path(slow.iloc[0]["wav_path"]).parents[1] / "spec.yaml").read_text())
+    assert spec["spec"]["settings"] == {"length_scale": 1.5}

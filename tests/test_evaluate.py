@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 
 from components.engines import EngineConfig, Engines
-from components.engines.base import GenerationSettings, LabError
+from components.engines.base import LabError
+from components.engines.settings import settings_class
+from components.engines.xtts import XttsSettings
 from components.engines.espeak import EspeakEngine
 from components.engines.xtts import XttsEngine
 from components.results import ResultsStore
@@ -74,12 +76,13 @@ def test_user_sets_from_csv_and_txt_and_first_n(tmp_path):
 # -- variants -------------------------------------------------------------------------------------
 
 def test_variants_are_settings_the_engine_accepts():
-    base = GenerationSettings()
+    base = {}  # the spec's settings: none changed
     assert parse_entry("xtts:int8") == ("xtts", "int8") and parse_entry("espeak") == ("espeak", "default")
     assert variant_settings(XttsEngine, "xtts", "int8", base).precision == "int8"
     s = variant_settings(XttsEngine, "xtts", "temperature=0.3+top_k=10", base)
     assert (s.temperature, s.top_k) == (0.3, 10)
-    assert variant_settings(EspeakEngine, "espeak", "default", base) == base
+    assert variant_settings(XttsEngine, "xtts", "default", base) == XttsSettings()
+    assert variant_settings(EspeakEngine, "espeak", "default", {"temperature": 0.3}) == settings_class("espeak")()
     with pytest.raises(LabError, match="espeak does not accept the setting.*temperature"):
         variant_settings(EspeakEngine, "espeak", "temperature=0.3", base)
     with pytest.raises(LabError, match="xtts has no variant 'fast'.*int8"):

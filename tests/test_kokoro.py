@@ -42,7 +42,7 @@ def voiced_fraction(audio: np.ndarray, sr: int) -> float:
 def test_declares_what_it_can_do_without_loading():
     assert KokoroEngine.languages[0] == "ja" and "en" in KokoroEngine.languages
     caps = KokoroEngine.capabilities
-    assert caps.streaming and not caps.seeded and not caps.cloning and not caps.sampling_settings
+    assert caps.streaming and not caps.seeded and not caps.cloning
     engine = KokoroEngine()
     assert engine.session is None and engine.sample_rate == 24000
     assert engine.speakers() == list(VOICES) and VOICES[0] == "jf_alpha" and len(VOICES) == 5
@@ -168,7 +168,7 @@ def test_the_ui_offers_kokoro_with_its_voices(tmp_path):
     lab = LabContext.create(results=str(tmp_path / "results"))
     assert ("kokoro", "kokoro") in engine_choices(lab)  # available: labelled by its bare name
     with ui_client(lab) as client:
-        settings = (0.75, 50, 0.85, 10.0, 1.0, True, "default")  # ignored: kokoro takes no sampling settings
+        settings = ("{}",)  # kokoro declares no settings: none changed
         live, audio, *_ = client.predict("こんにちは。", "kokoro", "jf_tebukuro", "ja", None, 0, *settings, 1.0,
                                          api_name="/synthesize")
         assert sf.info(audio).samplerate == 24000 and sf.info(audio).duration > 0.3

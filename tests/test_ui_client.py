@@ -19,8 +19,8 @@ from components.context import LabContext  # noqa: E402
 from components.engines.base import SynthRequest  # noqa: E402
 from serving import ui_client  # noqa: E402
 
-# temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting (ignored by espeak)
-SETTINGS = (0.75, 50, 0.85, 10.0, 1.0, True, "default")
+# the engine settings that differ from its defaults, as JSON ("{}" = none)
+SETTINGS = ("{}",)
 
 
 

@@ -11,7 +11,8 @@ def test_banner_names_engines_missing_weights_and_asr(tmp_path, monkeypatch):
     monkeypatch.setenv("TTS_HOME", str(tmp_path / "no-coqui-cache"))  # no weights in coqui's cache either
     lab = LabContext.create(EngineConfig(xtts_dir=str(tmp_path / "nowhere")), results=str(tmp_path / "r"))
     text = status_markdown(lab)
-    assert "**espeak** (default): not loaded" in text
+    assert "**piper** (default): not loaded" in text  # the native neural voice, without XTTS weights
+    assert "**espeak**: not loaded" in text and "licence: [GPL-3.0]" in text
     assert "**xtts**: unavailable:" in text and "--xtts-dir" in text
     assert "speech recognition" in text and "Whisper base (bundled" in text
     # The server session's judging backlog, before any REST or /v1 request.

@@ -30,7 +30,7 @@ def xtts_client(xtts_dir, tmp_path_factory):
 
 def test_speed_sweep_on_xtts_in_bf16(xtts_client):
     client, speaker = xtts_client
-    bf16 = (*SETTINGS[:-1], "bf16")  # the precision radio, as a user A/Bs it
+    bf16 = ('{"precision": "bf16"}',)  # the precision setting, as a user A/Bs it
     *_, rows, csv = client.predict("Hello there.", "0.8, 1.6", "xtts", speaker, "en", None, 1, *bf16,
                                    api_name="/speed_sweep")
     df = table(rows)

@@ -206,7 +206,7 @@ def test_ui_saves_a_voice_and_every_tab_can_clone_it(xtts_dir, tmp_path, recordi
         xtts_choices = speaker_update(lab, "xtts").choices
         assert ("alice (saved voice)", "voice:alice") in [tuple(c) for c in xtts_choices]
         assert all("voice:" not in str(c) for c in speaker_update(lab, "espeak", ["female"]).choices)
-        settings = (0.75, 50, 0.85, 10.0, 1.0, True, "default")
+        settings = ("{}",)  # the engine settings the UI sends, as JSON: none changed
         _, audio, _, _, row, _, *_ = client.predict("Hello.", "xtts", "voice:alice", "en", None, 0, *settings, 1.0,
                                                     api_name="/synthesize")
         assert sf.info(audio).frames > 0

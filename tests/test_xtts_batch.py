@@ -13,9 +13,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from components.engines.base import GenerationSettings, LabError, SynthRequest
+from components.engines.base import LabError, SynthRequest
+from components.engines.xtts import XttsSettings
 
-SETTINGS = GenerationSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
+SETTINGS = XttsSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
 STOP_BIAS = 1.0  # with it, seeds 1 and 6 stop after 12 and 8 of the 29 codes, the others run on
 
 
@@ -42,7 +43,7 @@ ROWS = [
     ("hola", "es", 1, 1, SETTINGS, None),                       # stops early (12 codes)
     ("Bonjour tout le monde, ça va bien aujourd'hui?", "fr", 0, 6, SETTINGS, None),  # stops early
     ("こんにちは、これは短いテストです。", "ja", 1, 3,
-     GenerationSettings(temperature=1.1, top_k=5, top_p=0.5, repetition_penalty=1.0), None),
+     XttsSettings(temperature=1.1, top_k=5, top_p=0.5, repetition_penalty=1.0), None),
     ("Der schnelle braune Fuchs.", "de", 0, 4, SETTINGS, 9),    # a row-specific length limit
 ]
 

@@ -16,7 +16,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from components.engines.base import GenerationSettings, LabError, SynthRequest
+from components.engines.base import LabError, SynthRequest
+from components.engines.xtts import XttsSettings
 from test_xtts_batch import SETTINGS, solo, stopping
 
 
@@ -235,7 +236,7 @@ def concurrent_requests(reference_wav):
         SynthRequest("One sentence here, long enough that the lab has to split this text in two chunks. " * 3
                      + "And then a second sentence follows it.", "en", seed=4, settings=replace(SETTINGS, top_k=10)),
         SynthRequest("Bonjour tout le monde, ça va?", "fr", seed=6,
-                     settings=GenerationSettings(temperature=1.1, top_k=5, top_p=0.5, repetition_penalty=1.0)),
+                     settings=XttsSettings(temperature=1.1, top_k=5, top_p=0.5, repetition_penalty=1.0)),
     ]
 
 

@@ -13,8 +13,9 @@ import soundfile as sf
 
 from components.engines import EngineConfig, Engines
 from components.engines.base import (
-    EngineUnavailable, GenerationSettings, LabError, SynthRequest, SynthResult,
+    EngineUnavailable, LabError, SynthRequest, SynthResult,
 )
+from components.engines.xtts import XttsSettings
 
 LANGS = ("en", "ko", "ja", "zh-cn")
 TEXTS = {
@@ -191,7 +192,7 @@ def test_matches_stock_coqui_inference(engine):
     same audio."""
     import torch
 
-    settings = GenerationSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
+    settings = XttsSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
     request = SynthRequest(text="Exactly as coqui.", lang="en", seed=4, settings=settings)
     fast = engine.synthesize(request)
     voice = engine.model.speaker_manager.speakers["Claribel Dervla"]
@@ -216,7 +217,7 @@ def test_long_text_is_split_not_asserted(engine):
 
     # Splitting off: one chunk as asked, until the 400-token limit forces a split anyway.
     huge = "word " * 150  # ~450 text tokens with the tiny vocabulary
-    off = GenerationSettings(enable_text_splitting=False)
+    off = XttsSettings(enable_text_splitting=False)
     r = engine.synthesize(SynthRequest(text=huge, lang="en", seed=3, settings=off))
     assert r.info["text_chunks"] == 2 and "token limit" in r.info["note"] and r.info["text_splitting"] is False
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from conftest import load_coqui_xtts
 
-from components.engines.base import GenerationSettings, LabError
+from components.engines.base import LabError
+from components.engines.xtts import XttsSettings
 
 TEXT = "The quick brown fox jumps over the lazy dog."
-SETTINGS = GenerationSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
+SETTINGS = XttsSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ def test_engine_loads_from_coqui_cache_and_is_the_default(no_caches, xtts_dir, t
     assert engine.speakers() == ["Claribel Dervla", "Ana Florence"]
 
 
-def test_offline_download_fails_clearly_and_espeak_still_works(no_caches, tmp_path):
+def test_offline_download_fails_clearly_and_the_native_voice_still_works(no_caches, tmp_path):
     """A real coqui download attempt; the test environment is offline (HF_HUB_OFFLINE=1)."""
     engines = Engines(EngineConfig(agree_cpml=True, cache_dir=str(tmp_path / "cache")))
     with pytest.raises(EngineUnavailable, match="downloading XTTS v2 failed.*--xtts-dir"):
@@ -76,14 +76,14 @@ def test_offline_download_fails_clearly_and_espeak_still_works(no_caches, tmp_pa
     # The acceptance was recorded where coqui's own prompt records it.
     assert (locate.coqui_data_dir() / locate.COQUI_MODEL_FOLDER / "tos_agreed.txt").is_file()
     assert engines.status("xtts").startswith("unavailable: ")
-    assert engines.default() == "espeak"
-    espeak = engines.get("espeak")
-    assert espeak.synthesize(SynthRequest(text="still works", lang="en")).seconds > 0.3
+    assert engines.default() == "piper"  # without XTTS, the first voice heard is a neural one
+    piper = engines.get("piper")
+    assert piper.synthesize(SynthRequest(text="still works", lang="en")).seconds > 0.3
 
 
 def test_no_download_without_the_licence(no_caches, tmp_path):
     engines = Engines(EngineConfig(cache_dir=str(tmp_path / "cache")))
-    assert engines.default() == "espeak"
+    assert engines.default() == "piper"
     with pytest.raises(EngineUnavailable, match="--agree-cpml"):
         engines.get("xtts")
     assert not (locate.coqui_data_dir() / locate.COQUI_MODEL_FOLDER).exists()

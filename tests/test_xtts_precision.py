@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from components.engines import EngineConfig, Engines
-from components.engines.base import GenerationSettings, LabError, SynthRequest
+from components.engines.base import LabError, SynthRequest
+from components.engines.xtts import XttsSettings
 
 
 @pytest.mark.slow
@@ -15,7 +16,7 @@ def test_requests_switch_precision_and_come_back_exact(xtts_dir, tmp_path):
     engine = engines.get("xtts")
     request = SynthRequest("Hello there, this is a test.", seed=3)
     first = engine.synthesize(request)
-    bf16 = engine.synthesize(replace(request, settings=GenerationSettings(precision="bf16")))
+    bf16 = engine.synthesize(replace(request, settings=XttsSettings(precision="bf16")))
     again = engine.synthesize(request)
     assert [r.info["precision"] for r in (first, bf16, again)] == ["fp32", "bf16", "fp32"]
     # Switching back restores the exact fp32 path: same seed, same samples.
@@ -26,4 +27,4 @@ def test_requests_switch_precision_and_come_back_exact(xtts_dir, tmp_path):
 
 def test_unknown_precision_names_the_field():
     with pytest.raises(LabError, match="precision must be one of fp32, bf16, int8, int4, got 'fp8'"):
-        GenerationSettings(precision="fp8")
+        XttsSettings(precision="fp8")

@@ -88,7 +88,7 @@ def test_vocode_rows_groups_finished_rows_and_keeps_each_rows_audio(model, monke
     each chunk alone, and the group's vocoder time shared out."""
     import torch
 
-    from components.engines.base import GenerationSettings
+    from components.engines.xtts import XttsSettings as GenerationSettings
     from components.xtts import fast, vocoder
 
     fast.apply_precision(model, "fp32")

@@ -29,6 +29,7 @@ REGISTRY: dict[str, str] = {
     "xtts": "components.engines.xtts:XttsEngine",
     "melo": "components.engines.melo:MeloEngine",
     "kokoro": "components.engines.kokoro:KokoroEngine",
+    "piper": "components.engines.piper:PiperEngine",
 }
 
 
@@ -49,6 +50,8 @@ class EngineConfig:
     cache_dir: str | None = None    # speaker-latent cache; None = ~/.cache/xtts-lab
     batch: int = 8                  # rows decoded together by engines that batch (XTTS); 1 = one at a time
     threads: int | None = None      # CPU threads per model call (ONNX intra-op); None = the cores we may use
+    piper_voices: str | None = None # folder of extra Piper voices (NAME.onnx + NAME.onnx.json); None = env
+                                    # PIPER_VOICES, then voices/piper/
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -28,12 +28,11 @@ class Capabilities:
     cloning: bool = False            # conditions on a reference recording (``prepare_reference``)
     streaming: bool = False          # implements ``stream(request, progress)``
     seeded: bool = False             # the seed changes / reproduces the output (else the row's seed is empty)
-    sampling_settings: bool = False  # uses GenerationSettings' sampling knobs (the UI shows them)
     speeds: bool = False             # implements ``synthesize_speeds(request, speeds, progress)``
     batching: bool = False           # implements ``synthesize_batch(requests, progress)``
     concurrent: bool = False         # may serve several requests at once (``Engines.use`` lets them in
                                      # together); an instance may decline (its ``concurrent`` attribute)
-    precisions: tuple[str, ...] = () # values ``GenerationSettings.precision`` may pick; () = not settable
+    precisions: tuple[str, ...] = () # precisions its settings may pick (its ``Settings.precision`` choices); () = none
     speaker_encoder: bool = False    # implements ``speaker_embedding(audio, sr) -> 1-D vector``
 
 
@@ -54,38 +53,6 @@ class License:
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    """Sampling settings, for engines whose ``capabilities.sampling_settings`` is True; the
-    others ignore them (and rows leave their columns empty).
-
-    Defaults are those of the autoregressive sampler the lab was built around (XTTS v2's
-    ``config.json``); they are logged with every row because its documentation, code defaults
-    and config disagree.
-    """
-
-    temperature: float = 0.75          # softmax temperature of the GPT sampler
-    top_k: int = 50                    # keep the k most likely audio tokens
-    top_p: float = 0.85                # nucleus sampling mass
-    repetition_penalty: float = 10.0   # >1 discourages repeated audio tokens
-    length_penalty: float = 1.0        # beam-search length penalty (kept for parity with coqui)
-    enable_text_splitting: bool = True # split long text at sentence ends before the token limit
-    precision: str | None = None       # fp32 | bf16 | int8 | int4 (engines listing it in capabilities.precisions);
-                                       # None = the lab's --precision
-
-    def __post_init__(self) -> None:
-        if not (0.0 < self.temperature <= 5.0):
-            raise LabError(f"temperature must be in (0, 5], got {self.temperature!r}")
-        if not (isinstance(self.top_k, int) and self.top_k >= 1):
-            raise LabError(f"top_k must be a positive integer, got {self.top_k!r}")
-        if not (0.0 < self.top_p <= 1.0):
-            raise LabError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if not (self.repetition_penalty >= 1.0):
-            raise LabError(f"repetition_penalty must be >= 1, got {self.repetition_penalty!r}")
-
-
-@dataclass(frozen=True)
 class SynthRequest:
     """Everything an engine needs for one synthesis."""
 
@@ -95,7 +62,8 @@ class SynthRequest:
     reference: str | None = None      # path of a reference recording to clone
     speed: float = 1.0                # 1.0 = natural rate; 2.0 = twice as fast
     seed: int | None = None           # for engines that sample; None = do not seed
-    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    settings: Any = None              # the engine's own settings (its ``Settings`` class), a mapping of
+                                      # overrides, or None = its defaults (``components.engines.settings``)
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str) or not self.text.strip():
@@ -140,6 +108,9 @@ class Engine(Protocol):
       ``stream`` and ``synthesize_speeds`` exist exactly when the capability says so.
     * ``preference``: rank for ``Engines.default()`` (the highest available one wins).
     * ``license``: its weights' :class:`License`, or None.
+    * ``Settings``: a frozen dataclass of its knobs (``components.engines.settings.EngineSettings``
+      with ``setting(...)`` fields); the UI panel, ``--set``, REST/``/v1`` ``settings``, specs and
+      rows follow from it. Omitted = no settings.
     * ``unavailable_reason(config)`` (classmethod, optional): why it cannot run here, cheaply.
     """
 

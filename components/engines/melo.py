@@ -167,7 +167,7 @@ class MeloEngine:
     languages: tuple[str, ...] = tuple(LANGUAGES)
     # MeloTTS samples (noise_scale), and the worker seeds torch per request, but the lab's sampling
     # settings mean nothing to it: rows must not log them as if they had been used.
-    capabilities = Capabilities(cloning=False, streaming=False, seeded=False, sampling_settings=False)
+    capabilities = Capabilities(cloning=False, streaming=False, seeded=False)
     preference = 0    # needs its own environment: never the default
     license = License("MIT", "https://github.com/myshell-ai/MeloTTS/blob/main/LICENSE")
 

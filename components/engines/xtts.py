@@ -30,10 +30,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from .base import (
-    PRECISIONS, SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, GenerationSettings, LabError, License, Progress,
+    PRECISIONS, SPEED_MAX, SPEED_MIN, Capabilities, EngineUnavailable, LabError, License, Progress,
     SynthRequest, SynthResult, check_language, no_progress,
 )
 from .gate import Gate
+from .settings import EngineSettings, for_engine, setting
 
 from components.xtts.latents import COND_SAMPLE_RATE
 from components.xtts.locate import CPML_URL  # one CPML link everywhere
@@ -47,6 +48,36 @@ LANGUAGES: tuple[str, ...] = (
 DEFAULT_CACHE_DIR = "~/.cache/xtts-lab"
 STREAM_CHUNK_TOKENS = 40       # GPT tokens per streamed chunk (~1.9 s of audio; coqui's default is 20,
                                # fewer, bigger chunks keep the fast path's per-chunk context cheap)
+
+
+@dataclass(frozen=True)
+class XttsSettings(EngineSettings):
+    """XTTS's sampling settings (its GPT sampler), declared with their ranges.
+
+    Defaults are XTTS v2's ``config.json``; they are logged with every row (named columns as well
+    as the ``settings`` JSON) because its documentation, code defaults and config disagree.
+    """
+
+    engine_name = "xtts"
+
+    temperature: float = setting(0.75, "softmax temperature of the GPT sampler", min=0.05, max=5.0, step=0.05,
+                                 column="temperature")
+    top_k: int = setting(50, "keep the k most likely audio tokens (1 = greedy)", min=1, max=1000, step=1,
+                         column="top_k")
+    top_p: float = setting(0.85, "nucleus sampling mass", min=0.01, max=1.0, step=0.01, column="top_p")
+    repetition_penalty: float = setting(10.0, "> 1 discourages repeated audio tokens", min=1.0, max=50.0, step=0.5,
+                                        column="repetition_penalty")
+    length_penalty: float = setting(1.0, "beam-search length penalty (kept for parity with coqui)", min=0.1,
+                                    max=10.0, step=0.1, column="length_penalty")
+    enable_text_splitting: bool = setting(True, "split long text at sentence ends before the token limit",
+                                          column="text_splitting", label="split text at sentence ends")
+    # The choices are the engine's capabilities.precisions (below); None = the lab's --precision.
+    precision: str | None = setting(None, "GPT precision; empty = the lab's --precision. fp32 is exact; bf16, "
+                                          "int8 and int4 are faster", choices=(None, *PRECISIONS))
+
+
+# Kept so ``from components.engines.xtts import GenerationSettings`` (the old name) still works.
+GenerationSettings = XttsSettings
 
 
 @dataclass
@@ -65,9 +96,10 @@ class XttsEngine:
 
     name = "xtts"
     languages: tuple[str, ...] = LANGUAGES   # load() narrows them to the checkpoint's own list
-    capabilities = Capabilities(cloning=True, streaming=True, seeded=True, sampling_settings=True, speeds=True,
+    capabilities = Capabilities(cloning=True, streaming=True, seeded=True, speeds=True,
                                 batching=True, concurrent=True, precisions=PRECISIONS, speaker_encoder=True)
     preference = 100  # the lab's subject: the default whenever its weights are present
+    Settings = XttsSettings
     license = License("Coqui Public Model License (CPML)", CPML_URL, acceptance_required=True,
                       config_field="agree_cpml", note="non-commercial use only")
 
@@ -277,6 +309,10 @@ class XttsEngine:
 
             torch.cuda.synchronize()
 
+    def _settings(self, request: SynthRequest) -> XttsSettings:
+        """The request's settings as XTTS's own (None = the defaults; a mapping = overrides)."""
+        return for_engine(self, request.settings)
+
     def _precision(self, settings: GenerationSettings) -> str:
         """The precision a request runs in: its own, else the lab's.
 
@@ -324,14 +360,14 @@ class XttsEngine:
     def _begin(self, request: SynthRequest, progress: Progress):
         self._require_model(progress)
         check_language(self, request.lang)
-        precision = self._precision(request.settings)
+        precision = self._precision(self._settings(request))
         voice, timings, info = self._voice(request, progress)
         from components.xtts.text import token_chunks
 
-        tokens, notes = token_chunks(self.model, request.text, request.lang, request.settings.enable_text_splitting)
+        tokens, notes = token_chunks(self.model, request.text, request.lang, self._settings(request).enable_text_splitting)
         if notes:
             info["note"] = "; ".join(x for x in (info.get("note"), *notes) if x)
-        s = request.settings
+        s = self._settings(request)
         info.update({
             "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
             "repetition_penalty": s.repetition_penalty, "length_penalty": s.length_penalty,
@@ -344,12 +380,12 @@ class XttsEngine:
                 progress: Progress) -> tuple[list[Any], dict[str, float], dict[str, Any]]:
         """GPT latents per text chunk: in the batch other requests share, or alone (seeded torch)."""
         if shared:
-            return self._batch().generate(self.model, tokens, voice.gpt_cond_latent, request.settings,
+            return self._batch().generate(self.model, tokens, voice.gpt_cond_latent, self._settings(request),
                                           request.seed, progress)
         from components.xtts.decode import generate_chunks
 
         self._seed(request.seed)
-        return generate_chunks(self.model, tokens, voice.gpt_cond_latent, request.settings, progress)
+        return generate_chunks(self.model, tokens, voice.gpt_cond_latent, self._settings(request), progress)
 
     def synthesize(self, request: SynthRequest, progress: Progress = no_progress) -> SynthResult:
         """Synthesise ``request`` whole. Timings: reference, conditioning, gpt, vocoder (seconds)."""
@@ -377,14 +413,14 @@ class XttsEngine:
         shared = self.concurrent
         with self._holding(info["precision"], progress, shared), self._oom_guard():
             if shared:  # codes from the batch other requests share, vocoded as they come
-                source = self._batch().stream(self.model, tokens, voice, request.settings, request.seed, request.speed,
+                source = self._batch().stream(self.model, tokens, voice, self._settings(request), request.seed, request.speed,
                                               self.stream_chunk_tokens, stats, progress)
             else:
                 from components.xtts.stream import stream_chunks
 
                 self._seed(request.seed)
                 source = stream_chunks(self.model, tokens, voice.gpt_cond_latent, voice.speaker_embedding,
-                                       request.settings, speed=request.speed, chunk_tokens=self.stream_chunk_tokens,
+                                       self._settings(request), speed=request.speed, chunk_tokens=self.stream_chunk_tokens,
                                        stats=stats, progress=progress)
             for chunk in source:
                 if ttfa is None:
@@ -512,7 +548,7 @@ class XttsEngine:
         self._require_model(progress)
         groups: dict[str, list[int]] = {}
         for i, request in enumerate(requests):
-            groups.setdefault(request.settings.precision or self.config.precision, []).append(i)
+            groups.setdefault(self._settings(request).precision or self.config.precision, []).append(i)
         done = 0
         for precision, indices in groups.items():
             begun = [self._begin(requests[i], progress) for i in indices]
@@ -534,7 +570,7 @@ class XttsEngine:
             seed = requests[i].seed
             items.append(fast.BatchItem(
                 chunks=tokens, gpt_cond_latent=voice.gpt_cond_latent.to(self.device),
-                settings=requests[i].settings,
+                settings=self._settings(requests[i]),
                 generator=None if seed is None else torch.Generator(self.device).manual_seed(seed)))
         progress(0.1, desc=f"decoding {len(items)} rows, {min(size, len(items))} at a time")
         with self._oom_guard():

@@ -5,8 +5,9 @@ banner. The Blocks is self-contained (no globals, no launch arguments needed), s
 launched directly or mounted in a FastAPI app.
 
 API endpoints (stable names for ``gradio_client``; engine controls come in this order:
-``engine, speaker, lang, reference, seed, temperature, top_k, top_p, repetition_penalty,
-length_penalty, text_splitting``, written ``<controls>`` below, ``<controls - lang>`` without lang):
+``engine, speaker, lang, reference, seed, settings``, written ``<controls>`` below, ``<controls - lang>``
+without lang; ``settings`` is a JSON object of the engine's own settings, ``"{}"`` for its defaults, e.g.
+``'{"length_scale": 1.5}'`` for piper; see ``components.engines.settings``):
 
 Every experiment endpoint takes two more, optional, last arguments: ``judges`` ("all" | "fast" |
 "none"; default the lab's ``--judges``) and ``judge_reference`` (a recording the speaker judge compares

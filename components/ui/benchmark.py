@@ -34,7 +34,9 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
 
 def render(lab: LabContext) -> None:
     """The Benchmark tab's widgets and its ``benchmark`` endpoint."""
-    engines = gr.CheckboxGroup(lab.engines.names(), value=[lab.engines.default()], label="Engines to compare",
+    # Every engine that can run here, side by side (xtts only where its weights are present).
+    here = [name for name, why in lab.engines.available().items() if why is None] or [lab.engines.default()]
+    engines = gr.CheckboxGroup(lab.engines.names(), value=here, label="Engines to compare",
                                info="unavailable engines get one 'unavailable' row")
     with gr.Row():
         short = gr.Textbox(BENCH_TEXTS["short"], label="short text")
@@ -52,12 +54,11 @@ def render(lab: LabContext) -> None:
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
-    def benchmark(engines, short, medium, long, repeats, engine, speaker, lang, reference, seed, temperature,
-                  top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision, judges=None, judge_reference=None, progress=gr.Progress()):
+    def benchmark(engines, short, medium, long, repeats, engine, speaker, lang, reference, seed, settings, judges=None, judge_reference=None, progress=gr.Progress()):
         texts = {label: t for label, t in (("short", short), ("medium", medium), ("long", long)) if t and t.strip()}
         spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             settings,
                                              voices=lab.voices))
         for df, run in run_judged(lab, "benchmark", spec, progress, judges, judge_reference):  # table first, judge columns next
             yield [summary_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import html
 import inspect
+import json
 import os
 import shutil
 import sys
@@ -23,10 +24,10 @@ import pandas as pd
 import soundfile as sf
 
 from components import plots
-from components.core import PRECISIONS
 from components.context import LabContext
 from components.engines import engine_class, engine_languages
-from components.engines.base import GenerationSettings, LabError
+from components.engines.base import LabError
+from components.engines.settings import SettingInfo, describe, settings_class
 from components.results import Run
 from components.voices import VOICE_PREFIX, VoiceLibrary, resolve_speaker, saved_name
 from experiments import save_outputs
@@ -149,7 +150,7 @@ class EngineControls:
     reference: gr.Audio
     seed: gr.Number
     settings_box: gr.Accordion
-    settings: list[gr.components.Component]  # temperature, top_k, top_p, rep./len. penalty, splitting, precision
+    settings: gr.Textbox  # hidden: the chosen engine's settings that differ from its defaults, as JSON
     note: gr.Markdown  # what the chosen engine cannot do here (unavailable, cannot clone); hidden otherwise
     changed: Any = None  # the engine dropdown's change event (speakers, note...), for follow-up steps
 
@@ -161,8 +162,8 @@ class EngineControls:
 
     @property
     def inputs(self) -> list[gr.components.Component]:
-        """engine, speaker, [lang], reference, seed, *settings — the order the tab functions take them."""
-        return [self.engine, self.speaker] + ([self.lang] if self.lang else []) + [self.reference, self.seed, *self.settings]
+        """engine, speaker, [lang], reference, seed, settings — the order the tab functions take them."""
+        return [self.engine, self.speaker] + ([self.lang] if self.lang else []) + [self.reference, self.seed, self.settings]
 
 
 def cloning_engines(lab: LabContext) -> list[str]:
@@ -215,26 +216,14 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
     # Only engines that clone get the drop zone: for the others it is a large box that does nothing.
     reference = gr.Audio(sources=["upload", "microphone"], type="filepath", label=reference_label,
                          visible=can_clone(default), elem_classes=["reference-input"])
-    caps = capabilities(default)
-    d = GenerationSettings()
-    with gr.Accordion("Generation settings", open=False, visible=bool(caps and caps.sampling_settings)) as box:
-        with gr.Row():
-            temperature = gr.Slider(0.05, 2.0, d.temperature, step=0.05, label="temperature")
-            top_k = gr.Slider(1, 200, d.top_k, step=1, label="top_k")
-            top_p = gr.Slider(0.05, 1.0, d.top_p, step=0.05, label="top_p")
-        with gr.Row():
-            rep = gr.Slider(1.0, 20.0, d.repetition_penalty, step=0.5, label="repetition_penalty")
-            length_pen = gr.Slider(0.5, 2.0, d.length_penalty, step=0.1, label="length_penalty")
-            split = gr.Checkbox(d.enable_text_splitting, label="split text at sentence ends")
-            precision = gr.Radio(["default", *PRECISIONS], value="default", label="precision",
-                                 info=f"GPT precision; default = the lab's --precision "
-                                      f"({lab.engines.config.precision}). fp32 is exact; bf16, int8 and int4 are faster")
-    controls = EngineControls(engine, speaker, lang_dd, reference, seed, box,
-                              [temperature, top_k, top_p, rep, length_pen, split, precision], note)
+    with gr.Accordion("Engine settings", open=False, visible=bool(engine_settings(default)),
+                      elem_classes=["engine-settings"]) as box:
+        settings, wire_settings = settings_panel(lab, engine, default)
+    controls = EngineControls(engine, speaker, lang_dd, reference, seed, box, settings, note)
 
     def on_engine(name: str, progress=gr.Progress()):
         caps = capabilities(name)
-        common = [gr.Accordion(visible=bool(caps and caps.sampling_settings)), gr.Audio(visible=can_clone(name))]
+        common = [gr.Accordion(visible=bool(engine_settings(name))), gr.Audio(visible=can_clone(name))]
         try:
             eng = lab.engines.get(name, progress)  # loads once; progress shows a slow load
         except LabError as e:
@@ -253,20 +242,120 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
     # Progress (and a failure's badge) on the speaker list only: the other outputs only change visibility.
     controls.changed = engine.change(on_engine, [engine], [speaker, box, reference, note] + ([lang_dd] if lang else []),
                   api_visibility="private", concurrency_limit=None, show_progress_on=[speaker])
+    wire_settings()
     return controls
 
 
-def settings_from(values: list[Any]) -> GenerationSettings:
-    """The seven settings widgets' values -> ``GenerationSettings`` (validated there)."""
-    temperature, top_k, top_p, rep, length_pen, split, precision = values
-    return GenerationSettings(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p),
-                              repetition_penalty=float(rep), length_penalty=float(length_pen),
-                              enable_text_splitting=bool(split),
-                              precision=None if precision in (None, "", "default") else precision)
+# -- engine settings ----------------------------------------------------------------------------
+
+NO_VALUE = "default"  # a choice widget's entry for None (the engine's own default)
+
+
+def engine_settings(name: str) -> list[SettingInfo]:
+    """The settings engine ``name`` declares ([] if none or it cannot be imported here)."""
+    try:
+        return describe(settings_class(name))
+    except Exception:  # noqa: BLE001 - an engine that cannot import has no settings to show
+        return []
+
+
+def setting_widget(engine: str, info: SettingInfo) -> gr.components.Component:
+    """The widget for one declared setting: a checkbox, a choice, a slider (bounded numbers) or a
+    number box (numbers that may be left empty = the engine's own default)."""
+    label = info.label or info.name
+    classes = [f"setting-{engine}-{info.name}"]
+    help_ = info.help
+    if info.type is bool:
+        return gr.Checkbox(bool(info.default), label=label, info=help_, elem_classes=classes)
+    if info.choices is not None:
+        choices = [(NO_VALUE if c is None else str(c), NO_VALUE if c is None else c) for c in info.choices]
+        return gr.Dropdown(choices, value=NO_VALUE if info.default is None else info.default, label=label,
+                           info=help_, elem_classes=classes)
+    if info.type in (int, float):
+        step = info.step or (1 if info.type is int else 0.01)
+        if not info.optional and info.min is not None and info.max is not None:
+            return gr.Slider(info.min, info.max, info.default, step=step, label=label, info=help_,
+                             elem_classes=classes)
+        if not info.optional:
+            return gr.Number(info.default, label=label, info=help_, minimum=info.min, maximum=info.max, step=step,
+                             precision=0 if info.type is int else None, elem_classes=classes)
+        # A number that may stay empty (the engine's own default): gr.Number cannot be empty.
+        bounds = f" ({info.min}..{info.max})" if info.min is not None and info.max is not None else ""
+        return gr.Textbox("" if info.default is None else str(info.default), label=label + bounds, info=help_,
+                          placeholder=NO_VALUE, elem_classes=classes)
+    return gr.Textbox(info.default or "", label=label, info=help_, elem_classes=classes)
+
+
+def _overrides_js(infos: list[SettingInfo]) -> str:
+    """Browser-side: the group's widget values -> JSON of those that differ from the defaults.
+    Run in the page (no server round trip), so a Run clicked right after a change sends it."""
+    names = json.dumps([i.name for i in infos])
+    defaults = json.dumps([i.default for i in infos])
+    return (f"(...v) => {{ const n = {names}, d = {defaults}, o = {{}}; "
+            f"n.forEach((k, i) => {{ let x = v[i]; if (x === '' || x === '{NO_VALUE}' || x === undefined) x = null; "
+            "if (JSON.stringify(x) !== JSON.stringify(d[i])) o[k] = x; }); return JSON.stringify(o); }")
+
+
+def settings_panel(lab: LabContext, engine: gr.Dropdown, default: str) -> tuple[gr.Textbox, Callable[[], None]]:
+    """One group of widgets per engine that declares settings (only the chosen engine's shown),
+    built from the engines' declarations, and the hidden JSON of the chosen engine's changed
+    settings that the tab functions receive. Returns (that textbox, a function wiring the events,
+    to call after the engine dropdown's own change event is wired)."""
+    groups: dict[str, tuple[gr.Group, list[gr.components.Component], list[SettingInfo]]] = {}
+    for name in lab.engines.names():
+        infos = engine_settings(name)
+        if not infos:
+            continue
+        with gr.Group(visible=name == default, elem_classes=[f"settings-{name}"]) as group:
+            gr.Markdown(f"**{name} settings** (empty or `{NO_VALUE}` = the engine's own default)")
+            widgets = [setting_widget(name, info) for info in infos]
+        groups[name] = (group, widgets, infos)
+    settings = gr.Textbox("{}", visible=False, label="settings (JSON)")
+    everything = [w for _, widgets, _ in groups.values() for w in widgets]
+
+    def chosen(name: str, *values: Any):
+        """Show ``name``'s group; its current values become the settings sent."""
+        out: dict[str, Any] = {}
+        i = 0
+        for group_name, (_, widgets, infos) in groups.items():
+            part = values[i:i + len(widgets)]
+            i += len(widgets)
+            if group_name == name:
+                for info, value in zip(infos, part):
+                    value = None if value in ("", NO_VALUE) else value
+                    if value != info.default:
+                        out[info.name] = value
+        return [gr.Group(visible=n == name) for n in groups] + [json.dumps(out)]
+
+    def wire() -> None:
+        engine.change(chosen, [engine, *everything], [*(g for g, _, _ in groups.values()), settings],
+                      queue=False, api_visibility="private", show_progress="hidden")
+        for _, widgets, infos in groups.values():
+            for widget in widgets:
+                widget.change(None, widgets, [settings], js=_overrides_js(infos), queue=False,
+                              api_visibility="private", show_progress="hidden")
+
+    return settings, wire
+
+
+def settings_from(value: Any) -> dict[str, Any]:
+    """The settings the UI (or an API caller) sent: a JSON object, or a mapping; '' = none.
+    The spec checks the names and values against the engine's declaration."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    if isinstance(value, dict):
+        return value
+    try:
+        data = json.loads(value)
+    except (TypeError, ValueError):
+        raise LabError(f"settings must be a JSON object such as {{\"length_scale\": 1.5}}, got {value!r}") from None
+    if not isinstance(data, dict):
+        raise LabError(f"settings must be a JSON object such as {{\"length_scale\": 1.5}}, got {value!r}")
+    return data
 
 
 def common_kwargs(engine: str, speaker: str | None, reference: str | None, seed: Any,
-                  settings: list[Any], voices: VoiceLibrary | None = None) -> dict[str, Any]:
+                  settings: Any, voices: VoiceLibrary | None = None) -> dict[str, Any]:
     """Spec fields shared by every experiment, from the controls' values. A saved voice
     (``voice:<name>`` from ``voices``) becomes the reference to clone."""
     if not engine:

@@ -47,11 +47,10 @@ def render(lab: LabContext) -> None:
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
-    def languages(langs, texts, speed, engine, speaker, reference, seed, temperature, top_k, top_p,
-                  repetition_penalty, length_penalty, text_splitting, precision, judges=None, judge_reference=None, progress=gr.Progress()):
+    def languages(langs, texts, speed, engine, speaker, reference, seed, settings, judges=None, judge_reference=None, progress=gr.Progress()):
         spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             settings,
                                              voices=lab.voices))
         for df, run in run_judged(lab, "languages", spec, progress, judges, judge_reference):  # table first, judge columns next
             yield [*panel_values("languages", df, run), run.run_id]

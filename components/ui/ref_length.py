@@ -36,11 +36,10 @@ def render(lab: LabContext) -> None:
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
-    def ref_length(text, lengths, repeats, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, precision, judges=None, judge_reference=None, progress=gr.Progress()):
+    def ref_length(text, lengths, repeats, engine, speaker, lang, reference, seed, settings, judges=None, judge_reference=None, progress=gr.Progress()):
         spec = RefLengthSpec(text=text, lang=lang, lengths=parse_floats("lengths", lengths), repeats=int(repeats),
                              **common_kwargs(engine, speaker, reference, seed,
-                                             [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                             settings,
                                              voices=lab.voices))
         for df, run in run_judged(lab, "ref-length", spec, progress, judges, judge_reference):  # table first, judge columns next
             yield [*panel_values("ref-length", df, run), run.run_id]

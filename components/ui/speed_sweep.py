@@ -27,11 +27,10 @@ def render(lab: LabContext) -> None:
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
-    def speed_sweep(text, speeds, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                    repetition_penalty, length_penalty, text_splitting, precision, judges=None, judge_reference=None, progress=gr.Progress()):
+    def speed_sweep(text, speeds, engine, speaker, lang, reference, seed, settings, judges=None, judge_reference=None, progress=gr.Progress()):
         spec = SpeedSweepSpec(text=text, lang=lang, speeds=parse_floats("speeds", speeds),
                               **common_kwargs(engine, speaker, reference, seed,
-                                              [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                              settings,
                                              voices=lab.voices))
         for df, run in run_judged(lab, "speed-sweep", spec, progress, judges, judge_reference):  # table first, judge columns next
             yield [*panel_values("speed-sweep", df, run), run.run_id]

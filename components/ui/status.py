@@ -19,7 +19,9 @@ def status_markdown(lab: LabContext) -> str:
     for name in lab.engines.names():
         status = lab.engines.status(name)
         default = " (default)" if name == lab.engines.default() else ""
-        lines.append(f"- **{name}**{default}: {status}")
+        lic = engine_license(name)
+        licence = f" — licence: [{lic.name}]({lic.url})" if lic and lic.url else (f" — licence: {lic.name}" if lic else "")
+        lines.append(f"- **{name}**{default}: {status}{licence}")
     # Which judges fill the quality columns, and why a cer cell may be empty: said once, for every tab.
     lines.append(f"- **judges** (default: {lab.judge_choice}): " + lab.judges.status().removeprefix("judges: "))
     lines.append(f"- **speech recognition** (character error rate): {asr_status(lab.judges.config)}")

@@ -61,12 +61,11 @@ def render(lab: LabContext) -> None:
     last_run = gr.State(None)  # this user's latest run id
 
     @ui_errors
-    def synthesize(text, engine, speaker, lang, reference, seed, temperature, top_k, top_p,
-                   repetition_penalty, length_penalty, text_splitting, precision, speed, judges=None, judge_reference=None,
+    def synthesize(text, engine, speaker, lang, reference, seed, settings, speed, judges=None, judge_reference=None,
                    progress=gr.Progress()):
         spec = SynthSpec(text=text, lang=lang, speed=float(speed),
                          **common_kwargs(engine, speaker, reference, seed,
-                                         [temperature, top_k, top_p, repetition_penalty, length_penalty, text_splitting, precision],
+                                         settings,
                                              voices=lab.voices))
         with lab.store.running("synth", spec) as run:
             judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from components.core import LabError
-from components.engines.base import GenerationSettings
+if TYPE_CHECKING:  # the settings type is the xtts engine's own (components.engines.xtts)
+    from components.engines.xtts import XttsSettings as GenerationSettings
 from components.xtts.decode import Generation, _processors
 from components.xtts.gpt import FastGPT
 from components.xtts.precision import _fast
@@ -30,7 +31,7 @@ class BatchItem:
 
     chunks: list                      # [1, T] text tokens per chunk (``encode``)
     gpt_cond_latent: "torch.Tensor"   # [1, 32, dim]
-    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    settings: "GenerationSettings" = field(default_factory=lambda: _default_settings())
     generator: "torch.Generator | None" = None
     min_new_tokens: int = 0
     max_new_tokens: int | None = None
@@ -273,3 +274,10 @@ def _move_slot(cache: tuple, src: int, dst: int, length: int) -> None:
     """Copy a sequence's cached keys/values from slot ``src`` to ``dst`` (keeps rows 0..n-1 dense)."""
     for layer in (*cache[0], *cache[1]):
         layer[dst, :, :length] = layer[src, :, :length]
+
+
+def _default_settings() -> "GenerationSettings":
+    """XTTS's default settings, imported when first needed (the engine module imports this one)."""
+    from components.engines.xtts import XttsSettings
+
+    return XttsSettings()

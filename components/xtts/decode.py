@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 from components.core import LabError
-from components.engines.base import GenerationSettings
+if TYPE_CHECKING:  # the settings type is the xtts engine's own (components.engines.xtts)
+    from components.engines.xtts import XttsSettings as GenerationSettings
 from components.xtts.gpt import FastGPT
 from components.xtts.precision import _fast
 
@@ -113,7 +114,7 @@ def generate(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Te
     """
     import torch
 
-    settings = settings or GenerationSettings()
+    settings = settings or _default_settings()
     timings: dict[str, float] = {}
     codes, latents = [], []
     with torch.inference_mode():
@@ -175,3 +176,10 @@ def generate_chunks(model: Any, tokens: list, gpt_cond_latent: "torch.Tensor", s
         latents.append(g.latents)
         n_tokens += int(g.tokens.shape[-1])
     return latents, {"gpt": t_gpt}, {"gpt_tokens": n_tokens, "gpt_ms_per_token": round(1e3 * t_gpt / max(n_tokens, 1), 2)}
+
+
+def _default_settings() -> "GenerationSettings":
+    """XTTS's default settings, imported when first needed (the engine module imports this one)."""
+    from components.engines.xtts import XttsSettings
+
+    return XttsSettings()

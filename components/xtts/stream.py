@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from components.core import LabError
-from components.engines.base import GenerationSettings
+if TYPE_CHECKING:  # the settings type is the xtts engine's own (components.engines.xtts)
+    from components.engines.xtts import XttsSettings as GenerationSettings
 from components.xtts.decode import _decode
 from components.xtts.vocoder import HOP_SAMPLES, _rescale, _vocoder_autocast
 
@@ -100,7 +101,7 @@ def stream(model: Any, text_tokens: "torch.Tensor", gpt_cond_latent: "torch.Tens
     # The decorator form of inference_mode re-enters it around each step of a generator, so the
     # caller's code between chunks does not run in inference mode.
     return torch.inference_mode()(_stream)(
-        model, text_tokens, gpt_cond_latent, speaker_embedding, settings or GenerationSettings(),
+        model, text_tokens, gpt_cond_latent, speaker_embedding, settings or _default_settings(),
         speed, first_chunk_tokens, chunk_tokens, crossfade, min_new_tokens, max_new_tokens, stats)
 
 
@@ -219,3 +220,10 @@ def stream_chunks(model: Any, tokens: list, gpt_cond_latent: "torch.Tensor", spe
     if handle is None:
         stats["gpt_tokens"] = n_tokens
         stats["gpt_ms_per_token"] = round(1e3 * t_gpt / max(n_tokens, 1), 2)
+
+
+def _default_settings() -> "GenerationSettings":
+    """XTTS's default settings, imported when first needed (the engine module imports this one)."""
+    from components.engines.xtts import XttsSettings
+
+    return XttsSettings()
