@@ -208,8 +208,10 @@ def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str 
                               allow_custom_value=True, scale=2,
                               elem_classes=["speaker-select"])
         langs = list(engine_languages(default))
+        # The choices follow the engine in the page; API callers may name any language with any
+        # engine (the engine refuses one it does not speak, by name), whatever the page's default.
         lang_dd = gr.Dropdown(langs, value="en" if "en" in langs else langs[0], label="Language",
-                              scale=1) if lang else None
+                              allow_custom_value=True, scale=1) if lang else None
         seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
     note = engine_note(lab, default, needs_cloning=needs_cloning)
     note.elem_classes = ["engine-note"]
