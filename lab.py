@@ -80,5 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     return serve(args)
 
 
+def exit_now(code: int) -> None:
+    """Leave with ``code`` once every file is written, skipping the interpreter's teardown: freeing
+    CTranslate2's models (the Whisper judge) there can abort a finished command with "terminate
+    called without an active exception" (faster-whisper issues #480/#489), which would turn its
+    exit status 0 into 134. Rows, judges.csv and summaries are fsynced before ``main`` returns."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import re
@@ -47,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from components.core import LabError, Progress, no_progress
+from components.results import append_line
 
 LISTEN_DIR = "listen"      # under the results root
 MODES = ("pairwise", "mos", "smos")  # smos: the voice against its reference, 1-5
@@ -93,22 +93,7 @@ class ListenReportSpec:
             raise LabError(f"test must be a listening test id such as 20261205-002811-b5228e0c, got {self.test!r}")
 
 
-# -- fsynced CSV lines (as components.results writes rows) ----------------------------------------
-
-def append_line(path: Path, columns: tuple[str, ...], row: dict[str, Any]) -> None:
-    """Append ``row`` to the CSV at ``path`` as one ``write`` on an O_APPEND file, fsynced: a crash
-    leaves the whole line or nothing (the crash-safe writing of ``components.results.Run.append``)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    if not path.exists() or path.stat().st_size == 0:
-        writer.writeheader()
-    writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, buf.getvalue().encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# Votes and served pairs are fsynced CSV lines, written as rows are (components.results.append_line).
 
 
 def _read_lines(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -28,10 +28,7 @@ takes already on disk are not made again, and takes not yet checked are checked.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import secrets
 import threading
 import time
@@ -50,7 +47,7 @@ from components.engines.settings import shared_for
 from components.engines.base import (
     CapabilityError, Engine, LabError, Progress, SynthRequest, SynthResult, no_progress,
 )
-from components.results import Run, rows_to_frame
+from components.results import Run, append_line, rows_to_frame
 
 from .common import log_result, synthesize_many
 from .script_format import (
@@ -363,17 +360,7 @@ def append_check(run_dir: Path, values: dict[str, Any]) -> None:
     """One row of ``checks.csv``, in one fsynced write (the whole row or nothing)."""
     path = Path(run_dir) / CHECKS_CSV
     with _checks_lock:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CHECK_COLUMNS, lineterminator="\n", extrasaction="ignore")
-        if not path.exists():
-            writer.writeheader()
-        writer.writerow({c: "" if values.get(c) is None else values.get(c) for c in CHECK_COLUMNS})
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, buf.getvalue().encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(path, CHECK_COLUMNS, values)
 
 
 def read_checks(run_dir: Path) -> pd.DataFrame:

@@ -79,3 +79,26 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, namespace="xtts-lab", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# -- exit without the model libraries' C++ teardown ------------------------------------------------
+# CTranslate2 (Whisper) can abort an interpreter that is shutting down with "terminate called
+# without an active exception" (a worker thread destroyed while joinable; faster-whisper issues
+# #480/#489), seen here about once in ten runs, after every test had passed: the run would end
+# with status 134 and CI would call a green suite red. Every result is on disk and reported by the
+# time pytest unconfigures, so the process leaves with pytest's own status and skips that teardown.
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if _EXIT_STATUS and os.environ.get("LAB_TEST_HARD_EXIT", "1") == "1":
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])

@@ -361,20 +361,5 @@ class AsrJudge:
         return out
 
     def judge(self, item: JudgeInput) -> dict[str, Any]:
-        reason = self.cannot_judge(item)
-        if reason:
-            raise CannotJudge(reason)
-        if self.recogniser is None:
-            self.load()
-        lang = (item.lang or "en").lower()
-        code = WHISPER_LANGS.get(lang, lang.split("-")[0])
-        if code not in self.recogniser.languages:
-            raise CannotJudge(f"asr: Whisper does not know the language {lang!r}")
-        y = mono16k(item, SAMPLE_RATE)
-        out: dict[str, Any] = {"asr_judge": f"whisper ({self.recogniser.version})"}
-        heard = "" if nothing_heard(y) else self.recogniser(y, code)
-        out["asr_text"] = heard
-        out.update({k: (None if v is None else round(v, 4)) for k, v in error_rates(item.text, heard, lang).items()})
-        if not heard:
-            out["_note"] = "asr: nothing heard"
-        return out
+        code, y = self._prepare(item)
+        return self._columns(item, "" if nothing_heard(y) else self.recogniser(y, code))
