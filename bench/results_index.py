@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.results import ResultsStore
     from components.results_index import INDEX_FILE, ResultsIndex, filter_rows
 
-    print(f"machine: {cpu_description()}; load average {load_average()}")
+    print(f"cpu: {cpu_description()}; load average {load_average()}")
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="results-bench-"))
     try:
         existing = len(ResultsStore(root).runs())

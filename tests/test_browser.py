@@ -184,15 +184,15 @@ def test_no_empty_boxes_before_a_run(page):
     shot(page, "before-a-run")
 
 
-def test_reference_length_says_up_front_that_espeak_cannot_clone(page):
+def test_reference_length_says_up_front_that_the_default_engine_cannot_clone(page):
     page.get_by_role("tab", name="Reference length", exact=True).click()
     button = page.get_by_role("button", name="Run reference-length sweep")
     button.wait_for(state="visible")
     note = page.locator(".engine-note").locator("visible=true").first
-    assert "espeak cannot clone a voice" in note.inner_text()
+    assert "piper cannot clone a voice" in note.inner_text()  # the default without XTTS weights
     assert button.is_disabled()
     assert not visible(page, ".reference-input")  # nothing to upload for an engine that cannot clone
-    shot(page, "ref-length-espeak")
+    shot(page, "ref-length-piper")
 
 
 def test_synthesize_by_clicking(page):

@@ -17,6 +17,7 @@ from components.context import LabContext
 from components.engines import EngineConfig
 from components.server import ServerOptions, create_app
 from serving import uvicorn_thread
+from components.access import folder_test_is_open
 from test_access import TOKEN, standin_listen_routes
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -29,14 +30,15 @@ pytestmark = [
 def test_token_link_opens_the_ui_and_nothing_else_does(tmp_path):
     from components.ui.app import build_app
 
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     shots = Path(os.environ.get("LAB_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     results = tmp_path / "results"
     (results / "listen" / "t1").mkdir(parents=True)
     lab = LabContext.create(EngineConfig(xtts_dir=str(tmp_path / "no-weights")), results=str(results))
     app = create_app(lab, ServerOptions(share=True, token=TOKEN), ui=build_app(lab))
-    standin_listen_routes(app, results)
+    standin_listen_routes(app, results)  # a stand-in page (the real one: tests/test_browser_listen.py)
+    app.state.access.test_is_open = folder_test_is_open(results)
     with uvicorn_thread(app) as url, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
