@@ -62,7 +62,6 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="part 1 only, on fewer clips (under 2 minutes)")
     p.add_argument("--cost-only", action="store_true", help="only part 3 (synthesis cost)")
     args = p.parse_args()
-    from components.judges import default_choice
     from tests.kokoro_audio import kokoro_voice
 
     print(f"cpu: {cpu_description()}; load average {load_average()}", flush=True)
@@ -81,7 +80,7 @@ def main() -> int:
     sf.write(ref, kok[(voices[0], SENTENCES[0])], 24000)
     clips = [(a, 24000, s) for (v, s), a in kok.items()] + [(r.audio, r.sample_rate, s) for s, r in esp.items()]
     if not args.cost_only:
-        per_audio_second(judges, judges.select(default_choice()), clips, ref, repeats=1 if args.quick else 3)
+        per_audio_second(judges, judges.select("all"), clips, ref, repeats=1 if args.quick else 3)
     if args.quick:
         return 0
     if not args.cost_only:

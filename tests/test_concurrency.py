@@ -116,8 +116,9 @@ def test_eight_clients_at_once_each_get_their_own_result(served):
         row = rows[(got["run_id"], str(got["row"]))]
         assert (row["language"], row["speaker"], float(row["speed"]), row["text"]) == \
             (body["lang"], body["speaker"], body["speed"], body["text"])
-    # The model was loaded once, for everyone.
-    assert espeak_instances() - instances_before == 1
+    # The model was loaded once, for everyone: at most one new instance (a load per request would
+    # make up to eight; in a full run, other tests' instances may be freed meanwhile, hence <=).
+    assert espeak_instances() - instances_before <= 1
     assert lab.engines.status("espeak") == "ready"
 
 

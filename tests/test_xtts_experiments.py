@@ -82,7 +82,8 @@ def test_script_mixes_a_cloned_voice_a_builtin_voice_and_espeak(xtts_dir, result
     voices = f"Me=xtts:ref={reference_wav},Host=xtts,Narrator=espeak:male"
     proc = subprocess.run([sys.executable, "lab.py", "run", "script", "--script", str(tmp_path / "s.txt"),
                            "--voices", voices, "--xtts-dir", str(xtts_dir), "--cache-dir", str(tmp_path / "latents"),
-                           "--out", str(results_dir)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                           # one take per line: random weights babble, and retakes are test_script_takes.py's
+                           "--takes", "1", "--out", str(results_dir)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = Path(proc.stdout.strip().splitlines()[-1]).parent
     df = pd.read_csv(run_dir / "results.csv")
