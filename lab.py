@@ -20,7 +20,7 @@ def add_asr_argument(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from components.voices import add_voices_arguments
+    from components.store.voices import add_voices_arguments
     from experiments.cli import add_engine_arguments, add_run_arguments
 
     p = OneLineParser(prog="lab.py", description=__doc__)
@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     add_run_arguments(run)  # one subparser per experiment, each with the engine options
     voices = sub.add_parser("voices", help="saved voices: add NAME WAV | list | remove NAME")
     add_engine_arguments(add_voices_arguments(voices))  # "voices add" conditions the cloning engines
-    from components.results_cli import add_results_arguments
+    from components.app.results_cli import add_results_arguments
 
     add_results_arguments(sub.add_parser("results", help="list, filter, export or query (--sql) every run"))
     return p
@@ -67,15 +67,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_command(args)
     if args.command == "voices":
-        from components.voices import voices_command
+        from components.store.voices import voices_command
         from experiments.cli import engine_config
 
         return voices_command(args, engine_config(args))
     if args.command == "results":
-        from components.results_cli import results_command
+        from components.app.results_cli import results_command
 
         return results_command(args)
-    from components.server import serve
+    from components.app.server import serve
 
     return serve(args)
 

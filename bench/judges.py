@@ -37,7 +37,7 @@ from components.engines.base import SynthRequest  # noqa: E402
 from components.engines.espeak import EspeakEngine  # noqa: E402
 from components.judges import JudgeConfig, Judges  # noqa: E402
 from components.judges.base import CannotJudge, JudgeInput  # noqa: E402
-from components.judges.session import JudgingSession  # noqa: E402
+from components.store.judging import JudgingSession  # noqa: E402
 
 SENTENCES = ("The quick brown fox jumps over the lazy dog.",
              "Please call Stella and ask her to bring these things with her.")

@@ -1,4 +1,4 @@
-"""Results at scale: the index (components.results_index) against reading every run folder's CSVs.
+"""Results at scale: the index (components.store.results_index) against reading every run folder's CSVs.
 
 Generates N synthetic runs through the real writer (``ResultsStore.new_run`` + ``Run.append``, and
 judges.csv through ``JudgingSession``'s own row writer), then times, in one process:
@@ -38,8 +38,8 @@ JUDGE_NAMES = ("dnsmos", "speaker", "asr")
 
 def generate(root: Path, runs: int, rows: int, seed: int = 0) -> None:
     """``runs`` runs of ``rows`` rows each under ``root``, three in four judged (judges.csv)."""
-    from components.judges.session import JudgingSession
-    from components.results import ResultsStore
+    from components.store.judging import JudgingSession
+    from components.store.results import ResultsStore
 
     rng = random.Random(seed)
     store = ResultsStore(root)
@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from components import plots
-    from components.results import ResultsStore
-    from components.results_index import INDEX_FILE, ResultsIndex, filter_rows
+    from components.store import plots
+    from components.store.results import ResultsStore
+    from components.store.results_index import INDEX_FILE, ResultsIndex, filter_rows
 
     print(f"cpu: {cpu_description()}; load average {load_average()}")
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="results-bench-"))

@@ -13,7 +13,7 @@ Prints, never asserts (issue 9's targets in brackets):
   (c) the wall time until ``uv run lab.py`` serves the page (HTTP 200) on a warm environment [<= 6 s];
   an import-time breakdown of (b) (``python -X importtime``), and, measured in the same run, the
   per-row signal metrics in a fresh process as the lab computed them before (librosa + pyloudnorm,
-  empty numba cache) against now (``components.metrics``, numpy), with their ratio.
+  empty numba cache) against now (``components.core.metrics``, numpy), with their ratio.
 
 Every child runs without PYTHONDONTWRITEBYTECODE (a user's environment keeps bytecode), so
 "warm" means what it means on a user's machine: second and later runs.
@@ -233,7 +233,7 @@ from components.engines.espeak import EspeakEngine
 from components.engines.base import SynthRequest
 e = EspeakEngine(); e.load(); r = e.synthesize(SynthRequest(text=%r))
 t1 = time.perf_counter()
-from components.metrics import signal_metrics
+from components.core.metrics import signal_metrics
 signal_metrics(r.audio, r.sample_rate, %r, "en")
 print(time.perf_counter() - t1)
 """ % (TEXT, TEXT)
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {seconds:6.3f}  {name}")
     print("\nper-row signal metrics, first call in a fresh process with empty caches:")
     print(f"  before (librosa + pyloudnorm): {old:.2f} s")
-    print(f"  now (components.metrics, numpy): {new:.3f} s")
+    print(f"  now (components.core.metrics, numpy): {new:.3f} s")
     print(f"  ratio before/now: {old / new:.0f}x")
     print("\nfigures (targets of issue 9 in brackets):")
     print("  (a) first synthesis after the page is up, new environment (empty caches) [<= 2 s]:")

@@ -15,7 +15,6 @@ from .specs import (
     BenchmarkSpec, EvaluateSpec, JudgeSpec, LanguagesSpec, RefLengthSpec, ScriptSpec, SpeedSweepSpec,
     SynthSpec, spec_from_dict,
 )
-from .listen import ListenReportSpec
 
 EXPERIMENTS: dict[str, tuple[type, str]] = {
     "synth": (SynthSpec, "experiments.synth:run"),
@@ -26,8 +25,6 @@ EXPERIMENTS: dict[str, tuple[type, str]] = {
     "judge": (JudgeSpec, "experiments.judge:run"),
     "script": (ScriptSpec, "experiments.script:run"),
     "evaluate": (EvaluateSpec, "experiments.evaluate:run"),
-    # Not an experiment: the report of a listening test (run_command hands it to report_command).
-    "listen-report": (ListenReportSpec, "experiments.listen:report_command"),
 }
 
 
@@ -56,14 +53,15 @@ def save_outputs(name: str, df: Any, run: Any) -> list[Path]:
     summary figures in ``plots/`` and its summary table ``summary.csv`` (``SUMMARIES``; evaluate: also
     the paired verdicts between its systems, ``verdicts.csv``).
     Returns the figures' paths."""
-    from components import plots
+    from components.store import plots
 
+    summary = summarize(name, df) if name in SUMMARIES else None
     paths = []
-    for plot_name, fig in plots.figures_for(name, df).items():
+    for plot_name, fig in plots.figures_for(name, df, summary).items():
         paths.append(run.save_figure(fig, plot_name))
         plots.close(fig)
-    if name in SUMMARIES:
-        summarize(name, df).to_csv(run.dir / "summary.csv", index=False)
+    if summary is not None:
+        summary.to_csv(run.dir / "summary.csv", index=False)
     if name == "evaluate":
         from .evaluate import verdicts
 

@@ -19,11 +19,11 @@ from typing import Any
 import pandas as pd
 
 from components.engines import Engines
-from components.engines.settings import shared_for
+from components.engines import shared_for
 from components.engines.base import Engine, EngineUnavailable, Progress, SynthRequest, no_progress
-from components.results import Run, rows_to_frame
+from components.store.results import Run, rows_to_frame
 
-from components.stats import group_ci, tidy
+from components.core.stats import group_ci, tidy
 from .common import judging_held, log_result, run_request, synthesize_many
 from .specs import BenchmarkSpec
 

@@ -18,11 +18,12 @@ import yaml
 from components.core import PRECISIONS
 from components.engines import REGISTRY, EngineConfig, Engines, engine_class
 from components.engines.base import LabError
-from components.engines.settings import describe, parse_assignments, settings_class
+from components.engines.settings import describe, parse_assignments
+from components.engines import settings_class
 from components.judges import JudgeConfig, Judges, default_choice
-from components.judges.session import attach
-from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
-from components.voices import VOICE_PREFIX, VoiceLibrary, default_directory, resolve_speaker, saved_name
+from components.store.judging import attach
+from components.store.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
+from components.store.voices import VOICE_PREFIX, VoiceLibrary, default_directory, resolve_speaker, saved_name
 
 from . import EXPERIMENTS, runner, save_outputs, spec_from_dict
 
@@ -228,7 +229,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def settings_help(args: argparse.Namespace, engines: Engines) -> str:
     """What ``--help-settings`` prints: each named engine's settings, with type, range and help."""
-    from components.engines.settings import help_text
+    from components.engines import help_text
 
     names = [n.partition(":")[0] for n in (getattr(args, "engines", None) or ())] or [args.engine or engines.default()]
     return "\n\n".join(help_text(n) for n in dict.fromkeys(names))
@@ -377,8 +378,10 @@ def stderr_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run one experiment headless; prints the CSV path last. Returns the exit status."""
-    if args.experiment == "listen-report" and not args.spec:
-        return runner("listen-report")(args)
+    if args.experiment == "listen-report":  # not an experiment: the report of a listening test
+        from .listen import report_command
+
+        return report_command(args)
     try:
         engines = Engines(engine_config(args))
         if getattr(args, "help_settings", False):
@@ -406,7 +409,7 @@ def run_command(args: argparse.Namespace) -> int:
         df = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
         save_outputs(name, df, run)
         if name in ("benchmark", "languages", "speed-sweep", "ref-length"):
-            from components.stats import ci_view
+            from components.core.stats import ci_view
 
             from . import summarize
 

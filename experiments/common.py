@@ -12,13 +12,13 @@ from typing import Any, Generator, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from components.stats import mean_ci, tidy
+from components.core.stats import mean_ci, tidy
 from components.engines import Engines
 from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
 from components.engines.settings import row_columns as settings_columns
-from components.metrics import signal_metrics
-from components.results import Run
-from components.voices import reference_identity
+from components.core.metrics import signal_metrics
+from components.store.results import Run
+from components.store.voices import reference_identity
 
 
 def versions(engine: Engine) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from components.stats import LOWER_IS_BETTER, fmt_ci, paired_verdict
+from components.core.stats import LOWER_IS_BETTER, fmt_ci, paired_verdict
 
 MATCH_ON = ("text", "language", "speed", "requested_seconds", "text_length")
 COMPARED = ("cer", "wer", "dnsmos_ovrl", "spk_sim", "xtts_spk_sim", "rtf", "synth_seconds", "ttfa_seconds")

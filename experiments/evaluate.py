@@ -29,7 +29,6 @@ import re
 
 import os
 import socket
-from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -37,13 +36,15 @@ import pandas as pd
 
 from components.engines import REGISTRY, Engines, engine_class
 from components.engines.base import (
-    Capabilities, Engine, EngineUnavailable, LabError, Progress, SynthRequest, SynthResult, no_progress,
+    Engine, EngineUnavailable, LabError, Progress, SynthRequest, no_progress,
 )
-from components.engines.settings import NoSettings, as_dict, build, check_overrides, describe, settings_class
-from components.results import Run
-from components.stats import fmt_ci, mean_ci, paired_verdict, tidy
+from components.engines.settings import NoSettings, as_dict, build, describe
+from components.engines import check_overrides, settings_class
+from components.store.results import Run
+from components.core.stats import fmt_ci, mean_ci, paired_verdict, tidy
 
-from .common import log_result, run_request, synthesize_many, versions
+from .common import log_result, versions
+from .jobs import Job, Outcome, by_variant, row_key, run_jobs
 from .sentences import read_sentences, select
 from .specs import EvaluateSpec
 
@@ -102,79 +103,6 @@ def variant_settings(cls: Any, name: str, variant: str, base: Any = None) -> Any
     return build(settings_cls, {**shared, **overrides})  # checks each value and names the setting
 
 
-# -- what the driver knows about an engine --------------------------------------------------------
-
-@dataclass
-class EngineFacts:
-    """An engine as the driver sees it when the model lives in another process (a Ray actor): what
-    ``experiments.common.row_for`` reads from an engine, reported once by the worker that loaded it."""
-
-    name: str
-    capabilities: Capabilities
-    languages: tuple[str, ...]
-    device: str
-    sample_rate: int
-    voices: list[str] = field(default_factory=list)
-    lib_versions: dict[str, str] = field(default_factory=dict)
-    Settings: Any = None         # the engine's settings class (rows log its settings)
-
-    @classmethod
-    def of(cls, engine: Engine) -> "EngineFacts":
-        try:
-            lib = dict(engine.versions())
-        except Exception:  # noqa: BLE001 - a version lookup must never fail an evaluation
-            lib = {}
-        return cls(name=engine.name, capabilities=engine.capabilities, languages=tuple(engine.languages),
-                   device=str(engine.device), sample_rate=int(engine.sample_rate), voices=list(engine.speakers()),
-                   lib_versions=lib, Settings=getattr(engine, "Settings", None))
-
-    def speakers(self) -> list[str]:
-        return list(self.voices)
-
-    def versions(self) -> dict[str, str]:
-        return dict(self.lib_versions)
-
-
-# -- the plan ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Job:
-    """One synthesis of the evaluation."""
-
-    index: int
-    engine: str                  # registry name
-    variant: str
-    request: SynthRequest
-    sentence: int                # 1-based position of the sentence in its language's set
-    attempt: int = 1             # > 1 when a worker died with it and it was sent to another
-
-    @property
-    def key(self) -> tuple[str, ...]:
-        r = self.request
-        return row_key(self.engine, self.variant, r.lang, r.text, r.speaker, r.reference, r.seed)
-
-
-@dataclass
-class Outcome:
-    """A finished job, as an executor hands it back: the result, or the error that stopped it."""
-
-    job: Job
-    result: SynthResult | None
-    seconds: float
-    worker: str
-    error: str | None = None
-
-
-def row_key(engine: Any, variant: Any, language: Any, text: Any, speaker: Any, reference: Any,
-            seed: Any) -> tuple[str, ...]:
-    """The identity of one row, as strings the way the CSV holds them (empty for none)."""
-    def s(v: Any) -> str:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return ""
-        return str(v)
-    return tuple(s(v) for v in (engine, variant, language, text, speaker, reference, seed))
-
-
 def done_keys(run: Run) -> set[tuple[str, ...]]:
     """Keys of the rows already in ``run``'s CSV that a resume keeps."""
     if not run.csv_path.exists() or run.csv_path.stat().st_size == 0:
@@ -218,39 +146,6 @@ def plan(spec: EvaluateSpec, entries: Sequence[tuple[str, str, Any]], facts: dic
                                                speed=spec.speed, seed=seed, settings=settings)
                         jobs.append(Job(len(jobs), name, variant, request, n))
     return jobs, unsupported
-
-
-# -- running jobs on a loaded engine (here, or inside a Ray actor) ---------------------------------
-
-def run_jobs(engine: Engine, jobs: Sequence[Job], batch_size: int | None = None,
-             progress: Progress = no_progress) -> Iterator[tuple[Job, SynthResult | None, float, str | None]]:
-    """Synthesise ``jobs`` (one variant's) on ``engine``: yields (job, result, seconds, error) as each
-    finishes. One failing row does not stop the rest: if the batch fails, the rows it had not
-    finished run one by one, and a row that still fails comes back with its error message."""
-    finished: set[int] = set()
-    try:
-        for i, result, seconds in synthesize_many(engine, [j.request for j in jobs], batch_size=batch_size,
-                                                  progress=progress):
-            finished.add(i)
-            yield jobs[i], result, seconds, None
-    except Exception:  # noqa: BLE001 - isolated below, row by row, and reported per row
-        for i, job in enumerate(jobs):
-            if i in finished:
-                continue
-            try:
-                result, seconds = run_request(engine, job.request)
-            except Exception as e:  # noqa: BLE001 - one bad row must not end a long evaluation
-                yield job, None, 0.0, str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
-            else:
-                yield job, result, seconds, None
-
-
-def by_variant(jobs: Sequence[Job]) -> list[list[Job]]:
-    """Jobs grouped by (engine, variant), in plan order: a batch shares its settings."""
-    groups: dict[tuple[str, str], list[Job]] = {}
-    for job in jobs:
-        groups.setdefault((job.engine, job.variant), []).append(job)
-    return list(groups.values())
 
 
 class LocalExecutor:

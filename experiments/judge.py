@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from components.audio import load_audio
+from components.core.audio import load_audio
 from components.engines import Engines
 from components.engines.base import LabError, Progress, no_progress
-from components.results import Run, merge_judges, rows_to_frame, read_csv
-from components.results import JUDGES_CSV
+from components.store.results import Run, merge_judges, rows_to_frame, read_csv
+from components.store.results import JUDGES_CSV
 
 from .common import submit_for_judging
 from .specs import AUDIO_SUFFIXES, JudgeSpec

@@ -6,7 +6,7 @@ import pandas as pd
 
 from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
-from components.results import Run, rows_to_frame
+from components.store.results import Run, rows_to_frame
 
 from .common import log_result, summarize_by, synthesize_many, unsupported_row
 from .specs import LanguagesSpec

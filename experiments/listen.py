@@ -24,7 +24,7 @@ preference" or a strength of at most 1) and a low anchor, a clip against the sam
 noise (passes when the clean clip wins); MOS has the noisy anchor (passes at 1 or 2) and a repeat
 of one clip (passes within one point of the first score). A rater's pass rate is their share.
 
-Nothing here imports gradio or FastAPI: the REST routes (``components.listen_api``), the Listen
+Nothing here imports gradio or FastAPI: the REST routes (``components.app.listen_api``), the Listen
 tab and ``lab.py run listen-report`` all call these functions.
 """
 
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from components.core import LabError, Progress, no_progress
-from components.results import append_line
+from components.store.results import append_line
 
 LISTEN_DIR = "listen"      # under the results root
 MODES = ("pairwise", "mos", "smos")  # smos: the voice against its reference, 1-5
@@ -93,7 +93,7 @@ class ListenReportSpec:
             raise LabError(f"test must be a listening test id such as 20261205-002811-b5228e0c, got {self.test!r}")
 
 
-# Votes and served pairs are fsynced CSV lines, written as rows are (components.results.append_line).
+# Votes and served pairs are fsynced CSV lines, written as rows are (components.store.results.append_line).
 
 
 def _read_lines(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -327,7 +327,7 @@ class ListenTests:
         ``evaluate`` run, judged with ``judges``, default the lab's choice), then build a test over it
         with factor ``engine``. Judging goes on in the background unless ``wait_for_judges``; the
         report reads the judge columns whenever it is made."""
-        from components.judges.session import attach
+        from components.store.judging import attach
         from experiments import runner
         from experiments.specs import EvaluateSpec
 
@@ -498,7 +498,7 @@ class ListenTests:
     def save_report(self, test_id: str) -> list[Path]:
         """Write ``report.csv`` (per system), ``matrix.csv`` (win matrix), ``report.json`` and
         ``report.png`` into the test's folder; returns their paths."""
-        from components import plots
+        from components.store import plots
 
         report = self.report(test_id)
         test_dir = self._test_dir(test_id)
@@ -517,7 +517,7 @@ class ListenTests:
 def judge_values(test: dict[str, Any]) -> dict[str, dict[str, float]]:
     """For each clip token of ``test``: its judge columns as written so far (the source run's
     judges.csv, read now: judging may finish after the test was built)."""
-    from components.results import JUDGES_CSV, read_csv
+    from components.store.results import JUDGES_CSV, read_csv
 
     out: dict[str, dict[str, float]] = {}
     tables: dict[str, pd.DataFrame] = {}
@@ -844,7 +844,7 @@ def summary_text(report: dict[str, Any]) -> str:
 
 def plot_report(report: dict[str, Any]):
     """Strength (and MOS for MOS tests) per system with 95% intervals as error bars: a Figure."""
-    from components.plots import _figure
+    from components.store.plots import _figure
 
     systems = report["systems"]
     mos = report["mode"] != "pairwise"

@@ -1,7 +1,7 @@
 """The ``ray`` executor of ``evaluate``: rows go to Ray actors, results stream back to this process.
 
 One actor per engine instance (``spec.workers`` per engine), each loading its model once in its
-own process and running the rows it is sent through ``experiments.evaluate.run_jobs`` (batched
+own process and running the rows it is sent through ``experiments.jobs.run_jobs`` (batched
 where the engine batches). Ray's ``ActorPool`` decides which actor gets which chunk of rows; this
 module only hands chunks to the pools and writes what comes back. Chunks are small (one batch),
 so a row is on disk moments after its chunk finishes.
@@ -34,7 +34,7 @@ from ray.util.actor_pool import ActorPool  # noqa: E402
 from components.engines import EngineConfig, engine_class  # noqa: E402
 from components.engines.base import EngineUnavailable, LabError, Progress, no_progress  # noqa: E402
 
-from .evaluate import EngineFacts, Job, Outcome, by_variant, run_jobs  # noqa: E402
+from .jobs import EngineFacts, Job, Outcome, by_variant, run_jobs  # noqa: E402
 from .specs import EvaluateSpec  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ Every output is compared with the *full* reference: ``spk_sim`` from the indepen
 judge (Resemblyzer, ``components.judges.speaker``, arriving with the judge columns),
 ``xtts_spk_sim`` from an engine's own speaker encoder (XTTS's when available; it favours XTTS)
 and a comparison that needs no weights (pitch differences, spectral-envelope distance), see
-``components.similarity``. Repeats use seeds
+``components.core.similarity``. Repeats use seeds
 seed, seed+1, ... so :func:`summarize` can give error bars per length.
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.audio import load_audio
+from components.core.audio import load_audio
 from components.engines import Engines, engine_class
 from components.engines.base import Capabilities, CapabilityError, Progress, SynthRequest, no_progress
-from components.results import Run, rows_to_frame
-from components.similarity import SpeakerComparison, encoder_for
+from components.store.results import Run, rows_to_frame
+from components.core.similarity import SpeakerComparison, encoder_for
 
-from components.stats import group_ci, tidy
+from components.core.stats import group_ci, tidy
 from .common import log_result, synthesize_many
 from .specs import RefLengthSpec
 

@@ -12,7 +12,7 @@ Files beside the run's CSV: ``script.wav``, ``script.srt``, ``script.vtt``, ``sp
 
 Checked takes: every take of a line is heard back while the next lines are made. The lab's ASR
 judge (through the run's ``Judges``, never a model of its own) gives its CER against the line's
-text, and ``components.take_flags`` its signal flags (pace, silence, clipping, noise_tail,
+text, and ``components.judges.take_flags`` its signal flags (pace, silence, clipping, noise_tail,
 runaway, silent). A take over ``max_cer`` or with a flag is flagged; on an engine that uses a
 seed (``capabilities.seeded``) the line is retaken with a new seed, up to ``takes`` takes, in
 rounds (all first takes, then the second takes of the flagged lines, ...), so batching engines
@@ -41,13 +41,14 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from components import dsp, take_flags
+from components.core import dsp
+from components.judges import take_flags
 from components.engines import Engines
-from components.engines.settings import shared_for
+from components.engines import shared_for
 from components.engines.base import (
     CapabilityError, Engine, LabError, Progress, SynthRequest, SynthResult, no_progress,
 )
-from components.results import Run, append_line, rows_to_frame
+from components.store.results import Run, append_line, rows_to_frame
 
 from .common import log_result, synthesize_many
 from .script_format import (
@@ -86,7 +87,7 @@ def trim_edges(audio: np.ndarray, sr: int, top_db: float = EDGE_TOP_DB) -> np.nd
 
 
 def match_loudness(audio: np.ndarray, sr: int, lufs: float) -> np.ndarray:
-    """Scale to ``lufs`` integrated loudness (EBU R128 / BS.1770, ``components.dsp``), then down if
+    """Scale to ``lufs`` integrated loudness (EBU R128 / BS.1770, ``components.core.dsp``), then down if
     the peak would pass PEAK_CEILING. A line under 400 ms is measured looped (R128 needs whole
     400 ms blocks)."""
     if not len(audio) or not np.abs(audio).max():
@@ -330,7 +331,7 @@ def judges_of(run: Run) -> Any:
 
 
 def check_take(wav_path: str | Path, text: str, lang: str, speed: float, judges: Any) -> dict[str, Any]:
-    """One take heard back: its signal flags (``components.take_flags``, all but pace), the
+    """One take heard back: its signal flags (``components.judges.take_flags``, all but pace), the
     measures pace needs, and the ASR judge's transcript and CER (None, with a note, when there is
     no judge or it cannot hear this language)."""
     from components.judges.base import CannotJudge, JudgeInput, LabError as JudgeError

@@ -70,7 +70,8 @@ def _check_settings(spec: Any, engines: list[str]) -> None:
     """``spec.settings``: a mapping whose every name is a setting of one of ``engines`` (with one
     engine, of that engine) with an allowed value; kept converted to the settings' types (so
     ``--set length_scale=1.5`` is saved as the number 1.5)."""
-    from components.engines.settings import as_dict, check_overrides, for_engines
+    from components.engines.settings import as_dict
+    from components.engines import check_overrides, for_engines
 
     if spec.settings is None:
         object.__setattr__(spec, "settings", {})

@@ -39,7 +39,7 @@ def ui_client(lab) -> Iterator:
     ``gradio_client.Client`` on it; the app is closed afterwards."""
     from gradio_client import Client
 
-    from components.ui.app import build_app
+    from components.app.ui.app import build_app
 
     demo = build_app(lab)
     demo.queue().launch(prevent_thread_lock=True, server_port=free_port(), quiet=True)

@@ -3,7 +3,7 @@
 MeloTTS cannot be installed on the machines that test the lab (its pins conflict with coqui-tts
 and it downloads from the Hugging Face hub), so tests drive the real adapter
 (``components/engines/melo.py``) against this script instead. It speaks the same protocol as
-``components/melo_worker.py`` (docs/melo.md) and answers ``synthesize`` with a sine tone whose length
+``components/engines/workers/melo_worker.py`` (docs/melo.md) and answers ``synthesize`` with a sine tone whose length
 follows the text length and 1/speed. Standard library only.
 
 Misbehaviour on demand, to test the adapter's error handling:

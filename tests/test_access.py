@@ -17,11 +17,11 @@ import time
 import httpx
 import pytest
 
-from components.access import RATERS_FILE, Access, RateLimiter, RaterStore, folder_test_is_open
-from components.context import LabContext
+from components.app.access import RATERS_FILE, Access, RateLimiter, RaterStore, folder_test_is_open
+from components.app.context import LabContext
 from components.engines import EngineConfig
 from components.engines.base import LabError
-from components.server import ServerOptions, create_app, exposure_warnings, with_token
+from components.app.server import ServerOptions, create_app, exposure_warnings, with_token
 from serving import lab_process, uvicorn_thread
 
 TOKEN = "owner-token-for-tests-0123456789"
@@ -70,7 +70,7 @@ def standin_listen_routes(app, results_root) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """An exposed lab (share, generated token + an API key) with two listening tests t1, t2."""
-    from components.ui.app import build_app
+    from components.app.ui.app import build_app
 
     root = tmp_path_factory.mktemp("access")
     results = root / "results"
@@ -363,7 +363,7 @@ def test_an_exposed_app_without_credentials_is_refused(tmp_path):
 
 
 def test_api_key_alone_on_loopback_guards_rest_and_leaves_the_ui_open(tmp_path):
-    from components.ui.app import build_app
+    from components.app.ui.app import build_app
 
     lab = LabContext.create(EngineConfig(xtts_dir=str(tmp_path / "no-weights")), results=str(tmp_path / "results"))
     with uvicorn_thread(create_app(lab, ServerOptions(api_keys=(KEY,)), ui=build_app(lab))) as url:
@@ -418,7 +418,7 @@ def test_share_without_internet_serves_locally_and_asks_for_the_printed_token(tm
 
 
 def test_auth_users_log_in_on_the_login_page_and_by_basic(tmp_path):
-    from components.ui.app import build_app
+    from components.app.ui.app import build_app
 
     lab = LabContext.create(EngineConfig(xtts_dir=str(tmp_path / "no-weights")), results=str(tmp_path / "results"))
     app = create_app(lab, ServerOptions(host="0.0.0.0", auth=(("alice", "wonder"),)), ui=build_app(lab))

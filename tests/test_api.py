@@ -19,11 +19,11 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from components.context import LabContext
+from components.app.context import LabContext
 from components.engines import EngineConfig
-from components.server import ServerOptions, create_app, exposure_warnings, is_loopback, parse_auth
+from components.app.server import ServerOptions, create_app, exposure_warnings, is_loopback, parse_auth
 from components.engines.base import LabError
-from components.ui.app import build_app
+from components.app.ui.app import build_app
 from serving import all_rows, b64, decode_wav, espeak_speech, lab_process, run_dirs, wav_bytes
 
 

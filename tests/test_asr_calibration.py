@@ -21,7 +21,7 @@ import pytest
 from components.engines.base import SynthRequest
 from components.judges import JudgeConfig, Judges
 from components.judges.base import JudgeInput
-from components.stats import paired_verdict
+from components.core.stats import paired_verdict
 from experiments.sentences import read_sentences
 
 pytestmark = pytest.mark.slow

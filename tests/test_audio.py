@@ -1,4 +1,4 @@
-"""Reading audio files and cleaning voice-cloning references (components/audio.py)."""
+"""Reading audio files and cleaning voice-cloning references (components/core/audio.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
-from components.audio import (
+from components.core.audio import (
     MAX_REFERENCE_SECONDS, TARGET_LUFS, CleanReference, clean_reference, load_audio,
 )
 from components.engines.base import LabError

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from components.context import LabContext
+from components.app.context import LabContext
 from components.engines import EngineConfig
-from components.server import ServerOptions, create_app
+from components.app.server import ServerOptions, create_app
 from serving import uvicorn_thread
-from components.access import folder_test_is_open
+from components.app.access import folder_test_is_open
 from test_access import TOKEN, standin_listen_routes
 from test_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -28,7 +28,7 @@ pytestmark = [
 
 
 def test_token_link_opens_the_ui_and_nothing_else_does(tmp_path):
-    from components.ui.app import build_app
+    from components.app.ui.app import build_app
 
     from playwright import sync_api
     shots = Path(os.environ.get("LAB_SCREENSHOTS") or tmp_path)

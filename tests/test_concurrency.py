@@ -22,12 +22,12 @@ import psutil
 import pytest
 import soundfile as sf
 
-from components.api import Admission, TooBusy, status_for
-from components.context import LabContext
+from components.app.api import Admission, TooBusy, status_for
+from components.app.context import LabContext
 from components.engines.base import Capabilities, EngineUnavailable
 from components.engines.espeak import EspeakEngine
-from components.server import ServerOptions, create_app
-from components.ui.app import build_app
+from components.app.server import ServerOptions, create_app
+from components.app.ui.app import build_app
 from experiments.specs import DEFAULT_SENTENCES
 from serving import all_rows, decode_wav, strict_rows, uvicorn_thread
 

@@ -19,9 +19,9 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from components.context import LabContext
-from components.results import ResultsStore
-from components.server import ServerOptions, create_app
+from components.app.context import LabContext
+from components.store.results import ResultsStore
+from components.app.server import ServerOptions, create_app
 from serving import REPO, all_rows, decode_wav, lab_process, run_dirs, strict_rows
 
 TEXT = ("Crash safety matters: a lab left running overnight must never lose the rows it already "

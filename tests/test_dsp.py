@@ -1,4 +1,4 @@
-"""components/dsp.py against the libraries it replaces on the per-row path (librosa, pyloudnorm),
+"""components/core/dsp.py against the libraries it replaces on the per-row path (librosa, pyloudnorm),
 and a check that a synthesis with its row imports none of librosa, numba or scipy.signal."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import dsp
+from components.core import dsp
 from components.engines.base import SynthRequest
 from components.engines.espeak import EspeakEngine
 
@@ -79,7 +79,7 @@ import json, sys
 from components.engines.base import SynthRequest
 from components.engines.espeak import EspeakEngine
 from experiments.common import row_for
-from components import plots
+from components.store import plots
 e = EspeakEngine(); e.load()
 req = SynthRequest(text="Hello there, how are you?", speed=3.5)  # beyond espeak's rate: time-stretched
 result = e.synthesize(req)

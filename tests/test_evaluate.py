@@ -20,11 +20,11 @@ import pytest
 
 from components.engines import EngineConfig, Engines
 from components.engines.base import LabError
-from components.engines.settings import settings_class
+from components.engines import settings_class
 from components.engines.xtts import XttsSettings
 from components.engines.espeak import EspeakEngine
 from components.engines.xtts import XttsEngine
-from components.results import ResultsStore
+from components.store.results import ResultsStore
 from experiments import save_outputs
 from experiments.evaluate import KEY_COLUMNS, format_summary, parse_entry, run as evaluate, summarize, variant_settings
 from experiments.sentences import BUILTIN, read_sentences, select
@@ -219,7 +219,7 @@ def test_resume_after_sigkill_writes_each_row_once(results_dir):
 
 
 def test_local_run_does_not_import_ray(results_dir):
-    code = ("import sys; from components.engines import Engines; from components.results import ResultsStore;"
+    code = ("import sys; from components.engines import Engines; from components.store.results import ResultsStore;"
             "from experiments.evaluate import run; from experiments.specs import EvaluateSpec;"
             "spec = EvaluateSpec(engines=('espeak',), langs=('en',), sentences=1);"
             f"r = ResultsStore({str(results_dir)!r}).new_run('evaluate', spec); run(spec, Engines(), r);"
@@ -257,7 +257,7 @@ def test_spec_round_trips_through_yaml(results_dir):
 
 def test_one_failing_row_does_not_stop_the_others():
     from components.engines.base import SynthRequest
-    from experiments.evaluate import Job, run_jobs
+    from experiments.jobs import Job, run_jobs
 
     engine = EspeakEngine()
     engine.load()

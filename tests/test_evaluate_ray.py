@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from components.engines import EngineConfig, Engines
-from components.results import ResultsStore
+from components.store.results import ResultsStore
 from experiments.evaluate import KEY_COLUMNS, run as evaluate, summarize
 from experiments.specs import EvaluateSpec
 
@@ -26,7 +26,7 @@ def attach_judges(run, choice: str) -> bool:
     """Judge the run's rows as the CLI does (components.judges), where this checkout has judges."""
     try:
         from components.judges import JudgeConfig, Judges
-        from components.judges.session import attach
+        from components.store.judging import attach
     except ImportError:
         return False
     return attach(run, Judges(JudgeConfig()), choice) is not None
@@ -148,8 +148,8 @@ def test_evaluate_tab_runs_on_ray(ray_local, tmp_path):
     from serving import ui_client
 
 
-    from components.context import LabContext
-    from components.results import read_csv
+    from components.app.context import LabContext
+    from components.store.results import read_csv
     from experiments.evaluate import summary_view
 
     lab = LabContext.create(results=str(tmp_path / "results"))

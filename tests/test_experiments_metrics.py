@@ -15,7 +15,7 @@ import soundfile as sf
 
 import lab
 from components.engines import EngineConfig, Engines
-from components.results import COLUMNS, ResultsStore, read_csv
+from components.store.results import COLUMNS, ResultsStore, read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNAL = ("audio_seconds", "f0_median_hz", "f0_range_hz", "loudness_lufs", "lead_silence_s",

@@ -18,10 +18,10 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
-from components.context import LabContext  # noqa: E402
+from components.app.context import LabContext  # noqa: E402
 from components.engines import EngineConfig  # noqa: E402
-from components.server import ServerOptions, create_app  # noqa: E402
-from components.ui.app import build_app  # noqa: E402
+from components.app.server import ServerOptions, create_app  # noqa: E402
+from components.app.ui.app import build_app  # noqa: E402
 from serving import all_rows  # noqa: E402
 
 # Per operation and mode. A count, not a time budget: a busy machine sends as many requests as a

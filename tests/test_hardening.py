@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from components.audio import clean_reference
-from components.context import LabContext
+from components.core.audio import clean_reference
+from components.app.context import LabContext
 from components.engines import EngineConfig
-from components.server import ServerOptions, create_app
-from components.ui.app import build_app
+from components.app.server import ServerOptions, create_app
+from components.app.ui.app import build_app
 from serving import all_rows, b64, decode_wav, espeak_speech, run_dirs, strict_rows, uvicorn_thread, wav_bytes
 
 from gradio_client import Client, handle_file  # noqa: E402

@@ -15,12 +15,12 @@ import pytest
 import soundfile as sf
 
 import lab
-from components import plots
+from components.store import plots
 from components.judges import REGISTRY, JudgeConfig, Judges, judge_class, judge_columns
 from components.judges.asr import error_rates, normalize
 from components.judges.base import CannotJudge, Judge, JudgeInput, LabError
-from components.judges.session import JudgingSession
-from components.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv, read_run
+from components.store.judging import JudgingSession
+from components.store.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv, read_run
 
 SENTENCE = "The judges listen to every row."
 
@@ -34,7 +34,7 @@ def run_lab(capsys, *args: str) -> Path:
 
 
 def test_importing_judges_imports_no_model_backend():
-    code = ("import sys, components.judges as j, components.context;"
+    code = ("import sys, components.judges as j, components.app.context;"
             "js = j.Judges(); js.available(); js.select('all'); j.judge_columns();"
             "print([m for m in ('torch', 'onnxruntime', 'faster_whisper', 'ctranslate2', 'resemblyzer', 'speechmos')"
             " if m in sys.modules])")
@@ -178,7 +178,7 @@ def test_session_writes_each_row_once_whole_and_survives_a_failing_judge(tmp_pat
     fake = _CountingJudge()
     monkeypatch.setattr(judges, "get", lambda name: fake)
     monkeypatch.setattr(judges, "score", lambda name, item: (fake.judge(item), fake.version))
-    monkeypatch.setattr("components.judges.session.judge_columns", lambda names: ("count",))
+    monkeypatch.setattr("components.store.judging.judge_columns", lambda names: ("count",))
     session = JudgingSession(judges, ("counting",), tmp_path, "run1")
     audio = np.zeros(8000, np.float32)
     for row in range(1, 21):
@@ -226,7 +226,7 @@ def test_held_session_judges_nothing_until_released(tmp_path, monkeypatch):
     fake = _CountingJudge()
     monkeypatch.setattr(judges, "get", lambda name: fake)
     monkeypatch.setattr(judges, "score", lambda name, item: (fake.judge(item), fake.version))
-    monkeypatch.setattr("components.judges.session.judge_columns", lambda names: ("count",))
+    monkeypatch.setattr("components.store.judging.judge_columns", lambda names: ("count",))
     session = JudgingSession(judges, ("counting",), tmp_path, "run1")
     with session.held():
         for row in (1, 2, 3):
@@ -247,7 +247,7 @@ def test_experiment_summaries_show_quality_beside_speed():
                        "cer": [0.7, 0.6, 0.8, 0.1, 0.2, 0.0]})
     s = summarize(df).set_index("engine")
     assert s.loc["kokoro", "dnsmos_ovrl_mean"] == pytest.approx(3.35) and s.loc["espeak", "cer_mean"] == pytest.approx(0.7)
-    fig = plots.benchmark(df)
+    fig = plots.benchmark(summarize(df))
     assert [ax.get_ylabel() for ax in fig.axes] == ["synthesis time (s)", "real-time factor", "DNSMOS overall (1-5)",
                                                    "character error rate"]
     plots.close(fig)
@@ -268,7 +268,7 @@ def test_a_judge_with_nothing_to_score_is_never_loaded(tmp_path):
     judged without a recording to compare with costs no model load, and the note says why."""
     from components.judges import JudgeConfig, Judges
     from components.judges.base import JudgeInput
-    from components.judges.session import JudgingSession
+    from components.store.judging import JudgingSession
 
     judges = Judges(JudgeConfig())
     session = JudgingSession(judges, ("speaker",), tmp_path)

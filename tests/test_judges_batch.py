@@ -15,7 +15,7 @@ from components.engines.base import SynthRequest
 from components.engines.espeak import EspeakEngine
 from components.judges import JudgeConfig, Judges
 from components.judges.base import CannotJudge, JudgeInput, mono16k
-from components.judges.session import JudgingSession
+from components.store.judging import JudgingSession
 
 # Batched ONNX calls may sum in another order than single ones: scores agree to this (on a 1-5 scale;
 # columns are rounded to 4 decimals). Measured here: identical.

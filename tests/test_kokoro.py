@@ -162,8 +162,8 @@ def test_the_ui_offers_kokoro_with_its_voices(tmp_path):
     from serving import ui_client
 
 
-    from components.context import LabContext
-    from components.ui.common import engine_choices, speakers_for
+    from components.app.context import LabContext
+    from components.app.ui.common import engine_choices, speakers_for
 
     lab = LabContext.create(results=str(tmp_path / "results"))
     assert ("kokoro", "kokoro") in engine_choices(lab)  # available: labelled by its bare name
@@ -193,8 +193,8 @@ def test_rest_speaks_with_kokoro_and_refuses_what_it_cannot(tmp_path):
 
     from fastapi.testclient import TestClient
 
-    from components.context import LabContext
-    from components.server import ServerOptions, create_app
+    from components.app.context import LabContext
+    from components.app.server import ServerOptions, create_app
 
     lab = LabContext.create(results=str(tmp_path / "results"))
     with TestClient(create_app(lab, ServerOptions())) as client:

@@ -1,4 +1,4 @@
-"""Blind listening tests (experiments.listen, components.listen_api): building from a run, per-rater
+"""Blind listening tests (experiments.listen, components.app.listen_api): building from a run, per-rater
 scheduling, controls, replace-on-revote, the Bradley-Terry report and judge agreement, REST errors.
 
 Audio: real espeak-ng clips (one "system" per speaking rate). Raters are simulated: each votes by a
@@ -19,10 +19,10 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from components.context import LabContext
+from components.app.context import LabContext
 from components.engines import EngineConfig
 from components.engines.base import LabError, SynthRequest
-from components.server import ServerOptions, create_app
+from components.app.server import ServerOptions, create_app
 from experiments.listen import Conflict, ListenTests, NotFound, make_report
 
 ROOT = Path(__file__).resolve().parent.parent

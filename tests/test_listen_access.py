@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from components.context import LabContext
+from components.app.context import LabContext
 from components.engines import EngineConfig
-from components.server import ServerOptions, create_app
+from components.app.server import ServerOptions, create_app
 from listen_runs import espeak_run
 
 TOKEN = "owner-token-for-listen-tests-0123"

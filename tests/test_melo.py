@@ -3,7 +3,7 @@
 MeloTTS itself cannot be installed here (see docs/melo.md), so nothing in this file runs MeloTTS.
 The adapter under test is the real one (components/engines/melo.py); the worker it talks to is
 ``tests/standin_melo_worker.py``, a STAND-IN that speaks the same protocol and returns sine tones.
-The real worker script (components/melo_worker.py) is also started, with the lab's python, to test
+The real worker script (components/engines/workers/melo_worker.py) is also started, with the lab's python, to test
 its protocol handling up to the point where it needs melo.
 """
 
@@ -166,7 +166,7 @@ def test_worker_that_stops_answering_times_out(record):
 
 
 def test_rows_from_the_adapter_carry_metrics(record, results_dir):
-    from components.results import ResultsStore
+    from components.store.results import ResultsStore
     from experiments.common import synthesize_and_log
 
     engine = standin_engine()
@@ -181,7 +181,7 @@ def test_rows_from_the_adapter_carry_metrics(record, results_dir):
 
 
 def test_real_worker_script_protocol_without_melo(tmp_path):
-    """components/melo_worker.py itself, run by the lab's python (which has no melo): bad JSON and
+    """components/engines/workers/melo_worker.py itself, run by the lab's python (which has no melo): bad JSON and
     unknown ops are answered, hello reports the missing package, shutdown ends it."""
     lines = ["this is not json", "[1, 2]", json.dumps({"id": 1, "op": "dance"}),
              json.dumps({"id": 2, "op": "hello"}), json.dumps({"id": 3, "op": "shutdown"})]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components import metrics
+from components.core import metrics
 from components.engines.base import SynthRequest
 from components.engines.espeak import EspeakEngine
-from components.results import COLUMNS
+from components.store.results import COLUMNS
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the river bank."
 

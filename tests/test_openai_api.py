@@ -18,7 +18,7 @@ import soundfile as sf
 
 import openai
 
-from components.openai_api import detect_language, encode, wav_stream_header  # noqa: E402
+from components.app.openai_api import detect_language, encode, wav_stream_header  # noqa: E402
 from experiments.specs import MAX_TEXT_CHARS  # noqa: E402
 from serving import all_rows, lab_process, wait_healthy  # noqa: E402
 

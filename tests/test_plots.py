@@ -9,7 +9,7 @@ from matplotlib.collections import QuadMesh
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
-from components import plots
+from components.store import plots
 
 SR = 22050
 
@@ -110,9 +110,9 @@ def test_ref_length_uses_similarity_with_error_bars_when_present():
     np.testing.assert_allclose(line.get_xdata(), [3, 6])
     np.testing.assert_allclose(line.get_ydata(), [0.6, 0.8])
     assert "similarity" in ax.get_ylabel()
-    # Error bars are the 95% bootstrap interval over repeats (components.stats): at 3 s it spans the
+    # Error bars are the 95% bootstrap interval over repeats (components.core.stats): at 3 s it spans the
     # two values' interval, at 6 s (identical repeats) it has no height.
-    from components.stats import bootstrap_ci
+    from components.core.stats import bootstrap_ci
 
     segments = bars.lines[2][0].get_segments()
     low, high = bootstrap_ci([0.5, 0.7])
@@ -148,7 +148,9 @@ def test_benchmark_bars_per_engine_and_text_length_with_std():
     df = pd.DataFrame(rows)
     df["status"], df["text_chars"], df["audio_seconds"] = "ok", 10, 2.0
     df["rtf"] = df["synth_seconds"] / df["audio_seconds"]
-    fig = plots.benchmark(df)
+    from experiments.benchmark import summarize
+
+    fig = plots.benchmark(summarize(df))
     ax_time, ax_rtf = fig.axes
     heights = [p.get_height() for p in ax_time.patches]
     np.testing.assert_allclose(heights, [0.01, 0.04, 1.0, 4.0])  # warm means; the cold 9 s run is left out

@@ -114,7 +114,7 @@ def test_no_engine_name_outside_its_own_file():
 
     root = Path(__file__).resolve().parents[1]
     own = {f"components/engines/{n}.py" for n in REGISTRY} | {"components/engines/__init__.py",
-                                                              "components/melo_worker.py"}
+                                                              "components/engines/workers/melo_worker.py"}
     found = []
     for folder in ("components", "experiments"):
         for path in sorted((root / folder).rglob("*.py")):

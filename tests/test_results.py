@@ -10,7 +10,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from components.results import COLUMNS, ResultsStore, read_csv, slug
+from components.store.results import COLUMNS, ResultsStore, read_csv, slug
 
 
 def test_rows_are_written_immediately_and_read_back(results_dir):
@@ -53,7 +53,7 @@ def test_a_killed_writer_leaves_no_torn_row(results_dir):
     # Append rows in a child process and SIGKILL it mid-stream: every line on disk is whole.
     code = textwrap.dedent(f"""
         import os, signal
-        from components.results import ResultsStore
+        from components.store.results import ResultsStore
         run = ResultsStore({str(results_dir)!r}).new_run("synth")
         print(run.csv_path, flush=True)
         for i in range(100000):

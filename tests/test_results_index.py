@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.judges.session import JudgingSession
-from components.results import COLUMNS, ResultsStore, read_run
-from components.results_index import INDEX_FILE, ResultsIndex, filter_rows, normalise
+from components.store.judging import JudgingSession
+from components.store.results import COLUMNS, ResultsStore, read_run
+from components.store.results_index import INDEX_FILE, ResultsIndex, filter_rows, normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,7 +136,7 @@ def test_an_empty_or_missing_results_folder_has_no_rows(tmp_path):
 def test_sql_over_rows_and_runs_and_bad_sql_is_one_line(store):
     from components.engines.base import LabError
 
-    index = store.index()
+    index = ResultsIndex(store.root)
     out = index.sql("select engine, count(*) n, max(dnsmos_ovrl) best from rows group by engine order by engine")
     assert out.to_dict("list") == {"engine": ["espeak", "kokoro"], "n": [2, 2], "best": [3.3, None]} or \
         out["n"].tolist() == [2, 2]
@@ -155,7 +155,7 @@ def lab_results(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_lab_py_results_lists_filters_exports_and_answers_sql(store, tmp_path):
-    server_side = store.index()
+    server_side = ResultsIndex(store.root)
     server_side.rows()  # another process holds an index of the same folder: no lock to fight over
     out = lab_results("--out", str(store.root), "--sql", "select count(*) as n from rows")
     assert out.returncode == 0, out.stderr

@@ -17,7 +17,7 @@ import soundfile as sf
 
 from components.engines import Engines
 from components.engines.base import LabError
-from components.results import ResultsStore
+from components.store.results import ResultsStore
 from experiments import script as script_exp
 from experiments.script_format import parse_srt
 

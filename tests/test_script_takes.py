@@ -21,7 +21,7 @@ import soundfile as sf
 from components.engines import REGISTRY
 from components.engines.base import Capabilities, no_progress
 from components.engines.espeak import EspeakEngine
-from components.results import read_csv
+from components.store.results import read_csv
 from experiments import script as script_exp
 from experiments.script_format import parse_srt
 from tests.test_browser import page  # noqa: F401 - the browser fixture (on this module's lab_url)
@@ -136,7 +136,7 @@ def test_babbled_lines_and_only_those_are_retaken(babbled_run):
 
 
 def _reopen(run_dir: Path):
-    from components.results import ResultsStore
+    from components.store.results import ResultsStore
 
     return ResultsStore(run_dir.parent).reopen(run_dir.name)
 
@@ -158,7 +158,7 @@ def test_interrupted_run_resumes_without_redoing_takes(lab_env, tmp_path, capsys
     resumed with --resume: the takes on disk are not spoken again, the rest are, and the result
     is what an uninterrupted run gives."""
     from components.judges import JudgeConfig, Judges
-    from components.results import ResultsStore
+    from components.store.results import ResultsStore
     from experiments.specs import ScriptSpec
     from components.engines import Engines
 
@@ -215,7 +215,7 @@ TAB_VOICES = {"headers": ["speaker", "voice"], "data": [["Narrator", "babble:mal
 @pytest.fixture(scope="module")
 def tab(lab_env, tmp_path_factory):
     """The lab's app in this process (so the stand-in engine is registered) and a gradio_client on it."""
-    from components.context import LabContext
+    from components.app.context import LabContext
     from tests.serving import ui_client
 
     with ui_client(LabContext.create(results=str(tmp_path_factory.mktemp("takes-ui")))) as client:

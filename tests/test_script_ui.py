@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from components.context import LabContext  # noqa: E402
+from components.app.context import LabContext  # noqa: E402
 from serving import ui_client  # noqa: E402
 from experiments.script_format import parse_srt  # noqa: E402
 from tests.test_script import speech_spans  # noqa: E402

@@ -1,5 +1,5 @@
 """One results run per server session for REST and ``/v1`` rows, every row judged or marked, and
-the judging backlog cap (components.serving), through the real app and the real DNSMOS judge."""
+the judging backlog cap (components.app.serving), through the real app and the real DNSMOS judge."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from components.context import LabContext
+from components.app.context import LabContext
 from components.engines import EngineConfig
-from components.server import ServerOptions, create_app
+from components.app.server import ServerOptions, create_app
 from serving import run_dirs, strict_rows
 
 
@@ -59,7 +59,7 @@ def test_rest_and_v1_rows_share_one_run_and_all_are_judged(tmp_path):
 
 @pytest.mark.slow
 def test_rows_past_the_backlog_cap_are_marked_not_held(tmp_path):
-    from components.ui.status import status_markdown
+    from components.app.ui.status import status_markdown
 
     lab = make_lab(tmp_path, backlog=2)
     run = lab.serving().run()

@@ -10,7 +10,7 @@ from conftest import load_coqui_xtts
 from components.engines import EngineConfig, Engines
 from components.engines.base import SynthRequest
 from components.engines.espeak import EspeakEngine
-from components.similarity import (
+from components.core.similarity import (
     SpeakerComparison, compare_profiles, cosine, encoder_for, voice_profile,
 )
 

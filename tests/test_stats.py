@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.stats import bootstrap_ci, ci_view, decimals_for, fmt_ci, mean_ci, paired_verdict, tidy
+from components.core.stats import bootstrap_ci, ci_view, decimals_for, fmt_ci, mean_ci, paired_verdict, tidy
 
 
 def test_interval_brackets_the_mean_and_shrinks_with_more_sentences():
@@ -23,7 +23,7 @@ def test_interval_brackets_the_mean_and_shrinks_with_more_sentences():
 
 def test_interval_covers_the_true_mean_about_95_percent_of_the_time_on_small_samples():
     """The lab summarises 5-20 sentences: there a plain percentile bootstrap covers 82-88%; the
-    expanded one (components.stats._expanded_tail) measures 91-95%."""
+    expanded one (components.core.stats._expanded_tail) measures 91-95%."""
     rng = np.random.default_rng(7)
     for n, trials in ((5, 300), (10, 300)):
         hits = sum(lo <= 0.0 <= hi for lo, hi in (bootstrap_ci(rng.normal(0.0, 1.0, n)) for _ in range(trials)))

@@ -1,4 +1,4 @@
-"""The take flags (components.take_flags) on real speech, espeak-ng and Kokoro, and on doctored
+"""The take flags (components.judges.take_flags) on real speech, espeak-ng and Kokoro, and on doctored
 copies of it: a second of silence inserted, clipped, a tail of noise appended, tripled in length.
 Clean speech raises no flag; each doctoring raises its own flag (and not the others)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components import take_flags as tf
+from components.judges import take_flags as tf
 
 TEXTS = ["The lab opens in the morning, and the coffee is ready.",
          "Is this the right way to the station? I think so.",

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from gradio_client import handle_file  # noqa: E402
 
-from components.context import LabContext  # noqa: E402
+from components.app.context import LabContext  # noqa: E402
 from components.engines.base import SynthRequest  # noqa: E402
 from serving import ui_client  # noqa: E402
 
@@ -192,7 +192,7 @@ def test_open_run_refuses_unknown_run_ids(client):
 def test_stream_synth_hands_out_chunks_then_logs_the_row(xtts_dir, tmp_path):
     """The Synthesize tab's streaming path with the real XTTS engine (tiny generated checkpoint)."""
     from components.engines import EngineConfig
-    from components.ui.synthesize import stream_synth
+    from components.app.ui.synthesize import stream_synth
     from experiments.specs import SynthSpec
 
     lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir)), results=str(tmp_path))
@@ -221,7 +221,7 @@ def test_synthesize_with_xtts_shows_precision_and_latent_cache(xtts_dir, tmp_pat
         job = client.submit("Hello.", "xtts", speaker, "en", None, 7, *SETTINGS, 1.0, api_name="/synthesize")
         _, audio, wave, spec, row, csv, *_ = job.result(timeout=300)
         updates = job.outputs()
-    from components.ui.synthesize import can_stream_audio
+    from components.app.ui.synthesize import can_stream_audio
 
     if can_stream_audio():  # chunks went to the live player before the final outputs (needs ffmpeg)
         streamed = [u[0] for u in updates[:-1] if isinstance(u[0], str)]  # HLS playlist of the chunks so far
@@ -237,7 +237,7 @@ def test_status_banner_and_licence_offer(tmp_path):
     """The banner names every engine's state and the lab's warnings; the CPML agreement is offered
     while XTTS has no weights and disappears once accepted (nothing is downloaded here)."""
     from components.engines import EngineConfig
-    from components.ui.status import needs_license, status_markdown
+    from components.app.ui.status import needs_license, status_markdown
 
     lab = LabContext.create(EngineConfig(), results=str(tmp_path))
     if lab.engines.unavailable_reason("xtts") is None:
@@ -259,7 +259,7 @@ def test_servable_copies_files_gradio_would_refuse(tmp_path, monkeypatch):
     through a copy in the temp directory; files gradio may serve are returned as they are."""
     import tempfile
 
-    from components.ui.common import servable
+    from components.app.ui.common import servable
 
     cwd, tmp, elsewhere = (tmp_path / d for d in ("cwd", "tmp", "data"))
     for d in (cwd, tmp):
@@ -280,7 +280,7 @@ def test_servable_copies_files_gradio_would_refuse(tmp_path, monkeypatch):
 
 def test_evaluate_summary_matches_the_run(client, lab):
     from experiments.evaluate import summarize, summary_view
-    from components.results import read_csv
+    from components.store.results import read_csv
 
     summary, plot, picker, audio, _, _, rows, csv, _verdicts = client.predict(
         ["espeak"], ["en", "ja"], 2, None, "", "female", "0", None, "local", "", 1, api_name="/evaluate")

@@ -1,8 +1,8 @@
 """The status banner says what each engine is doing and why the cer column may be empty."""
 
-from components.context import LabContext
+from components.app.context import LabContext
 from components.engines import EngineConfig
-from components.ui.status import needs_license, status_markdown
+from components.app.ui.status import needs_license, status_markdown
 
 
 def test_banner_names_engines_missing_weights_and_asr(tmp_path, monkeypatch):

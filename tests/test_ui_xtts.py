@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from gradio_client import handle_file
 
-from components.context import LabContext
+from components.app.context import LabContext
 from components.engines import EngineConfig
 from serving import ui_client
 from test_ui_client import SETTINGS, csv_rows, seconds, table

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from components.audio import clean_reference
-from components.context import LabContext
+from components.core.audio import clean_reference
+from components.app.context import LabContext
 from components.engines import EngineConfig
 from components.engines.base import CapabilityError, LabError
-from components.voices import (
+from components.store.voices import (
     MAX_NAME_CHARS, STORE_SAMPLE_RATE, VoiceLibrary, VoiceNotFound, fingerprint, reference_identity, resolve_speaker,
     validate_name,
 )
@@ -156,7 +156,7 @@ def test_xtts_uses_the_saved_conditioning_everywhere(xtts_dir, tmp_path, recordi
     route, a fresh process's engine) hits the cache and logs the voice and its fingerprint."""
     from fastapi.testclient import TestClient
 
-    from components.server import ServerOptions, create_app
+    from components.app.server import ServerOptions, create_app
     from experiments import synth
     from experiments.specs import SynthSpec
 
@@ -192,7 +192,7 @@ def test_ui_saves_a_voice_and_every_tab_can_clone_it(xtts_dir, tmp_path, recordi
 
     from gradio_client import handle_file
 
-    from components.ui.common import speaker_update
+    from components.app.ui.common import speaker_update
 
     lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir), cache_dir=str(tmp_path / "cache")),
                             results=str(tmp_path / "results"))

@@ -248,7 +248,7 @@ class EspeakEngine:
         samples = self._library().synth(text, voice, wpm)
         audio = samples.astype(np.float32) / 32768.0
         if abs(stretch - 1.0) > 1e-3 and len(audio):
-            from components.dsp import time_stretch  # numpy phase vocoder: no librosa JIT per request
+            from components.core.dsp import time_stretch  # numpy phase vocoder: no librosa JIT per request
 
             audio = time_stretch(audio, stretch)
         timings["synth"] = time.perf_counter() - t0

@@ -2,7 +2,7 @@
 
 MeloTTS pins transformers 4.27.4, librosa 0.9.1 and more, which conflict with coqui-tts, and it
 downloads from the Hugging Face hub when imported. So it never runs inside the lab: the lab starts
-``components/melo_worker.py`` with the python of a MeloTTS environment (``--melo-python PATH`` or
+``components/engines/workers/melo_worker.py`` with the python of a MeloTTS environment (``--melo-python PATH`` or
 ``MELO_PYTHON``) and talks to it over newline-delimited JSON on the worker's stdin/stdout
 (docs/melo.md). The worker writes each WAV into a folder the lab gives it; its stderr goes to a
 log file whose last lines are quoted in every error. A worker that dies or stops answering is
@@ -31,7 +31,9 @@ from .base import (
 )
 
 MELO_ENV = "MELO_PYTHON"
-WORKER_SCRIPT = Path(__file__).resolve().parents[1] / "melo_worker.py"
+# Not beside melo.py: the worker's own folder is its sys.path[0], and "import melo" there would
+# import this engine file instead of MeloTTS.
+WORKER_SCRIPT = Path(__file__).resolve().parent / "workers" / "melo_worker.py"
 PROTOCOL = 1                     # version the worker must answer ``hello`` with
 
 # Lab language code -> MeloTTS language code (MeloTTS v1 speaks these six).
@@ -272,7 +274,7 @@ class MeloEngine:
         if hello.get("protocol") != PROTOCOL:
             worker.stop(kill=True)
             raise EngineUnavailable(f"the MeloTTS worker speaks protocol {hello.get('protocol')!r}, the lab "
-                                    f"speaks {PROTOCOL}: use components/melo_worker.py from this lab")
+                                    f"speaks {PROTOCOL}: use components/engines/workers/melo_worker.py from this lab")
         self._hello = hello
         self._worker = worker
         self._finalizer.detach()

@@ -192,76 +192,6 @@ def parse_assignments(items: Sequence[str] | None) -> dict[str, str]:
     return out
 
 
-def settings_class(name: str) -> type:
-    """The settings dataclass engine ``name`` declares (``NoSettings`` if none), tagged with the
-    engine's name so its errors name it. Nothing loads."""
-    from . import engine_class
-
-    cls = getattr(engine_class(name), "Settings", None) or NoSettings
-    if getattr(cls, "engine_name", None) == name:
-        return cls
-    key = (name, cls)
-    if key not in _NAMED:  # one subclass per engine, so equal settings compare equal
-        named = type(cls.__name__, (cls,), {"engine_name": name, "__module__": cls.__module__, "__doc__": cls.__doc__})
-        _NAMED[key] = dataclass(frozen=True)(named)
-    return _NAMED[key]
-
-
-_NAMED: dict[tuple[str, type], type] = {}
-
-
-def resolve(name: str, values: Mapping[str, Any] | None = None) -> Any:
-    """Engine ``name``'s settings with overrides ``values`` applied (validated)."""
-    return build(settings_class(name), values)
-
-
-def for_engines(names: Sequence[str], values: Mapping[str, Any] | None, *, strict: bool = True) -> dict[str, Any]:
-    """Per engine of ``names``: its settings with the overrides in ``values`` that it declares.
-
-    ``strict``: with one engine every name must be one of its settings; with several, every name
-    must be a setting of at least one of them (a run comparing engines shares one ``settings``)."""
-    values = dict(values or {})
-    check_overrides(names, values) if strict else None
-    out = {}
-    for name in dict.fromkeys(names):
-        try:
-            cls = settings_class(name)
-        except ImportError:  # an engine that cannot import here: its own run reports why
-            continue
-        known = {i.name for i in describe(cls)}
-        out[name] = build(cls, {k: v for k, v in values.items() if k in known or len(set(names)) == 1})
-    return out
-
-
-def shared_for(name: str, values: Mapping[str, Any] | None) -> Any:
-    """Engine ``name``'s settings with those of ``values`` it declares (a run comparing engines
-    shares one ``settings``; ``check_overrides`` made sure each name belongs to one of them)."""
-    cls = settings_class(name)
-    known = {i.name for i in describe(cls)}
-    return build(cls, {k: v for k, v in dict(values or {}).items() if k in known})
-
-
-def check_overrides(names: Sequence[str], values: Mapping[str, Any] | None) -> None:
-    """LabError if a name in ``values`` is a setting of none of the engines ``names`` (each
-    engine's settings listed)."""
-    names = list(dict.fromkeys(names))
-    if not values:
-        return
-    if len(names) == 1:
-        build(settings_class(names[0]), values)  # names the engine's settings, checks the values
-        return
-    declared: dict[str, list[str]] = {}
-    for name in names:
-        try:
-            declared[name] = [i.name for i in describe(settings_class(name))]
-        except ImportError:
-            declared[name] = []
-    unknown = [k for k in values if not any(k in d for d in declared.values())]
-    if unknown:
-        raise LabError(f"no engine of this run has the setting(s) {', '.join(map(repr, unknown))}; their settings: "
-                       + "; ".join(f"{n}: {', '.join(d) or 'none'}" for n, d in declared.items()))
-
-
 def for_engine(engine: Any, settings: Any) -> Any:
     """The settings an engine uses for a request: ``settings`` if already its class, its defaults
     for None, else the mapping of overrides applied to them."""
@@ -293,13 +223,3 @@ def row_columns(engine: Any, settings: Any) -> dict[str, Any]:
         if info.column:
             out[info.column] = data[info.name]
     return out
-
-
-def help_text(name: str) -> str:
-    """What ``--help-settings`` prints for engine ``name``."""
-    infos = describe(settings_class(name))
-    if not infos:
-        return f"{name} has no settings."
-    lines = [f"{name} settings (--set NAME=VALUE, repeatable; REST/v1: \"settings\": {{...}}):"]
-    lines += [f"  {i.describe()}" for i in infos]
-    return "\n".join(lines)

@@ -3,7 +3,7 @@
 The engine is cheap to build; ``load()`` finds the weights (``components.xtts.locate``), loads
 them once with coqui-tts's own classes and keeps the model as ``engine.model``. Per request:
 
-    reference clean-up (components.audio) -> conditioning latents (cached: components.xtts.latents)
+    reference clean-up (components.core.audio) -> conditioning latents (cached: components.xtts.latents)
     -> text normalised and split (components.xtts.text) -> GPT -> HiFiGAN -> audio + stage timings
 
 The model runs on the lab's fast path (``components.xtts.fast``: no second GPT forward, packed
@@ -249,7 +249,7 @@ class XttsEngine:
 
         Raises LabError for silence, under ~2 s of speech, or a file that is not audio.
         """
-        from components.audio import clean_reference
+        from components.core.audio import clean_reference
         from components.xtts.latents import condition, conditioning_settings
 
         model = self._require_model(progress)

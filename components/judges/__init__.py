@@ -35,7 +35,7 @@ def default_choice() -> str:
     """``$LAB_JUDGES`` or ``all``: which judges score rows unless the user picks."""
     return os.environ.get(JUDGES_ENV, "").strip() or "all"
 
-# Columns the judging writes besides each judge's own (see components.judges.session).
+# Columns the judging writes besides each judge's own (see components.store.judging).
 BOOKKEEPING_COLUMNS: tuple[str, ...] = ("judges", "judge_notes", "judge_seconds", "judge_seconds_per_audio_s")
 
 

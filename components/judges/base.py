@@ -3,7 +3,7 @@
 A judge is the listener of the lab: it hears the audio an engine made (plus what was asked:
 the text, the language, the reference recording) and writes a few numbers. Judges are not
 engines: they never run under an engine's lock and never slow synthesis down (see
-``components.judges.session``), and a judge that cannot score a row leaves its cells empty and
+``components.store.judging``), and a judge that cannot score a row leaves its cells empty and
 says why, never 0.
 """
 
@@ -91,7 +91,7 @@ class Judge(Protocol):
 
 def mono16k(item: JudgeInput, rate: int = 16000) -> np.ndarray:
     """The item's audio as mono float32 in [-1, 1] at ``rate`` Hz (most judges were trained at 16 kHz)."""
-    from components.metrics import resample
+    from components.core.metrics import resample
 
     y = np.asarray(item.audio, dtype=np.float32).reshape(-1)
     if not np.all(np.isfinite(y)):

@@ -37,7 +37,7 @@ def p808_features(audio: np.ndarray, n_mels: int = 120, frame_size: int = 320, h
                   sr: int = SAMPLE_RATE, to_db: bool = True) -> np.ndarray:
     """``(frames, n_mels)`` features of the P.808 model, as speechmos's ``audio_melspec`` computes
     them with librosa (``n_fft = frame_size + 1``, dB relative to the clip's maximum, scaled)."""
-    from components import dsp
+    from components.core import dsp
 
     mel = dsp.mel_power(np.asarray(audio, dtype=np.float64), sr, frame_size + 1, hop_length, n_mels)
     if to_db:

@@ -4,7 +4,7 @@ Column ``spk_sim``: cosine similarity between Resemblyzer (GE2E speaker encoder,
 wheel) embeddings of the output and of the reference recording: the cloned reference, or a
 recording the user gives for a built-in voice (``--judge-reference`` / the Judges accordion). Without
 a reference the cell stays empty. XTTS's own speaker encoder similarity is a different column,
-``xtts_spk_sim`` (components.similarity): that encoder is the one XTTS conditions on, so it
+``xtts_spk_sim`` (components.core.similarity): that encoder is the one XTTS conditions on, so it
 favours XTTS; this one judges every engine alike.
 
 Weak at: the ranges overlap. Same Kokoro voice on two sentences 0.86-0.94, two different
@@ -72,7 +72,7 @@ class SpeakerJudge:
         return self._encoder.embed_utterance(wav)
 
     def reference_embedding(self, path: str) -> np.ndarray:
-        from components.audio import load_audio
+        from components.core.audio import load_audio
 
         key = (str(Path(path).resolve()), Path(path).stat().st_mtime)
         with self._lock:
