@@ -379,7 +379,7 @@ def stderr_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Run one experiment headless; prints the CSV path last. Returns the exit status."""
     if args.experiment == "listen-report":  # not an experiment: the report of a listening test
-        from .listen import report_command
+        from .listen.command import report_command
 
         return report_command(args)
     try:
