@@ -420,21 +420,16 @@ def judges_switch(lab: LabContext) -> JudgeControls:
 
 def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judges: str | None,
                judge_reference: str | None = None):
-    """Run ``experiment`` with the chosen judges; yields ``(table, run)`` twice: at once when the
-    synthesis is done (audio and timings), then again with the judge columns when judging is
-    done (skipped when nothing was judged)."""
-    from components.store.judging import attach
-    from components.store.results import JUDGES_CSV, merge_judges, read_csv
-    from experiments import runner
+    """Run ``experiment`` with the chosen judges (``experiments.pipeline``); yields ``(table, run)``
+    twice: when the synthesis is done (audio and timings), then with the judge columns when
+    judging is done (skipped when nothing was judged). The tab saves the figures (``panel_values``)."""
+    from experiments.pipeline import run_experiment
 
-    with lab.store.running(experiment, spec) as run:
-        judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
-        df = runner(experiment)(spec, lab.engines, run, progress)
-    yield df, run
-    if judging is not None and (judging.pending or (run.dir / JUDGES_CSV).exists()):
-        progress(0.99, desc=f"judging {judging.pending} row(s)")
-        run.wait_for_judges()
-        yield merge_judges(df, read_csv(run.dir / JUDGES_CSV)), run
+    for update in run_experiment(experiment, spec, engines=lab.engines, store=lab.store, judges=lab.judges,
+                                 judge_choice=judges or lab.judge_choice, judge_reference=judge_reference,
+                                 progress=progress, save=False):
+        if update.done:
+            yield update.rows, update.run
 
 
 # -- outputs ------------------------------------------------------------------------------------
