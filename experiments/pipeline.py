@@ -37,7 +37,7 @@ STREAMS: dict[str, str] = {"synth": "experiments.synth:stream"}
 _FINISHED = object()  # the worker's last queue item
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # DataFrames do not compare as one value: identity
 class Update:
     """Where a run stands: ``rows`` so far (a DataFrame; the experiment's own table once ``done``),
     ``judged`` when the judge columns are merged in, ``audio`` a streamed ``(sample_rate, chunk)``
