@@ -11,9 +11,7 @@ import html
 import inspect
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +30,8 @@ from components.engines import settings_class
 from components.store.results import Run
 from components.store.voices import VOICE_PREFIX, VoiceLibrary, resolve_speaker, saved_name
 from experiments import save_outputs
+
+from .files import servable
 
 # -- errors -------------------------------------------------------------------------------------
 
@@ -68,26 +68,6 @@ def ui_errors(fn: Callable) -> Callable:
         except LabError as e:
             raise user_error(fn.__name__, e) from None
     return wrapper
-
-
-# -- files gradio may serve ---------------------------------------------------------------------
-
-
-def servable(path: str | os.PathLike | None) -> str | None:
-    """``path`` itself if gradio may serve it (under the working or temp directory), else a copy
-    in the temp directory: a results folder given with ``--out`` can live anywhere, and the
-    app cannot set ``launch(allowed_paths=...)`` itself when it is mounted by someone else."""
-    if path is None:
-        return None
-    p = Path(path).resolve()
-    for root in (Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve()):
-        if p.is_relative_to(root):
-            return str(p)
-    copy = Path(tempfile.gettempdir()) / "xtts-lab-served" / p.parent.parent.name / p.parent.name / p.name
-    if not copy.exists() or copy.stat().st_mtime < p.stat().st_mtime:
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, copy)
-    return str(copy)
 
 
 # -- engine controls ----------------------------------------------------------------------------
