@@ -54,7 +54,7 @@ class Update:
 def run_experiment(name: str, spec: Any, *, engines: Any, store: ResultsStore | None = None,
                    run: Run | None = None, judges: Any = None, judge_choice: str | None = None,
                    judge_reference: str | None = None, progress: Progress = no_progress,
-                   wait_for_judges: bool = True, save: bool = True, stream: bool = False,
+                   wait_for_judges: bool = True, save: bool = True, stream: bool = False, live: bool = True,
                    fields: Mapping[str, Any] | None = None) -> Iterator[Update]:
     """Run experiment ``name`` on ``spec`` and yield :class:`Update` s: one per batch of rows as
     they land, one when the experiment is done (``done``: its DataFrame), then, when rows were
@@ -65,8 +65,9 @@ def run_experiment(name: str, spec: Any, *, engines: Any, store: ResultsStore | 
     judging unless ``judges`` is given). ``judges``/``judge_choice``/``judge_reference`` attach a
     judging session (all | fast | none | names). ``save``: write the summary figures and table
     (``experiments.save_outputs``) after the last update's rows are known. ``stream``: hand out
-    audio chunks as the engine makes them (experiments in ``STREAMS``). ``fields``: extra columns
-    for every row, for experiments that take them (synth: the serving endpoint).
+    audio chunks as the engine makes them (experiments in ``STREAMS``). ``live=False``: no row
+    updates, the experiment runs in the caller's thread (nobody watches: the CLI, REST).
+    ``fields``: extra columns for every row, for experiments that take them (synth: the endpoint).
 
     Errors from the experiment (``LabError`` and others) are raised here, in the caller.
     """
@@ -78,7 +79,7 @@ def run_experiment(name: str, spec: Any, *, engines: Any, store: ResultsStore | 
         if judges is not None:
             attach(run, judges, judge_choice, reference=judge_reference or None)
             run.judges = judges  # the script experiment hears its takes with the lab's asr judge
-        steps = _streamed if stream else _live
+        steps = _streamed if stream else _live if live else _inline
         df = yield from steps(name, spec, engines, run, progress, dict(fields or {}))
     judging = run.judging
     pending = judging.pending if judging is not None else 0
@@ -118,6 +119,7 @@ def _live(name: str, spec: Any, engines: Any, run: Run, progress: Progress,
     worker = threading.Thread(target=work, name=f"experiment-{run.run_id}", daemon=True)
     worker.start()
     rows: list[dict[str, Any]] = []
+    interrupted = False
     try:
         finished = False
         while not finished:
@@ -130,15 +132,26 @@ def _live(name: str, spec: Any, engines: Any, run: Run, progress: Progress,
             if new:
                 rows.extend(new)
                 yield Update(run, rows_to_frame(rows))
+    except KeyboardInterrupt:  # Ctrl-C: leave at once (the worker is a daemon thread)
+        interrupted = True
+        raise
     finally:
-        # Also when the caller leaves early: the experiment finishes (its rows stay whole) before
-        # the run is left, as when it ran in the caller's thread.
-        worker.join()
+        # When the caller leaves early: the experiment finishes (its rows stay whole) before the
+        # run is left, as when it ran in the caller's thread.
+        if not interrupted:
+            worker.join()
         unsubscribe()
     if "error" in outcome:
         raise outcome["error"]
     df = outcome["df"]
     return df if df is not None else rows_to_frame(rows)
+
+
+def _inline(name: str, spec: Any, engines: Any, run: Run, progress: Progress,
+            fields: dict[str, Any]) -> Iterator[Update]:
+    """Run the experiment in the caller's thread (Ctrl-C stops it at once); no row updates."""
+    return runner(name)(spec, engines, run, progress, **fields)
+    yield  # a generator like the other steps
 
 
 def _streamed(name: str, spec: Any, engines: Any, run: Run, progress: Progress,
@@ -159,8 +172,9 @@ def _streamed(name: str, spec: Any, engines: Any, run: Run, progress: Progress,
 
 
 def run_to_end(name: str, spec: Any, **kwargs: Any) -> Update:
-    """:func:`run_experiment` to its last update (the CLI and REST: nobody watches rows land)."""
+    """:func:`run_experiment` to its last update, in the caller's thread (the CLI and REST: nobody
+    watches rows land)."""
     last = None
-    for last in run_experiment(name, spec, **kwargs):
+    for last in run_experiment(name, spec, live=False, **kwargs):
         pass
     return last
