@@ -25,7 +25,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from components.engines.base import LabError, Progress, no_progress
+from components.core import LabError, Progress, no_progress
 from components.store.judging import attach
 from components.store.results import JUDGES_CSV, ResultsStore, Run, merge_judges, read_csv, rows_to_frame
 
@@ -97,6 +97,7 @@ def run_experiment(name: str, spec: Any, *, engines: Any, store: ResultsStore | 
             return
     if save:
         save_outputs(name, df, run)
+
 
 def _live(name: str, spec: Any, engines: Any, run: Run, progress: Progress,
           fields: dict[str, Any]) -> Iterator[Update]:

@@ -93,8 +93,7 @@ class ListenTests:
         ``evaluate`` run, judged with ``judges``, default the lab's choice), then build a test over it
         with factor ``engine``. Judging goes on in the background unless ``wait_for_judges``; the
         report reads the judge columns whenever it is made."""
-        from components.store.judging import attach
-        from experiments import runner
+        from experiments.pipeline import run_to_end
         from experiments.specs import EvaluateSpec
 
         engines = tuple(dict.fromkeys(str(e).strip() for e in engines if str(e).strip()))
@@ -104,10 +103,10 @@ class ListenTests:
             raise LabError(f"sentences must be 1-20, got {sentences!r}")
         spec = EvaluateSpec(engine=engines[0].partition(":")[0], engines=engines, langs=(lang,),
                             sentences=int(sentences))
-        lab_judges = getattr(lab, "judges", None)
-        with lab.store.running("evaluate", spec) as run:
-            attach(run, lab_judges, judges or getattr(lab, "judge_choice", "none"))
-            frame = runner("evaluate")(spec, lab.engines, run, progress)
+        done = run_to_end("evaluate", spec, engines=lab.engines, store=lab.store, judges=getattr(lab, "judges", None),
+                          judge_choice=judges or getattr(lab, "judge_choice", "none"), progress=progress,
+                          wait_for_judges=False, save=False)  # the test is built from the unjudged table
+        run, frame = done.run, done.rows
         if wait_for_judges:
             run.wait_for_judges()
         factor = "variant" if len({e.partition(":")[0] for e in engines}) < len(engines) else "engine"

@@ -405,9 +405,10 @@ def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judge
     judging is done (skipped when nothing was judged). The tab saves the figures (``panel_values``)."""
     from experiments.pipeline import run_experiment
 
+    # live=False: the tab shows the table when the run is done, so no worker thread to watch rows land.
     for update in run_experiment(experiment, spec, engines=lab.engines, store=lab.store, judges=lab.judges,
                                  judge_choice=judges or lab.judge_choice, judge_reference=judge_reference,
-                                 progress=progress, save=False):
+                                 progress=progress, save=False, live=False):
         if update.done:
             yield update.rows, update.run
 

@@ -11,7 +11,6 @@ from gradio import processing_utils
 from components.app.context import LabContext
 from experiments.pipeline import run_experiment
 from experiments.specs import DEFAULT_TEXT, SynthSpec
-from experiments.synth import stream as stream_synth
 
 from .common import (
     capabilities, common_kwargs, engine_controls, judges_switch, results_table, reveal_filled,
