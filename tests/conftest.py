@@ -25,7 +25,7 @@ def xtts_dir(tmp_path_factory) -> Path:
     Random weights: it exercises every code path (loading, conditioning, GPT, HiFiGAN) but its
     audio is noise. ~90 MB because HiFiGAN has a fixed size; never committed.
     """
-    from components.xtts.synthetic import make_checkpoint
+    from components.engines.xtts.synthetic import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("xtts-tiny"), preset="tiny", seed=0)
 

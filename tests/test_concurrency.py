@@ -224,7 +224,7 @@ def test_espeak_answers_while_xtts_decodes(served_with_xtts, monkeypatch):
     waited for XTTS, nothing would be answered and the test would fail on its timeout."""
     from gradio_client import Client
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     espeak_done = threading.Event()
     real_step = fast.FastGPT.step

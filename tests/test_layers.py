@@ -77,7 +77,6 @@ def import_graph() -> dict[str, set[str]]:
     return {name: imports_of(name, path, known) for name, path in modules.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="components/xtts is not yet inside components/engines (issue 19 item 4 open)")
 def test_every_lab_module_sits_in_a_layer():
     outside = sorted(m for m in lab_modules() if layer_of(m) is None and m not in ("components",))
     assert not outside, f"modules outside every layer folder: {outside}"
@@ -124,7 +123,6 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted((g for g in groups if len(g) > 1), key=len, reverse=True)
 
 
-@pytest.mark.xfail(strict=True, reason="the XTTS modules and the engine file import each other (issue 19 item 4 open)")
 def test_no_import_circle():
     circles = strongly_connected(import_graph())
     assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
