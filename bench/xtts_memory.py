@@ -30,7 +30,7 @@ def measure(checkpoint: Path, precision: str, batch: int, tokens: int, keep: boo
     import torch
 
     from components.engines.xtts import fast, precision as xprecision
-    from experiments.benchmark import PeakMemory
+    from components.core.memory import PeakMemory
 
     if keep:  # the old behaviour: packed copy beside the resident originals
         xprecision.release_mapped_pages = lambda *a, **k: 0

@@ -288,7 +288,7 @@ def batch_compare(model, voices, n: int, tokens: int, seed: int, device) -> dict
     import torch
 
     from components.engines.xtts import fast
-    from experiments.benchmark import PeakMemory
+    from components.core.memory import PeakMemory
 
     items = batch_items(model, voices, n, tokens, seed)
     out: dict = {}

@@ -26,25 +26,23 @@ and ``worker``.
 from __future__ import annotations
 
 import re
-
-import os
-import socket
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
 from components.engines import REGISTRY, Engines, engine_class
 from components.engines.base import (
-    Engine, EngineUnavailable, LabError, Progress, SynthRequest, no_progress,
+    EngineUnavailable, LabError, Progress, SynthRequest, no_progress,
 )
 from components.engines.settings import NoSettings, as_dict, build, describe
 from components.engines import check_overrides, settings_class
 from components.store.results import Run
 from components.core.stats import fmt_ci, mean_ci, paired_verdict, tidy
 
-from .common import log_result, versions
-from .jobs import Job, Outcome, by_variant, row_key, run_jobs
+from .common import log_result
+from .jobs import Job, LocalExecutor, Outcome, row_key
+from .loop import error_row
 from .sentences import read_sentences, select
 from .specs import EvaluateSpec
 
@@ -148,28 +146,6 @@ def plan(spec: EvaluateSpec, entries: Sequence[tuple[str, str, Any]], facts: dic
     return jobs, unsupported
 
 
-class LocalExecutor:
-    """Synthesis in this process, through the lab's engine cache (one engine at a time)."""
-
-    name = "local"
-
-    def __init__(self, engines: Engines):
-        self.engines = engines
-        self.worker = f"{socket.gethostname()}/pid-{os.getpid()}"
-
-    def open(self, name: str, progress: Progress = no_progress) -> Engine:
-        return self.engines.get(name, progress)
-
-    def run(self, jobs: Sequence[Job], batch_size: int | None, progress: Progress = no_progress) -> Iterator[Outcome]:
-        for group in by_variant(jobs):
-            with self.engines.use(group[0].engine, progress) as engine:
-                for job, result, seconds, error in run_jobs(engine, group, batch_size):
-                    yield Outcome(job, result, seconds, self.worker, error)
-
-    def close(self) -> None:
-        """Nothing to release: the engines stay cached for the next run."""
-
-
 def make_executor(spec: EvaluateSpec, engines: Engines, run: Run) -> Any:
     if spec.executor == "ray":
         from .ray_executor import RayExecutor  # Ray is imported only when asked for
@@ -232,10 +208,7 @@ def log_outcome(outcome: Outcome, engine: Any, run: Run, executor: str) -> dict[
     if job.attempt > 1:
         fields["attempt"] = job.attempt
     if outcome.error is not None or outcome.result is None:
-        return run.append({"engine": job.engine, "device": engine.device, "versions": versions(engine),
-                           "speaker": request.speaker, "reference": request.reference, "language": request.lang,
-                           "text": request.text, "text_chars": len(request.text), "speed": request.speed,
-                           "seed": request.seed, "status": "error", "note": outcome.error, **fields})
+        return error_row(engine, request, run, outcome.error or "no result", **fields)
     return log_result(engine, request, outcome.result, outcome.seconds, run,
                       stem=f"{job.engine}-{job.variant}-{request.lang}-{job.sentence}", **fields)
 

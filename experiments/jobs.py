@@ -9,6 +9,8 @@ both import it, neither imports the other's internals.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -111,3 +113,27 @@ def by_variant(jobs: Sequence[Job]) -> list[list[Job]]:
     for job in jobs:
         groups.setdefault((job.engine, job.variant), []).append(job)
     return list(groups.values())
+
+
+# -- the local executor (experiments.ray_executor is the other) -----------------------------------
+
+class LocalExecutor:
+    """Synthesis in this process, through the lab's engine cache (one engine at a time)."""
+
+    name = "local"
+
+    def __init__(self, engines: Any):  # components.engines.Engines
+        self.engines = engines
+        self.worker = f"{socket.gethostname()}/pid-{os.getpid()}"
+
+    def open(self, name: str, progress: Progress = no_progress) -> Engine:
+        return self.engines.get(name, progress)
+
+    def run(self, jobs: Sequence[Job], batch_size: int | None, progress: Progress = no_progress) -> Iterator[Outcome]:
+        for group in by_variant(jobs):
+            with self.engines.use(group[0].engine, progress) as engine:
+                for job, result, seconds, error in run_jobs(engine, group, batch_size):
+                    yield Outcome(job, result, seconds, self.worker, error)
+
+    def close(self) -> None:
+        """Nothing to release: the engines stay cached for the next run."""
