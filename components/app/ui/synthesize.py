@@ -16,7 +16,7 @@ from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import stream as stream_synth
 
 from .common import (
-    capabilities, common_kwargs, engine_controls, judges_switch, results_table, reveal_filled,
+    EngineControls, Field, Form, capabilities, engine_controls, judges_switch, results_table, reveal_filled,
     servable, signal_images, table_view, ui_errors,
 )
 
@@ -31,15 +31,15 @@ def streams(name: str) -> bool:
     return bool(caps and caps.streaming)
 
 
-def render(lab: LabContext) -> None:
+def render(lab: LabContext) -> EngineControls:
     """The Synthesize tab's widgets and its ``synthesize`` endpoint."""
     streaming_ok = can_stream_audio()
     with gr.Row():
         with gr.Column(scale=3):
             text = gr.Textbox(DEFAULT_TEXT, lines=3, label="Text")
-            controls = engine_controls(lab)
+            controls = engine_controls(lab, "synth")
             speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
-            judges = judges_switch(lab)
+            judges = judges_switch(lab, "synth")
             run_btn = gr.Button("Synthesize", variant="primary")
         with gr.Column(scale=2):
             # Only for an engine that streams: for the others it would stay empty.
@@ -60,13 +60,13 @@ def render(lab: LabContext) -> None:
     csv = gr.File(label="results.csv", interactive=False, height=80, elem_id="synth-csv", visible=False)
     last_run = gr.State(None)  # this user's latest run id
 
+    form = Form(Field("text", text), controls, Field("speed", speed), judges)
+
     @ui_errors
-    def synthesize(text, engine, speaker, lang, reference, seed, settings, speed, judges=None, judge_reference=None,
-                   progress=gr.Progress()):
-        spec = SynthSpec(text=text, lang=lang, speed=float(speed),
-                         **common_kwargs(engine, speaker, reference, seed,
-                                         settings,
-                                             voices=lab.voices))
+    @form.handler
+    def synthesize(v, progress):
+        spec = SynthSpec(text=v.text, lang=v.engine.lang, speed=float(v.speed), **v.engine.spec_fields())
+        judges, judge_reference = v.judges.judges, v.judges.reference
         with lab.store.running("synth", spec) as run:
             judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
             caps = lab.engines.get(spec.engine, progress).capabilities
@@ -90,9 +90,10 @@ def render(lab: LabContext) -> None:
             # these values after the last update, and a skipped one reaches it as an update dict.
             yield (gr.skip(), gr.skip(), w, s, table_view(judged), servable(run.csv_path), gr.skip())
 
-    ran = run_btn.click(synthesize, [text, *controls.inputs, speed, *judges.inputs], [live, audio, wave, spec_img, table, csv, last_run],
+    ran = run_btn.click(synthesize, form.inputs, [live, audio, wave, spec_img, table, csv, last_run],
                         api_name="synthesize", show_progress_on=[audio])
     reveal_filled(ran, [wave, spec_img, csv])
     controls.gate(run_btn)
     controls.engine.change(lambda name: gr.Audio(visible=streaming_ok and streams(name)), [controls.engine], [live],
                            api_visibility="private", queue=False, show_progress="hidden")
+    return controls
