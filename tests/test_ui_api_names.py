@@ -67,3 +67,44 @@ def test_trailing_parameters_stay_optional(api):
         for p in ep["parameters"]:
             if p["parameter_name"] in OPTIONAL and name in ENDPOINTS:
                 assert p["parameter_has_default"], (name, p["parameter_name"])
+
+
+def test_a_form_hands_the_handler_one_checked_object(tmp_path):
+    """The control objects of a real tab's widgets: the handler's signature carries the API names,
+    the handler gets an ``EngineChoice`` and a ``JudgeChoice``, and a bad value is a ``LabError``
+    naming the field."""
+    import inspect
+
+    import gradio as gr
+
+    from components.app.ui.common import EngineChoice, Field, Form, JudgeChoice, engine_controls, judges_switch
+    from components.core import LabError
+
+    lab = LabContext.create(results=str(tmp_path))
+    with gr.Blocks():
+        text = gr.Textbox("hi")
+        controls = engine_controls(lab, "t")
+        judges = judges_switch(lab, "t")
+    form = Form(Field("text", text), controls, judges)
+    seen = []
+
+    @form.handler
+    def handler(v, progress):
+        seen.append((v, progress))
+        return v.text
+
+    names = list(inspect.signature(handler).parameters)
+    assert names == ["text", "engine", "speaker", "lang", "reference", "seed", "settings", "judges",
+                     "judge_reference", "progress"]
+    assert form.inputs == [text, *controls.inputs, *judges.inputs]
+    assert handler("hello", "espeak", "female", "en", None, "3", '{"a": 1}', "fast", None, "P") == "hello"
+    v, progress = seen[-1]
+    assert v.engine == EngineChoice(engine="espeak", speaker="female", lang="en", reference=None, seed=3,
+                                    settings={"a": 1})
+    assert v.judges == JudgeChoice("fast", None) and progress == "P"
+    handler("hello", "espeak", None, "en", None, 0, "{}")  # judges left out: the lab's choice
+    assert seen[-1][0].judges == JudgeChoice(None, None)
+    with pytest.raises(LabError, match="seed must be an integer, got 'x'"):
+        handler("hello", "espeak", None, "en", None, "x", "{}")
+    with pytest.raises(LabError, match="choose an engine"):
+        handler("hello", "", None, "en", None, 0, "{}")
