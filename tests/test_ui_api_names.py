@@ -77,7 +77,7 @@ def test_a_form_hands_the_handler_one_checked_object(tmp_path):
 
     import gradio as gr
 
-    from components.app.ui.common import EngineChoice, Field, Form, JudgeChoice, engine_controls, judges_switch
+    from components.app.ui.controls import EngineChoice, Field, Form, JudgeChoice, engine_controls, judges_switch
     from components.core import LabError
 
     lab = LabContext.create(results=str(tmp_path))

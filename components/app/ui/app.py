@@ -48,7 +48,7 @@ from components.app.context import LabContext
 
 from . import benchmark, evaluate, languages, ref_length, results, script, speed_sweep, status, synthesize, voices
 from . import listen
-from .common import engine_choices, saved_voice_choices, speaker_update, speakers_for
+from .controls import engine_choices, saved_voice_choices, speaker_update, speakers_for
 
 TITLE = "XTTS Lab"
 

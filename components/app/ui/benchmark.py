@@ -12,10 +12,8 @@ from components.app.context import LabContext
 from experiments.benchmark import SUMMARY_COLUMNS, summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 
-from .common import (
-    EngineControls, Field, Form, engine_controls, judges_switch, outputs_panel, panel_values, results_table,
-    reveal_filled, run_judged, ui_errors,
-)
+from .common import outputs_panel, panel_values, results_table, reveal_filled, run_judged, ui_errors
+from .controls import EngineControls, Field, Form, engine_controls, judges_switch
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:

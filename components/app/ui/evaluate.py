@@ -15,7 +15,8 @@ from experiments.evaluate import summarize, summary_view, verdicts as paired_ver
 from experiments.sentences import read_sentences
 from experiments.specs import EvaluateSpec
 
-from .common import Field, Form, judges_switch, outputs_panel, panel_values, results_table, reveal_filled, run_judged, ui_errors
+from .common import outputs_panel, panel_values, results_table, reveal_filled, run_judged, ui_errors
+from .controls import Field, Form, judges_switch
 
 DEFAULT_LANGS = ["en", "ja"]
 

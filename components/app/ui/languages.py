@@ -12,10 +12,8 @@ from components.engines import lab_languages
 from components.engines.base import LabError
 from experiments.specs import DEFAULT_SENTENCES, LanguagesSpec
 
-from .common import (
-    EngineControls, Field, Form, engine_controls, judges_switch, outputs_panel, panel_values, reveal_filled,
-    run_judged, ui_errors,
-)
+from .common import outputs_panel, panel_values, reveal_filled, run_judged, ui_errors
+from .controls import EngineControls, Field, Form, engine_controls, judges_switch
 
 DEFAULT_LANGS = ["en", "es", "de", "ja", "ko", "zh-cn"]
 

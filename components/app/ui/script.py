@@ -35,7 +35,8 @@ from experiments import script as script_exp
 from experiments.script_format import FORMATS, Voice, parse_script
 from experiments.specs import MAX_TAKES, ScriptSpec
 
-from .common import judges_switch, servable, table_view, ui_errors
+from .common import servable, table_view, ui_errors
+from .controls import judges_switch
 
 EXAMPLE = """# One line per utterance: "Name: text". A blank line is a longer pause.
 Narrator: It was a quiet evening in the lab.

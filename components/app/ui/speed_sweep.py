@@ -10,10 +10,8 @@ import gradio as gr
 from components.app.context import LabContext
 from experiments.specs import DEFAULT_TEXT, SpeedSweepSpec
 
-from .common import (
-    EngineControls, Field, Form, engine_controls, judges_switch, outputs_panel, panel_values, parse_floats,
-    reveal_filled, run_judged, ui_errors,
-)
+from .common import outputs_panel, panel_values, reveal_filled, run_judged, ui_errors
+from .controls import EngineControls, Field, Form, engine_controls, judges_switch, parse_floats
 
 
 def render(lab: LabContext) -> EngineControls:

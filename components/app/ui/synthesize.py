@@ -15,10 +15,8 @@ from experiments import runner
 from experiments.specs import DEFAULT_TEXT, SynthSpec
 from experiments.synth import stream as stream_synth
 
-from .common import (
-    EngineControls, Field, Form, capabilities, engine_controls, judges_switch, results_table, reveal_filled,
-    servable, signal_images, table_view, ui_errors,
-)
+from .common import results_table, reveal_filled, servable, signal_images, table_view, ui_errors
+from .controls import EngineControls, Field, Form, capabilities, engine_controls, judges_switch
 
 
 def can_stream_audio() -> bool:
