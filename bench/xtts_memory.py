@@ -29,7 +29,7 @@ def measure(checkpoint: Path, precision: str, batch: int, tokens: int, keep: boo
     import psutil
     import torch
 
-    from components.xtts import fast, precision as xprecision
+    from components.engines.xtts import fast, precision as xprecision
     from experiments.benchmark import PeakMemory
 
     if keep:  # the old behaviour: packed copy beside the resident originals
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--child", nargs=2, metavar=("PRECISION", "KEEP"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick and not args.child:
-        from components.xtts.synthetic import make_checkpoint
+        from components.engines.xtts.synthetic import make_checkpoint
 
         with tempfile.TemporaryDirectory(prefix="xtts-memory-quick-") as tmp:
             folder = make_checkpoint(Path(tmp), preset="tiny", seed=0)

@@ -81,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def ensure_checkpoint(folder: Path, preset: str = "full") -> Path:
     """The random-weight checkpoint, generated once (full: ~30 s, ~1.9 GB; tiny: a few s, ~90 MB)."""
-    from components.xtts.synthetic import REQUIRED_FILES, make_checkpoint
+    from components.engines.xtts.synthetic import REQUIRED_FILES, make_checkpoint
 
     if all((folder / f).is_file() for f in REQUIRED_FILES):
         return folder
@@ -117,7 +117,7 @@ def gpt_bytes_per_token(model, precision: str) -> int:
     """Weight bytes one decoding step must read: the transformer blocks' matrices in
     ``precision`` (int8/int4 with their per-block fp32 scales), their norms and biases and the
     mel head in fp32 (what the lab path keeps there)."""
-    from components.xtts.ort_gpt import BITS, block_size
+    from components.engines.xtts.ort_gpt import BITS, block_size
 
     matrices = [p for n, p in model.gpt.gpt.h.named_parameters() if n.endswith("weight") and p.dim() == 2]
     if precision in BITS:  # MatMulNBits: bits per weight plus one fp32 scale per block of K rows
@@ -166,8 +166,8 @@ def lab_run(model, voice, tokens: int, seed: int, device) -> dict:
     """The lab path: fast generation (latents reused) + HiFiGAN, stages timed."""
     import torch
 
-    from components.engines.xtts import XttsSettings as GenerationSettings
-    from components.xtts import fast
+    from components.engines.xtts.settings import XttsSettings as GenerationSettings
+    from components.engines.xtts import fast
 
     settings = GenerationSettings()  # the same values as stock inference()'s defaults
     torch.manual_seed(seed)
@@ -200,8 +200,8 @@ def lab_stream(model, voice, tokens: int, seed: int, device) -> dict:
     """Lab streaming of ``tokens`` tokens: time to first audio, total, and the same non-streamed."""
     import torch
 
-    from components.engines.xtts import XttsSettings as GenerationSettings
-    from components.xtts import fast
+    from components.engines.xtts.settings import XttsSettings as GenerationSettings
+    from components.engines.xtts import fast
 
     settings = GenerationSettings()
     text = fast.encode(model, TEXT, "en")
@@ -228,7 +228,7 @@ def deviation(stock_runs: list[dict], lab_runs: list[dict], lab_model, voice) ->
     import numpy as np
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     same = total = 0
     first_diff = []
@@ -269,8 +269,8 @@ def batch_items(model, voices, n: int, tokens: int, seed: int):
     """N different rows (languages, texts, voices, seeds), each pinned to ``tokens`` codes."""
     import torch
 
-    from components.engines.xtts import XttsSettings as GenerationSettings
-    from components.xtts import fast
+    from components.engines.xtts.settings import XttsSettings as GenerationSettings
+    from components.engines.xtts import fast
 
     items = []
     for i in range(n):
@@ -287,7 +287,7 @@ def batch_compare(model, voices, n: int, tokens: int, seed: int, device) -> dict
     with peak resident memory while each ran."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
     from experiments.benchmark import PeakMemory
 
     items = batch_items(model, voices, n, tokens, seed)
@@ -352,8 +352,8 @@ def main(argv=None) -> int:
     from TTS.tts.configs.xtts_config import XttsConfig
     from TTS.tts.models.xtts import Xtts
 
-    from components.xtts import fast
-    from components.xtts.precision import _fast
+    from components.engines.xtts import fast
+    from components.engines.xtts.precision import _fast
 
     load_before = load_average()
     folder = ensure_checkpoint(args.checkpoint.expanduser(), "tiny" if args.quick else "full")

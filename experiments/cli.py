@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
@@ -21,11 +20,11 @@ from components.engines.base import LabError
 from components.engines.settings import describe, parse_assignments
 from components.engines import settings_class
 from components.judges import JudgeConfig, Judges, default_choice
-from components.store.judging import attach
-from components.store.results import JUDGES_CSV, ResultsStore, merge_judges, read_csv
+from components.store.results import ResultsStore, read_csv
 from components.store.voices import VOICE_PREFIX, VoiceLibrary, default_directory, resolve_speaker, saved_name
 
-from . import EXPERIMENTS, runner, save_outputs, spec_from_dict
+from . import EXPERIMENTS, spec_from_dict
+from .pipeline import run_to_end
 
 
 def _floats(name: str):
@@ -379,7 +378,7 @@ def stderr_progress(fraction: float = 0.0, desc: str = "", **_: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Run one experiment headless; prints the CSV path last. Returns the exit status."""
     if args.experiment == "listen-report":  # not an experiment: the report of a listening test
-        from .listen import report_command
+        from .listen.command import report_command
 
         return report_command(args)
     try:
@@ -387,27 +386,22 @@ def run_command(args: argparse.Namespace) -> int:
         if getattr(args, "help_settings", False):
             print(settings_help(args, engines))
             return 0
+        resumed = None
         if getattr(args, "resume", None):
-            name, spec, resumed = resume(args, engines)
-            running = nullcontext(resumed)  # an interrupted run's folder: its rows stay whatever happens
+            name, spec, resumed = resume(args, engines)  # an interrupted run's folder: its rows stay
         else:
             name, spec = spec_from_args(args, engines)
-            running = ResultsStore(args.out).running(name, spec)
         judges = Judges(JudgeConfig(asr_model=getattr(args, "asr_model", None)))
         choice = getattr(args, "judges", None) or default_choice()
         judges.select(choice)  # an unknown judge name fails before any synthesis
         reference = getattr(args, "judge_reference", None)
         if reference and not Path(reference).is_file():
             raise LabError(f"--judge-reference {reference!r} does not exist")
-        with running as run:
-            judging = attach(run, judges, choice, reference=reference)
-            run.judges = judges  # the script experiment hears its takes with the lab's asr judge
-            df = runner(name)(spec, engines, run, stderr_progress)
-        if judging is not None and judging.pending:
-            print(f"[judging] {judging.pending} row(s) left", file=sys.stderr, flush=True)
-        run.wait_for_judges()  # the CSV path printed last is a complete run, judge columns included
-        df = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
-        save_outputs(name, df, run)
+        # Judge columns included before the CSV path is printed last: a complete run.
+        last = run_to_end(name, spec, engines=engines, run=resumed,
+                          store=None if resumed else ResultsStore(args.out), judges=judges, judge_choice=choice,
+                          judge_reference=reference, progress=stderr_progress)
+        run, df = last.run, last.rows
         if name in ("benchmark", "languages", "speed-sweep", "ref-length"):
             from components.core.stats import ci_view
 

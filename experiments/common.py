@@ -6,7 +6,6 @@ import json
 import platform
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
 from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np

@@ -15,10 +15,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from components.engines.base import (
-    Capabilities, Engine, LabError, Progress, SynthRequest, SynthResult, no_progress,
+    Capabilities, Engine, Progress, SynthRequest, SynthResult, no_progress,
 )
 
-from .common import run_request, synthesize_many
+from .loop import isolated, message_of
 
 
 # -- what the driver knows about an engine --------------------------------------------------------
@@ -99,24 +99,10 @@ def row_key(engine: Any, variant: Any, language: Any, text: Any, speaker: Any, r
 def run_jobs(engine: Engine, jobs: Sequence[Job], batch_size: int | None = None,
              progress: Progress = no_progress) -> Iterator[tuple[Job, SynthResult | None, float, str | None]]:
     """Synthesise ``jobs`` (one variant's) on ``engine``: yields (job, result, seconds, error) as each
-    finishes. One failing row does not stop the rest: if the batch fails, the rows it had not
-    finished run one by one, and a row that still fails comes back with its error message."""
-    finished: set[int] = set()
-    try:
-        for i, result, seconds in synthesize_many(engine, [j.request for j in jobs], batch_size=batch_size,
-                                                  progress=progress):
-            finished.add(i)
-            yield jobs[i], result, seconds, None
-    except Exception:  # noqa: BLE001 - isolated below, row by row, and reported per row
-        for i, job in enumerate(jobs):
-            if i in finished:
-                continue
-            try:
-                result, seconds = run_request(engine, job.request)
-            except Exception as e:  # noqa: BLE001 - one bad row must not end a long evaluation
-                yield job, None, 0.0, str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
-            else:
-                yield job, result, seconds, None
+    finishes. One failing row does not stop the rest (``loop.isolated``); a row that fails comes
+    back with its error message (a string: it crosses to the driver from a Ray worker)."""
+    for i, result, seconds, error in isolated(engine, [j.request for j in jobs], batch_size, progress):
+        yield jobs[i], result, seconds, None if error is None else message_of(error)
 
 
 def by_variant(jobs: Sequence[Job]) -> list[list[Job]]:

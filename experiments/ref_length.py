@@ -15,12 +15,12 @@ import pandas as pd
 
 from components.core.audio import load_audio
 from components.engines import Engines, engine_class
-from components.engines.base import Capabilities, CapabilityError, Progress, SynthRequest, no_progress
+from components.engines.base import Capabilities, CapabilityError, Progress, SynthRequest, SynthResult, no_progress
 from components.store.results import Run, rows_to_frame
 from components.core.similarity import SpeakerComparison, encoder_for
 
 from components.core.stats import group_ci, tidy
-from .common import log_result, synthesize_many
+from .loop import Planned, run_plan
 from .specs import RefLengthSpec
 
 
@@ -47,7 +47,6 @@ def refuse_unless_cloning(name: str, capabilities: Capabilities) -> None:
 def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
     """One row per (length, repeat). An engine that cannot clone is refused up front
     (CapabilityError): it would ignore every cut, so there would be nothing to measure."""
-    rows = []
     # Refused before loading anything (the class says what its engines can do), and again by the
     # loaded engine itself, which has the last word.
     refuse_unless_cloning(spec.engine, engine_class(spec.engine).capabilities)
@@ -58,8 +57,7 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
         progress(0.0, desc="analysing the full reference")
         encoder, why = encoder_for(engine, engines)
         comparison = SpeakerComparison(audio, sr, encoder, why)
-        rows_by: dict[int, dict] = {}
-        plan = []  # (request, fields, note) per (length, repeat), in spec order
+        plan = []  # per (length, repeat), in spec order
         for asked, actual, wav in cuts:
             note = f"reference is only {actual:.1f} s long" if actual < asked - 0.05 else None
             for r in range(spec.repeats):
@@ -68,26 +66,16 @@ def run(spec: RefLengthSpec, engines: Engines, run: Run, progress: Progress = no
                 # reference_seconds is the cut; the engine's info adds reference_speech_seconds,
                 # the speech it kept after clean-up (the figure that says how long is enough).
                 fields = {"reference_seconds": actual, "repeat": r, "requested_seconds": asked}
-                plan.append((request, fields, note))
-        todo = [p[0] for p in plan]
-        # Engines that batch decode all lengths and repeats together; rows are logged as they finish.
-        # A batching engine is still decoding between two rows, so it stays held then; others are let
-        # go while a row is written. The comparison runs before that, while the engine is held.
-        let_go = None if engine.capabilities.batching else engines
-        for k, result, seconds in synthesize_many(engine, todo, progress=progress):
-            request, fields, note = plan[k]
-            progress(len(rows_by) / max(len(plan), 1), desc=f"reference {fields['requested_seconds']:g} s, "
-                                                           f"repeat {fields['repeat'] + 1} done")
-            # Compared before the row is written (the comparison may use the engine's own speaker
-            # encoder): a row is appended once, complete.
-            notes = [result.info.get("note"), note, comparison.why_no_similarity]
-            rows_by[k] = log_result(
-                engine, request, result, seconds, run,
-                stem=f"{engine.name}-ref-{fields['requested_seconds']:g}s-seed-{request.seed}",
-                engines=let_go, judge_reference=spec.reference,  # judged against the full recording
-                **fields, **comparison.compare(result.audio, result.sample_rate),
-                note="; ".join(n for n in notes if n) or None)
-        rows += [rows_by[k] for k in sorted(rows_by)]
+                plan.append(Planned(request, fields, stem=f"{engine.name}-ref-{asked:g}s-seed-{request.seed}",
+                                    note=note, label=f"reference {asked:g} s, repeat {r + 1} done"))
+
+        def compare(item: Planned, result: SynthResult) -> dict:
+            # Before the row is written, while the engine is held (the comparison may use the
+            # engine's own speaker encoder): a row is appended once, complete.
+            return {**comparison.compare(result.audio, result.sample_rate), "note": comparison.why_no_similarity}
+
+        rows = run_plan(engine, plan, run, engines=engines, progress=progress, measure=compare,
+                        judge_reference=spec.reference)  # judged against the full recording
     progress(1.0, desc="done")
     return rows_to_frame(rows)
 

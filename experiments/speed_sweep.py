@@ -2,45 +2,29 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
-
 import pandas as pd
 
 from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
 from components.store.results import Run, rows_to_frame
 
-from .common import log_result, summarize_by, synthesize_and_log
+from .common import summarize_by
+from .loop import Planned, run_plan
 from .specs import SpeedSweepSpec
 
 
 def run(spec: SpeedSweepSpec, engines: Engines, run: Run, progress: Progress = no_progress) -> pd.DataFrame:
     """One row per speed and text (``spec.sentences``). Engines that declare
-    ``capabilities.speeds`` generate once per text and only re-vocode per speed."""
-    rows = []
+    ``capabilities.speeds`` generate once per text and only re-vocode per speed (``run_plan``)."""
     texts = spec.texts()
+    plan = []
+    for t, text in enumerate(texts):
+        stem = "speed-{}" if len(texts) == 1 else f"text-{t}-speed-{{}}"
+        plan += [Planned(SynthRequest(text=text, lang=spec.lang, speaker=spec.speaker, reference=spec.reference,
+                                      speed=speed, seed=spec.seed, settings=spec.settings),
+                         stem=stem.format(speed), label=f"speed {speed}") for speed in spec.speeds]
     with engines.use(spec.engine, progress) as engine:
-        one_pass = engine.synthesize_speeds if engine.capabilities.speeds else None
-        for t, text in enumerate(texts):
-            base = SynthRequest(text=text, lang=spec.lang, speaker=spec.speaker, reference=spec.reference,
-                                speed=1.0, seed=spec.seed, settings=spec.settings)
-            stem = "speed-{}" if len(texts) == 1 else f"text-{t}-speed-{{}}"
-            if one_pass is not None:
-                progress(t / len(texts), desc=f"{engine.name}: one generation pass, {len(spec.speeds)} vocoder passes")
-                t0 = time.perf_counter()
-                results = one_pass(base, list(spec.speeds))
-                for speed, result in zip(spec.speeds, results):
-                    # Each row's time is its own share: the common GPT pass + its own vocoding.
-                    seconds = sum(result.timings.values()) or (time.perf_counter() - t0) / len(results)
-                    rows.append(log_result(engine, replace(base, speed=speed), result, seconds, run,
-                                           stem=stem.format(speed), one_pass=True, engines=engines))
-            else:
-                for i, speed in enumerate(spec.speeds):
-                    progress((t * len(spec.speeds) + i) / (len(texts) * len(spec.speeds)), desc=f"speed {speed}")
-                    row, _ = synthesize_and_log(engine, replace(base, speed=speed), run, engines=engines)
-                    rows.append(row)
-    progress(1.0, desc="done")
+        rows = run_plan(engine, plan, run, engines=engines, progress=progress)
     return rows_to_frame(rows)
 
 

@@ -11,7 +11,8 @@ from components.engines import Engines
 from components.engines.base import Progress, SynthRequest, no_progress
 from components.store.results import Run, rows_to_frame
 
-from .common import log_result, stream_request, synthesize_and_log
+from .common import log_result, stream_request
+from .loop import Planned, run_plan
 from .specs import SynthSpec
 
 
@@ -24,10 +25,9 @@ def run(spec: SynthSpec, engines: Engines, run: Run, progress: Progress = no_pro
     """Synthesise ``spec.text`` once and log it (``fields``: extra columns, e.g. the serving endpoint)."""
     with engines.use(spec.engine, progress) as engine:
         progress(0.1, desc=f"synthesising with {engine.name}")
-        row, _ = synthesize_and_log(engine, request_for(spec), run, stream=spec.stream, progress=progress,
-                                    engines=engines, **fields)
-    progress(1.0, desc="done")
-    return rows_to_frame([row])
+        rows = run_plan(engine, [Planned(request_for(spec), fields)], run, engines=engines, progress=progress,
+                        stream=spec.stream)
+    return rows_to_frame(rows)
 
 
 def stream(spec: SynthSpec, engines: Engines, run: Run, progress: Progress = no_progress,

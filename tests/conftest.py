@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The quick lane's hooks (files all slow are not imported by it; its module check runs last).
+from quick_lane import pytest_collection_modifyitems, pytest_ignore_collect  # noqa: F401
+
 # Keep tests off the user's real caches and off the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -22,7 +25,7 @@ def xtts_dir(tmp_path_factory) -> Path:
     Random weights: it exercises every code path (loading, conditioning, GPT, HiFiGAN) but its
     audio is noise. ~90 MB because HiFiGAN has a fixed size; never committed.
     """
-    from components.xtts.synthetic import make_checkpoint
+    from components.engines.xtts.synthetic import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("xtts-tiny"), preset="tiny", seed=0)
 

@@ -194,17 +194,22 @@ def rss_mb(pid: int) -> float:
 
 
 def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_requests: int = 4000,
-         warm_up: int = 20, auth: tuple[str, str] | None = None) -> dict:
+         warm_up: int = 20, settled_judged: int = 1, auth: tuple[str, str] | None = None) -> dict:
     """Warm-up, then ``clients`` threads send espeak requests to ``url`` for ``seconds`` (or
-    ``max_requests`` in all), cycling through REST ``/synthesize_base64``, ``/v1`` wav, ``/v1`` pcm
-    (streamed) and ``/v1`` mp3; every request has its own text, so its row can be found.
+    ``max_requests`` counted from the settled point), cycling through REST ``/synthesize_base64``,
+    ``/v1`` wav, ``/v1`` pcm (streamed) and ``/v1`` mp3; every request has its own text, so its row
+    can be found.
 
     Warm-up: ``warm_up`` REST requests one after another, then a wait (at most 300 s) until the
-    judges have judged a row and no engine is loading (the server preloads its default engine), so
-    the models are in memory before RSS is taken as the baseline. Then the server's RSS (``pid``) is sampled after each 25 requests. Returns
-    the figures: requests, errors, p50/p99 latency (warm-up excluded), RSS before warm-up, after
-    it, at most after it and at the end, the judging backlog seen at most, ``series`` (requests,
-    RSS MB, backlog, judged, marked) and ``sent``: (endpoint, text, status) of every request."""
+    judges have judged a row and no engine is loading (the server preloads its default engine).
+    Then the clients start, and the soak is *settled* once the judges have judged
+    ``settled_judged`` rows under that load: a judge's working memory (ONNX Runtime's arena) grows
+    to the largest batch it has run, and a full batch only comes once the backlog has filled. RSS
+    is sampled after each 25 requests from the settled point on; ``requests`` and ``max_requests``
+    count from there too. Returns the figures: requests, errors (all requests), p50/p99 latency
+    (warm-up excluded), RSS before warm-up, when settled, at most after it and at the end, the
+    judging backlog seen at most, ``series`` (requests, RSS MB, backlog, judged, marked) and
+    ``sent``: (endpoint, text, status) of every request."""
     sent: list[tuple[str, str, int]] = []
     rss_start = rss_mb(pid)
     with httpx.Client(base_url=url, auth=auth, timeout=120) as http:
@@ -220,12 +225,24 @@ def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_re
             assert time.monotonic() < deadline, f"not warm within 300 s: {health}"
             time.sleep(0.5)
     latencies: list[float] = []
-    rss: list[tuple[int, float]] = [(0, rss_mb(pid))]  # after warm-up
+    rss: list[tuple[int, float]] = []  # (requests since settled, RSS MB), from the settled point on
     backlog_max = [0]
     series: list[tuple[int, int, int, int, int]] = []  # (requests, RSS MB, backlog, judged, marked)
+    settled: list[int] = []  # len(latencies), len(sent) when the judges had judged settled_judged rows
     lock = threading.Lock()
     stop = time.monotonic() + seconds
     endpoints = ("rest", "v1-wav", "v1-pcm", "v1-mp3")
+
+    def sample(done: int) -> None:
+        mb = rss_mb(pid)
+        judging = httpx.get(f"{url}/health", auth=auth, timeout=30).json()["judging"]
+        with lock:
+            if not settled and judging["judged"] >= settled_judged:
+                settled.extend((done, len(sent)))
+            if settled:
+                rss.append((done - settled[0], mb))
+            series.append((done, round(mb), judging["backlog"], judging["judged"], judging["not_judged_backlog"]))
+            backlog_max[0] = max(backlog_max[0], judging["backlog"])
 
     def client(c: int) -> None:
         with httpx.Client(base_url=url, auth=auth, timeout=120) as http:
@@ -233,7 +250,7 @@ def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_re
             while time.monotonic() < stop:
                 with lock:
                     k = len(sent)
-                    if k - warm_up >= max_requests:
+                    if settled and k - settled[1] >= max_requests:
                         return
                     endpoint = endpoints[(c + n) % len(endpoints)]
                     text = f"Soak request {k} from client {c}, number {n}."
@@ -256,25 +273,20 @@ def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_re
                     latencies.append(took)
                     done = len(latencies)
                 if done % 25 == 0:
-                    mb = rss_mb(pid)
-                    judging = httpx.get(f"{url}/health", auth=auth, timeout=30).json()["judging"]
-                    with lock:
-                        rss.append((done, mb))
-                        series.append((done, round(mb), judging["backlog"], judging["judged"],
-                                       judging["not_judged_backlog"]))
-                        backlog_max[0] = max(backlog_max[0], judging["backlog"])
+                    sample(done)
 
     threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(seconds + 300)
-    rss.append((len(latencies), rss_mb(pid)))
+    assert settled, f"the judges never judged {settled_judged} rows under load: {series[-3:]}"
+    rss.append((len(latencies) - settled[0], rss_mb(pid)))
     lat = sorted(latencies)
     half = len(rss) // 2
-    return {"requests": len(lat), "errors": sum(1 for _, _, s in sent if s != 200),
+    return {"requests": len(sent) - settled[1], "errors": sum(1 for _, _, s in sent if s != 200),
             "p50_s": lat[len(lat) // 2] if lat else None, "p99_s": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
-            "rss_start_mb": rss_start, "rss_warm_mb": rss[0][1], "rss_max_after_warm_mb": max(mb for _, mb in rss),
+            "rss_start_mb": rss_start, "rss_settled_mb": rss[0][1], "rss_max_after_settled_mb": max(mb for _, mb in rss),
             "rss_max_first_half_mb": max(mb for _, mb in rss[:max(half, 1)]),
             "rss_max_second_half_mb": max(mb for _, mb in rss[half:]),
             "rss_end_mb": rss[-1][1], "backlog_max": backlog_max[0], "series": series, "sent": sent}

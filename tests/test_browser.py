@@ -24,8 +24,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,  # a server and a browser: the full suite, not the quick lane
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"),
 ]
 
 

@@ -22,8 +22,6 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"),
 ]
 
 
@@ -75,7 +73,7 @@ def post(url: str, body: dict) -> dict:
 
 def test_one_rater_through_the_page_then_the_report_in_the_tab(lab):
     lab_url = lab[0]
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     test_id = post(lab_url + "/listen", {"engines": ["espeak", "kokoro"], "sentences": 2, "lang": "en"})["test_id"]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
@@ -126,7 +124,7 @@ def test_one_rater_through_the_page_then_the_report_in_the_tab(lab):
 
 def test_mos_rater_scores_each_clip_after_playing_it(lab):
     """MOS mode on the page: one player, 1-5; built from the run the first test synthesised."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     lab_url, results = lab
     runs = sorted(p.name for p in results.glob("*-evaluate-*"))
     assert runs, "the pairwise test above synthesised an evaluate run"

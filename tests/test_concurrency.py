@@ -185,17 +185,14 @@ def test_memory_stays_flat_over_repeated_rounds(served):
         burst(url, REQUESTS)
         gc.collect()
         rss_first, heap_first = process.memory_info().rss, tracemalloc.get_traced_memory()[0]
-        t0 = time.monotonic()
-        rounds = 0
-        while rounds < 5 and time.monotonic() - t0 < 40:
+        rounds = 5  # a count, not a time budget: a busy machine measures as many rounds as a quiet one
+        for _ in range(rounds):
             burst(url, REQUESTS)
-            rounds += 1
         gc.collect()
         rss_grown = (process.memory_info().rss - rss_first) / 2**20
         heap_grown = (tracemalloc.get_traced_memory()[0] - heap_first) / 2**20
     finally:
         tracemalloc.stop()
-    assert rounds >= 2
     assert heap_grown < 4, f"the heap grew {heap_grown:.1f} MB over {rounds} rounds of 8 requests"
     assert rss_grown < 100, f"RSS grew {rss_grown:.0f} MB over {rounds} rounds of 8 requests"
 
@@ -227,7 +224,7 @@ def test_espeak_answers_while_xtts_decodes(served_with_xtts, monkeypatch):
     waited for XTTS, nothing would be answered and the test would fail on its timeout."""
     from gradio_client import Client
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     espeak_done = threading.Event()
     real_step = fast.FastGPT.step

@@ -254,12 +254,11 @@ def _shot(page, name: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.browser
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
 def test_settings_panel_follows_the_engine_in_the_browser(toy_server):
     """The Synthesize tab: piper (the default without XTTS) shows piper's settings; the toy shows
     its own controls and no piper ones; espeak (no settings) hides the panel; a setting changed in
     the panel reaches the row."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
     from test_browser import CHROMIUM_ARGS, choose, rows_shown
 
     with sync_api.sync_playwright() as p:

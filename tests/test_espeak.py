@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.engines.base import CapabilityError, LabError, SynthRequest
-from components.engines.xtts import LANGUAGES as XTTS_LANGUAGES
+from components.engines.xtts.settings import LANGUAGES as XTTS_LANGUAGES
 from components.engines.espeak import VARIANTS, VOICES, EspeakEngine, speed_to_wpm
 
 

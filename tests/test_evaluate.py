@@ -21,9 +21,9 @@ import pytest
 from components.engines import EngineConfig, Engines
 from components.engines.base import LabError
 from components.engines import settings_class
-from components.engines.xtts import XttsSettings
+from components.engines.xtts.settings import XttsSettings
 from components.engines.espeak import EspeakEngine
-from components.engines.xtts import XttsEngine
+from components.engines.xtts.engine import XttsEngine
 from components.store.results import ResultsStore
 from experiments import save_outputs
 from experiments.evaluate import KEY_COLUMNS, format_summary, parse_entry, run as evaluate, summarize, variant_settings

@@ -23,12 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 def attach_judges(run, choice: str) -> bool:
-    """Judge the run's rows as the CLI does (components.judges), where this checkout has judges."""
-    try:
-        from components.judges import JudgeConfig, Judges
-        from components.store.judging import attach
-    except ImportError:
-        return False
+    """Judge the run's rows as the CLI does (components.judges)."""
+    from components.judges import JudgeConfig, Judges
+    from components.store.judging import attach
+
     return attach(run, Judges(JudgeConfig()), choice) is not None
 
 

@@ -23,7 +23,9 @@ from components.app.context import LabContext
 from components.engines import EngineConfig
 from components.engines.base import LabError, SynthRequest
 from components.app.server import ServerOptions, create_app
-from experiments.listen import Conflict, ListenTests, NotFound, make_report
+from experiments.listen.common import Conflict, NotFound
+from experiments.listen.report import make_report
+from experiments.listen.store import ListenTests
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ("The cat sat on the mat.", "Please call Stella.", "It is raining again today.",
@@ -386,7 +388,7 @@ def test_espeak_against_kokoro_by_rest_with_dnsmos_agreement(tmp_path):
 def test_interval_helpers_match_scipy():
     from scipy import stats
 
-    from experiments.listen import spearman, t975
+    from experiments.listen.stats import spearman, t975
 
     for df in (1, 2, 5, 10, 11, 30, 200):
         assert abs(t975(df) - stats.t.ppf(0.975, df)) < 0.0025

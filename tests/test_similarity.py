@@ -81,7 +81,7 @@ def test_without_xtts_similarity_is_empty_with_the_reason(voices):
 
 @pytest.mark.slow
 def test_xtts_speaker_encoder_plumbing(xtts_model, voices):
-    from components.engines.xtts import XttsEngine
+    from components.engines.xtts.engine import XttsEngine
 
     male, female, sr = voices
     engine = XttsEngine()

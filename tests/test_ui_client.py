@@ -192,7 +192,7 @@ def test_open_run_refuses_unknown_run_ids(client):
 def test_stream_synth_hands_out_chunks_then_logs_the_row(xtts_dir, tmp_path):
     """The Synthesize tab's streaming path with the real XTTS engine (tiny generated checkpoint)."""
     from components.engines import EngineConfig
-    from components.app.ui.synthesize import stream_synth
+    from experiments.synth import stream as stream_synth
     from experiments.specs import SynthSpec
 
     lab = LabContext.create(EngineConfig(xtts_dir=str(xtts_dir)), results=str(tmp_path))

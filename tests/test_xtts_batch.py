@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from components.engines.base import LabError, SynthRequest
-from components.engines.xtts import XttsSettings
+from components.engines.xtts.settings import XttsSettings
 
 SETTINGS = XttsSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
 STOP_BIAS = 1.0  # with it, seeds 1 and 6 stop after 12 and 8 of the 29 codes, the others run on
@@ -22,7 +22,7 @@ STOP_BIAS = 1.0  # with it, seeds 1 and 6 stop after 12 and 8 of the 29 codes, t
 
 def stopping(model, bias=STOP_BIAS):
     """Give ``model``'s stop code a bias so that some seeds stop early (the fixture disables it)."""
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     fg = fast.apply_precision(model, "fp32")
     fg.mel_head[1][fg.stop_audio] = bias
@@ -31,7 +31,7 @@ def stopping(model, bias=STOP_BIAS):
 
 @pytest.fixture(scope="module")
 def model(xtts_dir):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     return stopping(fast.load_fast(xtts_dir))
 
@@ -51,7 +51,7 @@ ROWS = [
 def solo(model, text, lang, cond, seed, settings, max_new_tokens):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     torch.manual_seed(seed)  # what the engine does before a single synthesis
     return fast.generate(model, fast.encode(model, text, lang), cond, settings, max_new_tokens=max_new_tokens)
@@ -64,7 +64,7 @@ def test_batch_rows_equal_solo_runs(model, batch_size):
     size, including rows that stop early and rows that join when another leaves."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     voices = [(v["gpt_cond_latent"], v["speaker_embedding"]) for v in model.speaker_manager.speakers.values()]
     items, alone = [], []
@@ -94,7 +94,7 @@ def test_batch_of_one_row_with_several_chunks(model):
     """A row's chunks decode one after another in its slot, its generator running on, as alone."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     cond = next(iter(model.speaker_manager.speakers.values()))["gpt_cond_latent"]
     chunks = [fast.encode(model, t, "en") for t in ("First part here.", "and the second part.")]
@@ -108,7 +108,7 @@ def test_batch_of_one_row_with_several_chunks(model):
 
 
 def test_bad_batch_arguments_are_lab_errors(model):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     with pytest.raises(LabError, match="batch size"):
         fast.generate_batch(model, [], batch_size=0)

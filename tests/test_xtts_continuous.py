@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from components.engines.base import LabError, SynthRequest
-from components.engines.xtts import XttsSettings
+from components.engines.xtts.settings import XttsSettings
 from test_xtts_batch import SETTINGS, solo, stopping
 
 
@@ -26,7 +26,7 @@ class Rendezvous:
     submitted (the steps and submissions themselves are the real ones)."""
 
     def __init__(self, monkeypatch, rows: int, hold_at: int = 3):
-        from components.xtts import fast
+        from components.engines.xtts import fast
 
         self.rows, self.hold_at = rows, hold_at
         self.cond = threading.Condition()
@@ -56,7 +56,7 @@ class Rendezvous:
 
 @pytest.fixture(scope="module")
 def model(xtts_dir):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     return stopping(fast.load_fast(xtts_dir))
 
@@ -68,7 +68,7 @@ def voices(model):
 def item_and_solo(model, text, lang, voice, seed, settings=SETTINGS):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     cond = voices(model)[voice][0]
     item = fast.BatchItem([fast.encode(model, text, lang)], cond, settings, torch.Generator().manual_seed(seed))
@@ -79,7 +79,7 @@ def item_and_solo(model, text, lang, voice, seed, settings=SETTINGS):
 def test_rows_that_join_mid_decode_equal_solo_runs(model, monkeypatch):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     rows = [("The first row starts alone and decodes for a while.", "en", 0, 0),
             ("hola", "es", 1, 1),                                       # stops early
@@ -110,7 +110,7 @@ def test_a_reader_of_whole_chunks_gets_no_token_events(model):
     returns at each chunk's end, and the result is the same row as a streamed one."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     item, alone = item_and_solo(model, "Whole chunks only.", "en", 0, 5)
     handle = fast.BatchDecoder(model, slots=2).submit(item, stream_tokens=False)
@@ -124,7 +124,7 @@ def test_a_long_row_joining_grows_the_cache_under_a_decoding_row(model, monkeypa
     the row already decoding carries on from its copied keys/values exactly as alone."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     short = item_and_solo(model, "hola", "es", 1, 1)
     long = item_and_solo(model, "A much longer sentence joins later, one that needs far more room in the "
@@ -137,7 +137,7 @@ def test_a_long_row_joining_grows_the_cache_under_a_decoding_row(model, monkeypa
         done = handle.result()
         assert torch.equal(done.generations[0].tokens, alone.tokens) and done.rows_seen == 2
         torch.testing.assert_close(done.generations[0].latents, alone.latents, rtol=1e-5, atol=1e-5)
-    from components.xtts.batch import _positions
+    from components.engines.xtts.batch import _positions
 
     assert _positions(decoder.fast, long[0]) > 128 >= _positions(decoder.fast, short[0])
 
@@ -145,7 +145,7 @@ def test_a_long_row_joining_grows_the_cache_under_a_decoding_row(model, monkeypa
 def test_a_row_with_bad_inputs_fails_alone(model, monkeypatch):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     good = [item_and_solo(model, "One good row here.", "en", 0, 0), item_and_solo(model, "hola", "es", 1, 1)]
     bad = fast.BatchItem([fast.encode(model, "bad", "en")], torch.zeros(1, 32, 7), SETTINGS)  # wrong width
@@ -161,7 +161,7 @@ def test_a_row_with_bad_inputs_fails_alone(model, monkeypatch):
 def test_a_failed_step_fails_its_rows_and_the_decoder_goes_on(model, monkeypatch):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     real_step = fast.FastGPT.step
     calls = []
@@ -185,7 +185,7 @@ def test_a_cancelled_row_leaves_the_batch(model, monkeypatch):
     """A closed stream cancels its row: the next step decodes without it; the other row goes on."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     kept, alone = item_and_solo(model, "This row runs to its end.", "en", 0, 0)
     gone, _ = item_and_solo(model, "This one is cancelled.", "en", 1, 1)
@@ -341,7 +341,7 @@ def test_int8_rows_decode_together_through_onnx_runtime(xtts_dir, monkeypatch):
     this checkpoint its batched codes equal its solo ones as well."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     model = fast.load_fast(xtts_dir, precision="int8")
     assert fast.precision_of(model) == "int8"
@@ -361,7 +361,7 @@ def test_a_request_for_another_precision_waits_for_the_batch_then_switches(engin
     """A request in another precision does not repack the weights under rows decoding in the
     batch: it waits for them, switches, and both get what they asked for. (It leaves the shared
     engine in fp32 again, with the stop bias the other tests expect.)"""
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     batched, alone = engines
     engine = batched.get("xtts")
@@ -428,7 +428,7 @@ def test_out_of_memory_in_the_batch_is_the_engine_s_clear_error(engines, monkeyp
     and the next request decodes (stands in for a real OOM: there is no GPU here)."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     batched, _ = engines
     engine = batched.get("xtts")
@@ -481,7 +481,7 @@ def test_an_experiment_s_rows_and_a_request_share_one_batch(engines, monkeypatch
 def test_a_closed_stream_leaves_the_batch(engines, monkeypatch):
     """A client that stops reading (the generator is closed) takes its row out of the batch at the
     next step, so the next request decodes alone instead of beside a row nobody will hear."""
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     batched, alone = engines
     engine = batched.get("xtts")

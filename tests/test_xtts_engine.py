@@ -15,7 +15,7 @@ from components.engines import EngineConfig, Engines
 from components.engines.base import (
     EngineUnavailable, LabError, SynthRequest, SynthResult,
 )
-from components.engines.xtts import XttsSettings
+from components.engines.xtts.settings import XttsSettings
 
 LANGS = ("en", "ko", "ja", "zh-cn")
 TEXTS = {
@@ -233,7 +233,7 @@ def test_speed_rescales_the_latents(engine):
 
 @pytest.mark.slow
 def test_stream_yields_chunks_that_add_up_to_the_whole(engine):
-    from components.engines.xtts import STREAM_CHUNK_TOKENS
+    from components.engines.xtts.settings import STREAM_CHUNK_TOKENS
 
     engine.stream_chunk_tokens = 8  # 29 tokens per sentence -> several chunks each
     try:
@@ -274,7 +274,7 @@ def test_language_and_oom_errors_keep_the_engine_serving(engine, monkeypatch):
 
 
 def test_precision_is_applied_and_reported(xtts_dir):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     assert Engines(EngineConfig(xtts_dir=str(xtts_dir), precision="bf16")).unavailable_reason("xtts") is None
     # Loading and running bf16/int8 is covered in tests/test_xtts_fast.py; here only the wiring.

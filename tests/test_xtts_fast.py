@@ -1,4 +1,4 @@
-"""The fast XTTS path (components.xtts.fast) against stock coqui, on the tiny generated checkpoint.
+"""The fast XTTS path (components.engines.xtts.fast) against stock coqui, on the tiny generated checkpoint.
 
 The tiny checkpoint is coqui's real architecture with a 2-layer GPT and random weights; its stop
 token is disabled, so every sentence yields exactly ``gpt.max_gen_mel_tokens`` (29) codes. What
@@ -13,7 +13,7 @@ import pytest
 from conftest import load_coqui_xtts
 
 from components.engines.base import LabError
-from components.engines.xtts import XttsSettings
+from components.engines.xtts.settings import XttsSettings
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 SETTINGS = XttsSettings(temperature=0.7, top_k=30, top_p=0.9, repetition_penalty=2.0)
@@ -27,7 +27,7 @@ def stock(xtts_dir):
 
 @pytest.fixture(scope="module")
 def model(xtts_dir):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     return fast.load_fast(xtts_dir)
 
@@ -67,7 +67,7 @@ def stock_inference(stock, voice, seed, **kwargs):
 def fast_synthesis(model, voice, seed, speed=1.0, max_new_tokens=None):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     torch.manual_seed(seed)
     g = fast.generate(model, fast.encode(model, TEXT, "en"), voice[0], SETTINGS, max_new_tokens=max_new_tokens)
@@ -112,7 +112,7 @@ def test_fp32_equals_stock_inference(stock, model, voice, seed):
 def test_fp32_equals_stock_at_other_speeds_and_pinned_lengths(stock, model, voice):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     wav, codes, _ = stock_inference(stock, voice, 2, speed=1.5, min_new_tokens=12, max_new_tokens=12)
     torch.manual_seed(2)
@@ -127,7 +127,7 @@ def test_speed_sweep_rows_equal_separate_syntheses(model, voice):
     """One GPT pass vocoded at N speeds == N syntheses with the same seed."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     speeds = [0.5, 1.7]
     torch.manual_seed(9)
@@ -145,7 +145,7 @@ def test_stream_equals_whole_vocoding_with_seamless_joins(model, voice, speed):
     """Chunks vocoded with context reproduce the whole-utterance audio, so joins are invisible."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     whole, g = fast_synthesis(model, voice, 3, speed)
     torch.manual_seed(3)
@@ -171,7 +171,7 @@ def test_stream_vocodes_linearly_not_quadratically(model, voice, monkeypatch):
     """Each chunk vocodes its own frames plus bounded context, not everything so far."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     decoder = model.hifigan_decoder.waveform_decoder
     sizes = []
@@ -197,7 +197,7 @@ def test_reduced_precisions_stay_close_to_fp32(model, voice, precision, xtts_dir
     """bf16/int8/int4 change the numbers a little: bounded latent error on the same codes."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     text = fast.encode(model, TEXT, "en")
     torch.manual_seed(4)
@@ -218,7 +218,7 @@ def test_reduced_precisions_stay_close_to_fp32(model, voice, precision, xtts_dir
 def test_teacher_forcing_reproduces_generation_latents(model, voice):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     text = fast.encode(model, TEXT, "en")
     torch.manual_seed(6)
@@ -228,7 +228,7 @@ def test_teacher_forcing_reproduces_generation_latents(model, voice):
 
 
 def test_bad_arguments_are_lab_errors(model, voice):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     with pytest.raises(LabError, match="precision must be one of"):
         fast.apply_precision(model, "fp8")
@@ -255,7 +255,7 @@ def test_engine_speed_sweep_is_one_gpt_pass_equal_to_separate_syntheses(engine, 
     from dataclasses import replace
 
     from components.engines.base import SynthRequest
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     calls = []
     real = fast.generate
@@ -292,7 +292,7 @@ def test_release_mapped_pages_frees_memory_and_keeps_values(tmp_path):
     """Packing drops the memory-mapped originals' pages (no doubled memory); they stay readable."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     path = tmp_path / "weights.pth"
     torch.save({"w": torch.arange(8 * 2**20, dtype=torch.float32), "b": torch.ones(10)}, path)  # 32 MB

@@ -1,4 +1,4 @@
-"""Speaker-latent cache: keys, LRU eviction, disk round trip (components/xtts/latents.py)."""
+"""Speaker-latent cache: keys, LRU eviction, disk round trip (components/engines/xtts/latents.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.xtts.latents import LatentCache, Voice, latent_key
+from components.engines.xtts.latents import LatentCache, Voice, latent_key
 
 SETTINGS = {"gpt_cond_len": 30, "gpt_cond_chunk_len": 4, "max_ref_len": 30}
 

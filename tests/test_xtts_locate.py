@@ -8,7 +8,7 @@ import pytest
 
 from components.engines import EngineConfig, Engines
 from components.engines.base import EngineUnavailable, SynthRequest
-from components.xtts import locate
+from components.engines.xtts import locate
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_discovery_is_light(no_caches):
 
 @pytest.mark.slow
 def test_fingerprint_tells_checkpoints_apart(xtts_dir, tmp_path):
-    from components.xtts.synthetic import make_checkpoint
+    from components.engines.xtts.synthetic import make_checkpoint
 
     assert locate.fingerprint(xtts_dir) == locate.fingerprint(xtts_dir)
     other = make_checkpoint(tmp_path / "other", preset="tiny", seed=1)
@@ -119,6 +119,6 @@ def test_one_cpml_link_everywhere():
     files = [root / "README.md", *root.glob("components/**/*.py"), *root.glob("docs/*.md")]
     urls = {url for f in files for url in re.findall(r"https?://[^\s)\"'>]*cpml[^\s)\"'>]*", f.read_text(), re.I)}
     assert urls == {locate.CPML_URL}
-    from components.engines.xtts import XttsEngine
+    from components.engines.xtts.engine import XttsEngine
 
     assert XttsEngine.license.url == locate.CPML_URL  # the banner's checkbox hint shows the declared licence

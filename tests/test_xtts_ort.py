@@ -1,4 +1,4 @@
-"""The int8/int4 GPT blocks on ONNX Runtime (components.xtts.ort_gpt) on the tiny generated checkpoint.
+"""The int8/int4 GPT blocks on ONNX Runtime (components.engines.xtts.ort_gpt) on the tiny generated checkpoint.
 
 What is checked: the weight packing is the layout ORT's ``MatMulNBits`` kernel reads, the graph
 computes the same GPT-2 blocks as the fp32 torch path (given the same quantised weights, only the
@@ -32,7 +32,7 @@ def _matmul_session(K: int, N: int, bits: int, block: int, packed, scales):
 def test_packed_weights_are_what_matmulnbits_multiplies_by(bits):
     import torch
 
-    from components.xtts.ort_gpt import dequantize_blocks, quantize_blocks
+    from components.engines.xtts.ort_gpt import dequantize_blocks, quantize_blocks
 
     torch.manual_seed(0)
     K, N, block = 256, 96, 64
@@ -52,7 +52,7 @@ def test_packed_weights_are_what_matmulnbits_multiplies_by(bits):
 
 
 def test_matrix_sizes_pick_a_block_that_divides_them():
-    from components.xtts.ort_gpt import BLOCK, block_size
+    from components.engines.xtts.ort_gpt import BLOCK, block_size
 
     assert block_size(1024) == BLOCK and block_size(4096) == BLOCK
     assert block_size(64) == 64 and block_size(48) == 16
@@ -65,8 +65,8 @@ def _dequantized_copy(xtts_dir, bits):
     int8/int4 re-quantise them without loss and only the activation rounding differs."""
     import torch
 
-    from components.xtts import fast
-    from components.xtts.ort_gpt import block_size, dequantize_blocks, quantize_blocks
+    from components.engines.xtts import fast
+    from components.engines.xtts.ort_gpt import block_size, dequantize_blocks, quantize_blocks
 
     model = fast.load_fast(xtts_dir)
     with torch.no_grad():
@@ -82,7 +82,7 @@ def _dequantized_copy(xtts_dir, bits):
 def test_onnx_blocks_compute_the_torch_blocks(xtts_dir, precision, bits):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     model = _dequantized_copy(xtts_dir, bits)
     exact = fast.FastGPT(model.gpt, "fp32", torch.device("cpu"))
@@ -110,7 +110,7 @@ def test_batched_steps_keep_rows_apart(xtts_dir):
     its own decoding alone (so no row sees another's keys or the padding after its own)."""
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     low = fast.FastGPT(fast.load_fast(xtts_dir).gpt, "int8", torch.device("cpu"))
     torch.manual_seed(3)
@@ -133,7 +133,7 @@ def test_batched_steps_keep_rows_apart(xtts_dir):
 def test_quantised_modes_run_on_the_cpu_only(xtts_dir):
     import torch
 
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     model = fast.load_fast(xtts_dir)
     with pytest.raises(LabError, match="runs on the CPU only"):

@@ -7,7 +7,7 @@ import pytest
 
 from components.engines import EngineConfig, Engines
 from components.engines.base import LabError, SynthRequest
-from components.engines.xtts import XttsSettings
+from components.engines.xtts.settings import XttsSettings
 
 
 @pytest.mark.slow

@@ -1,11 +1,11 @@
-"""Text for XTTS: normalisation, per-language limits and sentence splitting (components/xtts/text.py)."""
+"""Text for XTTS: normalisation, per-language limits and sentence splitting (components/engines/xtts/text.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from components.engines.xtts import LANGUAGES as XTTS_LANGUAGES
-from components.xtts.text import CHAR_LIMITS, char_limit, hindi_number, normalize, prepare, split_text
+from components.engines.xtts.settings import LANGUAGES as XTTS_LANGUAGES
+from components.engines.xtts.text import CHAR_LIMITS, char_limit, hindi_number, normalize, prepare, split_text
 
 
 def test_limits_match_coqui_tokenizer():

@@ -1,4 +1,4 @@
-"""HiFiGAN over many rows at once (components.xtts.vocoder.vocode_batch) on the tiny checkpoint.
+"""HiFiGAN over many rows at once (components.engines.xtts.vocoder.vocode_batch) on the tiny checkpoint.
 
 The tiny checkpoint's HiFiGAN is the full-size v2 architecture with random weights: these tests
 show that padded, masked rows give the audio each row gets alone, and bound the bf16 vocoder's
@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def model(xtts_dir):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     return fast.load_fast(xtts_dir)
 
@@ -39,7 +39,7 @@ def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("rows_per_call", [4, 2])
 def test_padded_rows_equal_solo_vocoding_in_fp32(model, rows, rows_per_call):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     fast.apply_precision(model, "fp32")
     latents, embeddings, speeds = rows
@@ -55,7 +55,7 @@ def test_padded_rows_equal_solo_vocoding_in_fp32(model, rows, rows_per_call):
 def test_bf16_vocoder_stays_within_its_stated_bound(model, rows):
     """bf16 HiFiGAN (the bf16/int8/int4 modes), alone or batched, against fp32 alone: at least
     30 dB SNR on every row (measured 41-56 dB on these random weights; docs/xtts-performance.md)."""
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     latents, embeddings, speeds = rows
     fast.apply_precision(model, "fp32")
@@ -72,7 +72,7 @@ def test_bf16_vocoder_stays_within_its_stated_bound(model, rows):
 
 
 def test_bad_arguments_are_refused(model, rows):
-    from components.xtts import fast
+    from components.engines.xtts import fast
 
     latents, embeddings, _speeds = rows
     with pytest.raises(ValueError, match="as many speaker embeddings"):
@@ -88,8 +88,8 @@ def test_vocode_rows_groups_finished_rows_and_keeps_each_rows_audio(model, monke
     each chunk alone, and the group's vocoder time shared out."""
     import torch
 
-    from components.engines.xtts import XttsSettings as GenerationSettings
-    from components.xtts import fast, vocoder
+    from components.engines.xtts.settings import XttsSettings as GenerationSettings
+    from components.engines.xtts import fast, vocoder
 
     fast.apply_precision(model, "fp32")
     voices = list(model.speaker_manager.speakers.values())

@@ -331,7 +331,7 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
     """Validate everything first (no run folder, no row for a bad request), then run ``synth``."""
     import soundfile as sf
 
-    from experiments import synth
+    from experiments.pipeline import run_to_end
     from experiments.specs import SynthSpec
 
     name, warnings = choose_engine(lab, request, strict_engine or request.strict_engine)
@@ -374,7 +374,8 @@ def synthesize(lab: LabContext, request: SynthesizeRequest, *, max_upload_bytes:
             # Rows go into the session's run and are judged in the background (within the backlog
             # cap): the response never waits for a judge; the columns land in its judges.csv.
             run = serving.run()
-            frame = synth.run(spec, lab.engines, run, endpoint="rest")
+            frame = run_to_end("synth", spec, engines=lab.engines, run=run, wait_for_judges=False, save=False,
+                               fields={"endpoint": "rest"}).rows
             serving.save_row_spec(int(frame["row"].iloc[0]), spec)
     row = frame.iloc[0]
     wav = Path(row["wav_path"])

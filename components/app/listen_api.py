@@ -19,7 +19,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from experiments.listen import MODES, Conflict, ListenTests, NotFound
+from experiments.listen.common import MODES, Conflict, NotFound
+from experiments.listen.store import ListenTests
 
 from .api import ERRORS, ErrorResponse
 from .context import LabContext

@@ -43,11 +43,10 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
-import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Optional, Union
 from urllib.parse import quote
 
 import numpy as np
@@ -59,6 +58,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import ENGINE_HEADER, Admission, TooBusy, TooLarge, text_problem
 from .context import LabContext
+from .speech_stream import PCM_SAMPLE_RATE, pcm16, resample, streamed_body, wav_stream_header
 from components.engines import engine_class
 from components.engines import check_overrides
 from components.engines.base import SPEED_MAX, SPEED_MIN, CapabilityError, EngineUnavailable, LabError
@@ -75,7 +75,6 @@ FORMATS: dict[str, str] = {  # response_format -> Content-Type
     "wav": "audio/wav", "pcm": "audio/pcm",
 }
 STREAMABLE = ("wav", "pcm")     # formats sent chunk by chunk as a streaming engine yields audio
-PCM_SAMPLE_RATE = 24000         # Hz: OpenAI's "pcm" is 24 kHz, 16-bit signed little-endian, mono
 OPUS_SAMPLE_RATE = 48000        # Hz: Ogg Opus decodes at 48 kHz; libsndfile takes only 8/12/16/24/48 kHz
 
 
@@ -174,29 +173,17 @@ def encoder_for(fmt: str) -> str | None:
     return "ffmpeg" if shutil.which("ffmpeg") else None
 
 
-def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
-    if sr == target:
-        return audio
-    import soxr
-
-    return soxr.resample(audio, sr, target, quality="HQ").astype(np.float32)
-
-
-def _pcm16(audio: np.ndarray) -> bytes:
-    return np.clip(np.round(np.asarray(audio, np.float32) * 32767.0), -32768, 32767).astype("<i2").tobytes()
-
-
 def encode(audio: np.ndarray, sr: int, fmt: str) -> tuple[bytes, int]:
     """``audio`` (mono float32 at ``sr``) as a ``fmt`` file: ``(bytes, its sample rate)``."""
     import soundfile as sf
 
     audio = np.asarray(audio, dtype=np.float32)
     if fmt == "pcm":
-        return _pcm16(_resample(audio, sr, PCM_SAMPLE_RATE)), PCM_SAMPLE_RATE
+        return pcm16(resample(audio, sr, PCM_SAMPLE_RATE)), PCM_SAMPLE_RATE
     how = encoder_for(fmt)
     if how == "soundfile":
         if fmt == "opus":
-            audio, sr = _resample(audio, sr, OPUS_SAMPLE_RATE), OPUS_SAMPLE_RATE
+            audio, sr = resample(audio, sr, OPUS_SAMPLE_RATE), OPUS_SAMPLE_RATE
         container, subtype = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"),
                               "mp3": ("MP3", "MPEG_LAYER_III"), "opus": ("OGG", "OPUS")}[fmt]
         buf = io.BytesIO()
@@ -217,16 +204,6 @@ def encode(audio: np.ndarray, sr: int, fmt: str) -> tuple[bytes, int]:
                            f"{fmt} encoder and ffmpeg is not installed (apt-get install ffmpeg); "
                            f"ask for one of: {', '.join(f for f in FORMATS if encoder_for(f) or f == 'pcm')}",
                       param="response_format", code="unsupported_response_format")
-
-
-def wav_stream_header(sr: int) -> bytes:
-    """A 16-bit mono WAV header whose sizes say "unknown length" (0xFFFFFFFF), for streaming."""
-    import struct
-
-    unknown = 0xFFFFFFFF
-    return (b"RIFF" + struct.pack("<I", unknown) + b"WAVE"
-            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sr, sr * 2, 2, 16)
-            + b"data" + struct.pack("<I", unknown))
 
 
 # -- request and response shapes ------------------------------------------------------------------
@@ -450,7 +427,7 @@ def _clones(name: str) -> bool:
 
 def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Response:
     """Validate everything first (no run, no row for a bad request), then synthesise and log."""
-    from experiments import synth
+    from experiments.pipeline import run_experiment, run_to_end
     from experiments.specs import SynthSpec
 
     fmt = request.response_format.lower()
@@ -503,12 +480,14 @@ def _speech(lab: LabContext, request: SpeechRequest, admission: Admission) -> Re
             headers["X-Lab-Reference-Sha256"] = saved.fingerprint
         if warnings:
             headers["X-Lab-Warning"] = _header("; ".join(warnings))
+        # Rows go into the session's run, judged in the background within the backlog cap.
+        path = dict(engines=lab.engines, run=run, wait_for_judges=False, save=False, fields={"endpoint": "v1"})
         if stream:
-            body = _streamed(synth.stream(spec, lab.engines, run, endpoint="v1"), fmt, jobs.pop_all())
+            body = streamed_body(run_experiment("synth", spec, stream=True, **path), fmt, jobs.pop_all())
             headers["X-Lab-Sample-Rate"] = str(PCM_SAMPLE_RATE if fmt == "pcm" else engine.sample_rate)
             return StreamingResponse(body, media_type=FORMATS[fmt], headers=headers)
         with jobs:
-            frame = synth.run(spec, lab.engines, run, endpoint="v1")
+            frame = run_to_end("synth", spec, **path).rows
             lab.serving().save_row_spec(int(frame["row"].iloc[0]), spec)
     except LabError as e:
         jobs.close()
@@ -564,61 +543,5 @@ def _voice(lab: LabContext, engine: Any, name: str, voice: str | VoiceRef,
                       param="voice", code="voice_not_found")
 
 
-def _streamed(items: Iterator[Any], fmt: str, jobs: ExitStack):
-    """The response body of a streamed synthesis: WAV header (wav) then 16-bit chunks as the
-    engine yields them; ``jobs`` (engine queue slot, the results run) is released at the end,
-    also when the client leaves early (the engine is then told to stop: the generator closes)."""
-    import anyio
-    from starlette.concurrency import run_in_threadpool
-
-    end = object()
-
-    def produce() -> Iterator[bytes]:
-        resampler = None
-        header_sent = False
-        for item in items:
-            if isinstance(item, dict):
-                break  # the logged row: the stream is complete
-            sr, chunk = item
-            if fmt == "pcm":
-                if resampler is None and sr != PCM_SAMPLE_RATE:
-                    import soxr
-
-                    resampler = soxr.ResampleStream(sr, PCM_SAMPLE_RATE, 1, dtype="float32")
-                if resampler is not None:
-                    chunk = resampler.resample_chunk(chunk)
-            elif not header_sent:
-                header_sent = True
-                yield wav_stream_header(sr)
-            yield _pcm16(chunk)
-        if resampler is not None:
-            yield _pcm16(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-
-    chunks = produce()
-
-    async def body():
-        try:
-            while True:
-                data = await run_in_threadpool(next, chunks, end)
-                if data is end:
-                    break
-                yield data
-        except LabError as e:  # after the headers went out: the body just ends early
-            print(f"lab.py: warning: /v1/audio/speech stream stopped: {e}", file=sys.stderr, flush=True)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await run_in_threadpool(_close, chunks, items, jobs)
-
-    return body()
-
-
-def _close(chunks: Any, items: Any, jobs: ExitStack) -> None:
-    try:
-        chunks.close()
-        items.close()
-    finally:
-        jobs.close()
-
-
 __all__ = ["OPENAI_MODELS", "OPENAI_VOICES", "FORMATS", "OpenAIError", "SpeechRequest", "detect_language",
-           "encode", "install", "router"]
+           "encode", "install", "router", "wav_stream_header"]

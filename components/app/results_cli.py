@@ -42,8 +42,8 @@ def add_results_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def results_command(args: argparse.Namespace) -> int:
     """Run ``lab.py results``; returns the exit status."""
-    from components.store.results import ResultsStore
-    from components.store.results_index import filter_rows, select_runs
+
+    from components.store.results_index import ResultsIndex, filter_rows, select_runs
 
     try:
         if args.limit < 0:
@@ -51,7 +51,7 @@ def results_command(args: argparse.Namespace) -> int:
         root = Path(getattr(args, "out", "results"))
         if root.exists() and not root.is_dir():
             raise LabError(f"--out {str(root)!r} is not a folder")
-        index = ResultsStore(root).index()
+        index = ResultsIndex(root)
         filters = {"experiment": args.experiment, "engine": args.engine, "language": args.lang, "run": args.run,
                    "since": args.since, "until": args.until}
         if args.sql:

@@ -248,7 +248,7 @@ def create_app(lab: LabContext, options: ServerOptions = ServerOptions(), ui: An
     from fastapi.openapi.docs import get_swagger_ui_html
     from starlette.routing import Match, Mount
 
-    from experiments.listen import ListenTests
+    from experiments.listen.store import ListenTests
 
     from . import listen_api, openai_api
     from .access import AccessGate, install_rater_routes, make_access

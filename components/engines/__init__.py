@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
-from components.core import PRECISIONS, unavailable_reason_of
+from components.core import unavailable_reason_of
 
-from .base import Capabilities, Engine, EngineUnavailable, LabError, License, Progress, no_progress
+from .base import (  # noqa: F401 - EngineConfig re-exported: the lab builds it from here
+    Capabilities, Engine, EngineConfig, EngineUnavailable, LabError, License, Progress, no_progress,
+)
 from .gate import Gate
 from .settings import NoSettings, build, describe
 
@@ -27,7 +29,7 @@ RETRY_FAILED_LOAD_S = 30.0
 
 REGISTRY: dict[str, str] = {
     "espeak": "components.engines.espeak:EspeakEngine",
-    "xtts": "components.engines.xtts:XttsEngine",
+    "xtts": "components.engines.xtts.engine:XttsEngine",
     "melo": "components.engines.melo:MeloEngine",
     "kokoro": "components.engines.kokoro:KokoroEngine",
     "piper": "components.engines.piper:PiperEngine",
@@ -37,33 +39,6 @@ REGISTRY: dict[str, str] = {
 # The engine a client of the original XTTS API server expects when it names none: REST requests
 # without "engine" go to it when it can run, else to the default engine with a warning.
 LEGACY_CLIENT_ENGINE = "xtts"
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Machine-level settings handed to every engine constructor."""
-
-    xtts_dir: str | None = None     # release layout folder; None = env XTTS_MODEL_DIR, then coqui's cache
-    device: str = "auto"            # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"         # one of components.core.PRECISIONS (XTTS GPT weights)
-    agree_cpml: bool = False        # user accepted the Coqui Public Model License (allows download)
-    melo_python: str | None = None  # python of MeloTTS's own environment; None = env MELO_PYTHON
-    cache_dir: str | None = None    # speaker-latent cache; None = ~/.cache/xtts-lab
-    batch: int = 8                  # rows decoded together by engines that batch (XTTS); 1 = one at a time
-    threads: int | None = None      # CPU threads per model call (ONNX intra-op); None = the cores we may use
-    piper_voices: str | None = None # folder of extra Piper voices (NAME.onnx + NAME.onnx.json); None = env
-                                    # PIPER_VOICES, then voices/piper/
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise LabError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not (1 <= self.batch <= 64):
-            raise LabError(f"batch must be an integer from 1 to 64, got {self.batch!r}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or not 1 <= self.threads <= 1024):
-            raise LabError(f"threads must be a whole number from 1 to 1024, got {self.threads!r}")
 
 
 def engine_class(name: str) -> type:

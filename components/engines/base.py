@@ -159,3 +159,30 @@ def merge_info(*parts: Mapping[str, Any]) -> dict[str, Any]:
     for part in parts:
         out.update(part)
     return out
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Machine-level settings handed to every engine constructor."""
+
+    xtts_dir: str | None = None     # release layout folder; None = env XTTS_MODEL_DIR, then coqui's cache
+    device: str = "auto"            # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"         # one of components.core.PRECISIONS (XTTS GPT weights)
+    agree_cpml: bool = False        # user accepted the Coqui Public Model License (allows download)
+    melo_python: str | None = None  # python of MeloTTS's own environment; None = env MELO_PYTHON
+    cache_dir: str | None = None    # speaker-latent cache; None = ~/.cache/xtts-lab
+    batch: int = 8                  # rows decoded together by engines that batch (XTTS); 1 = one at a time
+    threads: int | None = None      # CPU threads per model call (ONNX intra-op); None = the cores we may use
+    piper_voices: str | None = None # folder of extra Piper voices (NAME.onnx + NAME.onnx.json); None = env
+                                    # PIPER_VOICES, then voices/piper/
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise LabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise LabError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or not (1 <= self.batch <= 64):
+            raise LabError(f"batch must be an integer from 1 to 64, got {self.batch!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or not 1 <= self.threads <= 1024):
+            raise LabError(f"threads must be a whole number from 1 to 1024, got {self.threads!r}")

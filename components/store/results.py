@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -130,6 +130,20 @@ class Run:
         # A components.store.judging.JudgingSession when rows are to be judged (set by the caller:
         # the CLI, the UI); experiments.common.log_result submits every row to it.
         self.judging: Any = None
+        # Called with each row as written (experiments.pipeline shows rows as they land).
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Call ``listener(row)`` after each row is written (in the appending thread; it must be
+        quick, e.g. a queue put). Returns the function that unsubscribes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return unsubscribe
 
     def save_spec(self, spec: Any, experiment: str | None = None) -> Path:
         path = self.dir / "spec.yaml"
@@ -177,7 +191,10 @@ class Run:
                 full["extra"] = extra
             out = {col: _cell(full.get(col)) for col in COLUMNS}
             append_line(self.csv_path, COLUMNS, out)
-            return out
+            listeners = list(self._listeners)
+        for listener in listeners:  # outside the lock: a listener may read the run
+            listener(out)
+        return out
 
     def frame(self) -> pd.DataFrame:
         """The run's rows so far, with the judge columns written so far."""

@@ -11,9 +11,7 @@ import functools
 import html
 import inspect
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +33,7 @@ from .controls import (  # noqa: F401
     common_kwargs, engine_choices, engine_controls, judges_switch, parse_floats, saved_voice_choices, shorten,
     speaker_update, speakers_for,
 )
+from .files import servable
 
 # -- errors -------------------------------------------------------------------------------------
 
@@ -73,46 +72,22 @@ def ui_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-# -- files gradio may serve ---------------------------------------------------------------------
-
-
-def servable(path: str | os.PathLike | None) -> str | None:
-    """``path`` itself if gradio may serve it (under the working or temp directory), else a copy
-    in the temp directory: a results folder given with ``--out`` can live anywhere, and the
-    app cannot set ``launch(allowed_paths=...)`` itself when it is mounted by someone else."""
-    if path is None:
-        return None
-    p = Path(path).resolve()
-    for root in (Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve()):
-        if p.is_relative_to(root):
-            return str(p)
-    copy = Path(tempfile.gettempdir()) / "xtts-lab-served" / p.parent.parent.name / p.parent.name / p.name
-    if not copy.exists() or copy.stat().st_mtime < p.stat().st_mtime:
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(p, copy)
-    return str(copy)
-
-
 # -- judged runs ------------------------------------------------------------------------------
 
 
 def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judges: str | None,
                judge_reference: str | None = None):
-    """Run ``experiment`` with the chosen judges; yields ``(table, run)`` twice: at once when the
-    synthesis is done (audio and timings), then again with the judge columns when judging is
-    done (skipped when nothing was judged)."""
-    from components.store.judging import attach
-    from components.store.results import JUDGES_CSV, merge_judges, read_csv
-    from experiments import runner
+    """Run ``experiment`` with the chosen judges (``experiments.pipeline``); yields ``(table, run)``
+    twice: when the synthesis is done (audio and timings), then with the judge columns when
+    judging is done (skipped when nothing was judged). The tab saves the figures (``panel_values``)."""
+    from experiments.pipeline import run_experiment
 
-    with lab.store.running(experiment, spec) as run:
-        judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
-        df = runner(experiment)(spec, lab.engines, run, progress)
-    yield df, run
-    if judging is not None and (judging.pending or (run.dir / JUDGES_CSV).exists()):
-        progress(0.99, desc=f"judging {judging.pending} row(s)")
-        run.wait_for_judges()
-        yield merge_judges(df, read_csv(run.dir / JUDGES_CSV)), run
+    # live=False: the tab shows the table when the run is done, so no worker thread to watch rows land.
+    for update in run_experiment(experiment, spec, engines=lab.engines, store=lab.store, judges=lab.judges,
+                                 judge_choice=judges or lab.judge_choice, judge_reference=judge_reference,
+                                 progress=progress, save=False, live=False):
+        if update.done:
+            yield update.rows, update.run
 
 
 # -- outputs ------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ import gradio as gr
 
 from components.app.context import LabContext
 from components.engines.base import LabError
-from experiments.listen import FACTOR_COLUMNS, MODES, ListenTests, factors_of, matrix_table, summary_text, systems_table
+from experiments.listen.build import factors_of
+from experiments.listen.common import FACTOR_COLUMNS, MODES
+from experiments.listen.report import matrix_table, summary_text, systems_table
+from experiments.listen.store import ListenTests
 from experiments.sentences import read_sentences
 
 from .common import servable, ui_errors

@@ -30,8 +30,8 @@ import pandas as pd
 from components.app.context import LabContext
 from components.engines import lab_languages
 from components.engines.base import LabError
-from components.store.results import rows_to_frame
 from experiments import script as script_exp
+from experiments.pipeline import run_experiment
 from experiments.script_format import FORMATS, Voice, parse_script
 from experiments.specs import MAX_TAKES, ScriptSpec
 
@@ -180,8 +180,6 @@ def render(lab: LabContext) -> None:
     @ui_errors
     def read_script(text, table, refs, lang, pause, paragraph, speed, seed, judges=None, judge_reference=None,
                     text_format="script", max_cer_value=0.2, takes_value=3, progress=gr.Progress()):
-        from components.store.judging import attach
-
         try:
             seed_int = int(seed if seed is not None else 0)
         except (TypeError, ValueError):
@@ -193,25 +191,26 @@ def render(lab: LabContext) -> None:
                           max_cer=float(max_cer_value if max_cer_value is not None else 0.2),
                           takes=_int(takes_value, "takes", 3))
         first_line = parse_script(spec.script_text()).lines[0].number
-        with lab.store.running("script", spec) as run:
-            judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
-            run.judges = lab.judges  # every take is heard back by the lab's asr judge
-            rows, shown = [], 0.0
-            for row in script_exp.render(spec, lab.engines, run, progress):
-                rows.append(row)
-                is_first = row.get("status") == "ok" and script_exp.row_line(row) == first_line
-                if is_first or time.monotonic() - shown > TABLE_EVERY_S:
+        shown, seen = 0.0, 0
+        for update in run_experiment("script", spec, engines=lab.engines, store=lab.store, judges=lab.judges,
+                                     judge_choice=judges or lab.judge_choice, judge_reference=judge_reference,
+                                     progress=progress, save=False):
+            run = update.run
+            if update.judged:  # the audio is out; the lines table gains the judge columns when ready
+                yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), lines_view(update.rows), gr.skip(), gr.skip(),
+                       gr.skip())
+            elif update.done:  # stitched: the whole file, its subtitles and the lines table
+                yield (gr.skip(), servable(run.dir / script_exp.STITCHED_WAV), servable(run.dir / script_exp.SRT),
+                       servable(run.dir / script_exp.VTT), lines_view(update.rows),
+                       pd.read_csv(run.dir / script_exp.SPEAKERS_CSV).round(4), servable(run.csv_path), run.run_id)
+            else:  # takes as they land: the first line plays at once, the table refreshes now and then
+                new, seen = update.rows.iloc[seen:], len(update.rows)
+                first = next((r for _, r in new.iterrows() if r.get("status") == "ok"
+                              and script_exp.row_line(r) == first_line), None)
+                if first is not None or time.monotonic() - shown > TABLE_EVERY_S:
                     shown = time.monotonic()
-                    yield (servable(row["wav_path"]) if is_first else gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                           lines_view(rows_to_frame(rows)), gr.skip(), gr.skip(), run.run_id)
-            progress(0.99, desc="stitching")
-            stitched = script_exp.finish(spec, run)
-        yield (gr.skip(), *outputs_of(run, stitched), run.run_id)
-        if judging is not None:  # the audio is out; the lines table gains the judge columns when ready
-            progress(0.99, desc=f"judging {judging.pending} line(s)")
-            run.wait_for_judges()
-            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(),
-                   lines_view(run.frame(), stitched, script_exp.run_takes(spec, run)), gr.skip(), gr.skip(), gr.skip())
+                    yield (servable(first["wav_path"]) if first is not None else gr.skip(), gr.skip(), gr.skip(),
+                           gr.skip(), lines_view(update.rows), gr.skip(), gr.skip(), run.run_id)
 
     read_event = run_btn.click(read_script, [script, voices, references, lang, pause, paragraph, speed, seed,
                                              *judges.inputs, fmt, max_cer, n_takes],

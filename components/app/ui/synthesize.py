@@ -9,11 +9,8 @@ import gradio as gr
 from gradio import processing_utils
 
 from components.app.context import LabContext
-from components.store.judging import attach
-from components.store.results import JUDGES_CSV, merge_judges, read_csv, rows_to_frame
-from experiments import runner
+from experiments.pipeline import run_experiment
 from experiments.specs import DEFAULT_TEXT, SynthSpec
-from experiments.synth import stream as stream_synth
 
 from .common import results_table, reveal_filled, servable, signal_images, table_view, ui_errors
 from .controls import EngineControls, Field, Form, capabilities, engine_controls, judges_switch
@@ -64,29 +61,23 @@ def render(lab: LabContext) -> EngineControls:
     @form.handler
     def synthesize(v, progress):
         spec = SynthSpec(text=v.text, lang=v.engine.lang, speed=float(v.speed), **v.engine.spec_fields())
-        judges, judge_reference = v.judges.judges, v.judges.reference
-        with lab.store.running("synth", spec) as run:
-            judging = attach(run, lab.judges, judges or lab.judge_choice, reference=judge_reference or None)
-            caps = lab.engines.get(spec.engine, progress).capabilities
-            if caps.streaming and streaming_ok:
-                row = None
-                for item in stream_synth(spec, lab.engines, run, progress):
-                    if isinstance(item, dict):
-                        row = item
-                    else:
-                        yield item, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                df = rows_to_frame([row])
-            else:
-                df = runner("synth")(spec, lab.engines, run, progress)
-        wav = df["wav_path"].iloc[0] if "wav_path" in df else None
-        w, s = signal_images(wav)
-        yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
-        if judging is not None:  # the audio is out; the judge columns follow when ready
-            run.wait_for_judges()
-            judged = merge_judges(df, read_csv(run.dir / JUDGES_CSV)) if (run.dir / JUDGES_CSV).exists() else df
-            # The images and CSV again, not skipped: the private step that shows filled outputs reads
-            # these values after the last update, and a skipped one reaches it as an update dict.
-            yield (gr.skip(), gr.skip(), w, s, table_view(judged), servable(run.csv_path), gr.skip())
+        caps = lab.engines.get(spec.engine, progress).capabilities
+        w = s = None
+        for update in run_experiment("synth", spec, engines=lab.engines, store=lab.store, judges=lab.judges,
+                                     judge_choice=v.judges.judges or lab.judge_choice,
+                                     judge_reference=v.judges.reference, progress=progress, save=False,
+                                     stream=caps.streaming and streaming_ok):
+            if update.audio is not None:
+                yield update.audio, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            elif update.judged:  # the audio is out; the judge columns follow when ready
+                # The images and CSV again, not skipped: the private step that shows filled outputs
+                # reads these values after the last update, and a skipped one reaches it as an update dict.
+                yield (gr.skip(), gr.skip(), w, s, table_view(update.rows), servable(update.run.csv_path), gr.skip())
+            elif update.done:
+                df, run = update.rows, update.run
+                wav = df["wav_path"].iloc[0] if "wav_path" in df else None
+                w, s = signal_images(wav)
+                yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
 
     ran = run_btn.click(synthesize, form.inputs, [live, audio, wave, spec_img, table, csv, last_run],
                         api_name="synthesize", show_progress_on=[audio])

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from components.xtts.precision import precision_of
+from components.engines.xtts.precision import precision_of
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -183,7 +183,7 @@ def vocode_rows(model: Any, rows: Iterator[Any], speaker_embeddings: Sequence["t
     of ``rows_per_vocoder_call`` and vocoded in one padded call (the same audio: ``vocode_batch``),
     the group's time shared out by audio length.
     """
-    from components.xtts.decode import sync
+    from components.engines.xtts.decode import sync
 
     device = next(model.hifigan_decoder.parameters()).device
     per_call, group = rows_per_vocoder_call(device.type), []

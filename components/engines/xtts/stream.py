@@ -10,14 +10,14 @@ import numpy as np
 
 from components.core import LabError
 if TYPE_CHECKING:  # the settings type is the xtts engine's own (components.engines.xtts)
-    from components.engines.xtts import XttsSettings as GenerationSettings
-from components.xtts.decode import _decode
-from components.xtts.vocoder import HOP_SAMPLES, _rescale, _vocoder_autocast
+    from components.engines.xtts.settings import XttsSettings as GenerationSettings
+from components.engines.xtts.decode import _decode
+from components.engines.xtts.vocoder import HOP_SAMPLES, _rescale, _vocoder_autocast
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-    from components.xtts.continuous import RowHandle
+    from components.engines.xtts.continuous import RowHandle
 
 CONTEXT_FRAMES = 16            # HiFiGAN receptive-field radius is ~14 frames (measured); margin of 2
 STREAM_FIRST_TOKENS = 10       # first streamed chunk after ~0.46 s of audio's worth of tokens
@@ -224,6 +224,6 @@ def stream_chunks(model: Any, tokens: list, gpt_cond_latent: "torch.Tensor", spe
 
 def _default_settings() -> "GenerationSettings":
     """XTTS's default settings, imported when first needed (the engine module imports this one)."""
-    from components.engines.xtts import XttsSettings
+    from .settings import XttsSettings
 
     return XttsSettings()

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from components.core import LabError
 if TYPE_CHECKING:  # the settings type is the xtts engine's own (components.engines.xtts)
-    from components.engines.xtts import XttsSettings as GenerationSettings
-from components.xtts.gpt import FastGPT
-from components.xtts.precision import _fast
+    from components.engines.xtts.settings import XttsSettings as GenerationSettings
+from components.engines.xtts.gpt import FastGPT
+from components.engines.xtts.precision import _fast
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -180,6 +180,6 @@ def generate_chunks(model: Any, tokens: list, gpt_cond_latent: "torch.Tensor", s
 
 def _default_settings() -> "GenerationSettings":
     """XTTS's default settings, imported when first needed (the engine module imports this one)."""
-    from components.engines.xtts import XttsSettings
+    from .settings import XttsSettings
 
     return XttsSettings()

@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.engines.base import EngineUnavailable, Progress, no_progress
+from components.core import EngineUnavailable, LabError, Progress, no_progress
 
 REQUIRED_FILES: tuple[str, ...] = ("config.json", "model.pth", "vocab.json", "speakers_xtts.pth")
 COQUI_MODEL_NAME = "tts_models/multilingual/multi-dataset/xtts_v2"
@@ -153,6 +153,33 @@ def download(progress: Progress = no_progress) -> Weights:
         raise EngineUnavailable(f"the XTTS v2 download in {str(model_dir)!r} lacks {', '.join(missing)}; "
                                 f"delete that folder and try again, or {HOW_TO_GET}")
     return Weights(model_dir.resolve(), "download")
+
+
+def release_config(weights: Weights | None, xtts_dir: str | None) -> dict:
+    """``config.json`` of ``weights`` (else of the weights found for ``xtts_dir``); {} when none."""
+    import json
+
+    try:
+        weights = weights or find_weights(xtts_dir)
+    except LabError:
+        weights = None
+    if weights is None:
+        return {}
+    return json.loads((weights.path / "config.json").read_text())
+
+
+def speaker_names(xtts_dir: str | None) -> list[str]:
+    """Built-in voices of the found weights' speakers_xtts.pth, the file's first voice first
+    (reads the file with torch, without loading the model); [] when there is none."""
+    try:
+        weights = find_weights(xtts_dir)
+    except LabError:
+        return []
+    if weights is None or not (weights.path / "speakers_xtts.pth").is_file():
+        return []
+    import torch
+
+    return list(torch.load(weights.path / "speakers_xtts.pth", map_location="cpu", weights_only=True))
 
 
 def fingerprint(folder: Path) -> str:

@@ -8,8 +8,8 @@ import queue
 import threading
 from typing import Any, Callable, Iterator
 
-from components.xtts.batch import BatchDone, BatchItem
-from components.xtts.continuous import BatchDecoder, RowHandle
+from components.engines.xtts.batch import BatchDone, BatchItem
+from components.engines.xtts.continuous import BatchDecoder, RowHandle
 
 
 class SharedBatch:
@@ -92,7 +92,7 @@ class SharedBatch:
         """One request streamed from the batch: each text chunk is vocoded piece by piece as the
         batch samples its codes (``stream.stream_chunks`` over the row); ``stats`` as there, with
         gpt = the wall time the request spent in the batch, plus ``info``."""
-        from components.xtts.stream import stream_chunks
+        from components.engines.xtts.stream import stream_chunks
 
         handle = self.submit(model, tokens, voice.gpt_cond_latent, settings, seed)
         try:

@@ -10,15 +10,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from components.core import LabError
 if TYPE_CHECKING:  # the settings type is the xtts engine's own (components.engines.xtts)
-    from components.engines.xtts import XttsSettings as GenerationSettings
-from components.xtts.decode import Generation, _processors
-from components.xtts.gpt import FastGPT
-from components.xtts.precision import _fast
+    from components.engines.xtts.settings import XttsSettings as GenerationSettings
+from components.engines.xtts.decode import Generation, _processors
+from components.engines.xtts.gpt import FastGPT
+from components.engines.xtts.precision import _fast
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
-
-    from components.xtts.continuous import RowHandle
 
 
 DEFAULT_BATCH = 8  # rows decoded together by default (bench/xtts_speed.py --batch measures it)
@@ -56,7 +54,7 @@ class _Row:
         self.generations: list[Generation] = []
         self.t_start = time.perf_counter()
         self.rows_seen = 1
-        self.sink: RowHandle | None = None  # BatchDecoder's per-request delivery; None in generate_batch
+        self.sink: Any = None  # continuous.RowHandle, BatchDecoder's per-request delivery; None in generate_batch
 
 
 def _start_chunk(fast: FastGPT, row: _Row, cache: tuple, slot: int) -> None:
@@ -159,7 +157,7 @@ class _Slots:
                 self.touched[s] = row.pos
         self.capacity = capacity
 
-    def admit(self, index: int, item: BatchItem, sink: "RowHandle | None" = None) -> _Row:
+    def admit(self, index: int, item: BatchItem, sink: Any = None) -> _Row:
         """Prefill ``item``'s first chunk into the next free slot; it decodes from the next step.
         Raises (and takes no slot) if its inputs are unusable."""
         self.reserve(_positions(self.fast, item))
@@ -278,6 +276,6 @@ def _move_slot(cache: tuple, src: int, dst: int, length: int) -> None:
 
 def _default_settings() -> "GenerationSettings":
     """XTTS's default settings, imported when first needed (the engine module imports this one)."""
-    from components.engines.xtts import XttsSettings
+    from .settings import XttsSettings
 
     return XttsSettings()

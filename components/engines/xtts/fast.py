@@ -44,16 +44,16 @@ Nothing here imports torch or coqui at module level (the lab's registry must sta
 
 from __future__ import annotations
 
-from components.xtts.batch import DEFAULT_BATCH, BatchDone, BatchItem, generate_batch
-from components.xtts.continuous import BatchDecodeError, BatchDecoder, RowHandle
-from components.xtts.decode import Generation, encode, generate, teacher_forced_latents
-from components.xtts.gpt import ORT_PRECISIONS, FastGPT
-from components.xtts.load import load_fast
-from components.xtts.precision import apply_precision, precision_of, release_mapped_pages
-from components.xtts.stream import (
+from components.engines.xtts.batch import DEFAULT_BATCH, BatchDone, BatchItem, generate_batch
+from components.engines.xtts.continuous import BatchDecodeError, BatchDecoder, RowHandle
+from components.engines.xtts.decode import Generation, encode, generate, teacher_forced_latents
+from components.engines.xtts.gpt import ORT_PRECISIONS, FastGPT
+from components.engines.xtts.load import load_fast
+from components.engines.xtts.precision import apply_precision, precision_of, release_mapped_pages
+from components.engines.xtts.stream import (
     CONTEXT_FRAMES, STREAM_CHUNK_TOKENS, STREAM_CROSSFADE, STREAM_FIRST_TOKENS, frames_per_token, stream, stream_row,
 )
-from components.xtts.vocoder import (
+from components.engines.xtts.vocoder import (
     HOP_SAMPLES, rows_per_vocoder_call, vocode, vocode_batch, vocode_rows, vocode_speeds,
 )
 

@@ -1,6 +1,6 @@
 """The XTTS GPT rearranged for decoding: packed weights, a preallocated KV cache, one token at a time.
 
-Built by ``precision.apply_precision`` in one of the precision modes (see ``components.xtts.fast``);
+Built by ``precision.apply_precision`` in one of the precision modes (see ``components.engines.xtts.fast``);
 int8/int4 hand every block to ONNX Runtime (``ort_gpt``). Nothing here imports torch at module level.
 """
 
@@ -120,7 +120,7 @@ class FastGPT:
                 raise LabError(f"precision {precision!r} runs on the CPU only, not on {device.type}; use bf16 there")
             import torch
 
-            from components.xtts.ort_gpt import OrtBlocks
+            from components.engines.xtts.ort_gpt import OrtBlocks
 
             self.ort = OrtBlocks(hf, precision, threads=torch.get_num_threads())
         self.blocks = [] if self.ort is not None else [

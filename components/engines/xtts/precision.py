@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from components.core import PRECISIONS, LabError
-from components.xtts.gpt import FastGPT
+from components.engines.xtts.gpt import FastGPT
 
 _STATE_ATTR = "_xtts_lab_fast"  # where apply_precision keeps its packed weights on the model
 _MAPPED_ATTR = "_xtts_lab_mapped"  # the memory-mapped model.pth whose GPT pages packing may drop

@@ -5,8 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.core import LabError
-from components.xtts.precision import _MAPPED_ATTR, apply_precision
+from components.core import EngineUnavailable, LabError
+from components.engines.xtts.precision import _MAPPED_ATTR, apply_precision
+
+
+def open_weights(weights: Any, device: str, precision: str) -> Any:
+    """The coqui ``Xtts`` of ``weights`` (a ``locate.Weights``) on ``device``, GPT in ``precision``
+    (``load_fast``); corrupt or foreign files raise EngineUnavailable naming the folder."""
+    try:
+        return load_fast(weights.path, device=device, precision=precision)
+    except Exception as e:  # noqa: BLE001 - corrupt or foreign files: tell the user which folder
+        raise EngineUnavailable(
+            f"could not load XTTS v2 from {str(weights.path)!r} ({weights.source}): "
+            f"{type(e).__name__}: {str(e).strip()[:200]}; is it a complete, unmodified XTTS v2 "
+            "release (config.json, model.pth, vocab.json, speakers_xtts.pth)?"
+        ) from e
 
 
 def load_fast(checkpoint_dir: str | Path, device: str = "cpu", precision: str = "fp32") -> Any:

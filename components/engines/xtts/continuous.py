@@ -8,9 +8,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterator
 
 from components.core import LabError
-from components.xtts.batch import DEFAULT_BATCH, BatchDone, BatchItem, _Slots
-from components.xtts.decode import Generation
-from components.xtts.precision import _STATE_ATTR, _fast
+from components.engines.xtts.batch import DEFAULT_BATCH, BatchDone, BatchItem, _Slots
+from components.engines.xtts.decode import Generation
+from components.engines.xtts.precision import _STATE_ATTR, _fast
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
