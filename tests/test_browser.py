@@ -147,7 +147,7 @@ def test_engine_choice_updates_speakers_and_explains_unavailable_engines(page):
     page.get_by_role("tab", name="Synthesize", exact=True).click()
     choose(page, "Engine", "melo (unavailable")
     page.locator(".toast-body").filter(has_text="melo is unavailable").first.wait_for(state="visible")
-    note = page.locator(".engine-note").locator("visible=true").first
+    note = page.locator("#synth-engine-note")
     note.wait_for(state="visible")
     assert "melo is unavailable" in note.inner_text()
     button = page.get_by_role("button", name="Synthesize", exact=True)
@@ -156,7 +156,7 @@ def test_engine_choice_updates_speakers_and_explains_unavailable_engines(page):
     assert page.locator(".toast-body").count() == 1, page.locator(".toast-body").all_inner_texts()
     choose(page, "Engine", "espeak")
     page.wait_for_function("b => !b.disabled", arg=button.element_handle())
-    assert not visible(page, ".engine-note")
+    assert not visible(page, "#synth-engine-note")
     speaker = page.get_by_label("Speaker", exact=True).locator("visible=true").first
     page.wait_for_function("el => el.value === 'male'", arg=speaker.element_handle())
     speaker.click()
@@ -172,12 +172,12 @@ def test_no_empty_boxes_before_a_run(page):
     before anything ran: no reference drop zone, no live player, no empty images or results.csv."""
     page.get_by_role("tab", name="Synthesize", exact=True).click()
     page.get_by_role("button", name="Synthesize", exact=True).wait_for(state="visible")
-    for hidden in ("#synth-live", "#synth-waveform", "#synth-spectrogram", "#synth-csv", ".reference-input"):
+    for hidden in ("#synth-live", "#synth-waveform", "#synth-spectrogram", "#synth-csv", "#synth-reference"):
         assert not visible(page, hidden), f"{hidden} shows before it has anything to show"
     assert visible(page, "#synth-audio") and visible(page, "#synth-table")
     page.get_by_role("tab", name="Speed sweep", exact=True).click()
     page.get_by_role("button", name="Run speed sweep").wait_for(state="visible")
-    for hidden in ("#speed-summary", "#speed-audio", "#speed-waveform", "#speed-csv", ".reference-input"):
+    for hidden in ("#speed-summary", "#speed-audio", "#speed-waveform", "#speed-csv", "#speed-reference"):
         assert not visible(page, hidden), f"{hidden} shows before it has anything to show"
     shot(page, "before-a-run")
 
@@ -186,10 +186,10 @@ def test_reference_length_says_up_front_that_the_default_engine_cannot_clone(pag
     page.get_by_role("tab", name="Reference length", exact=True).click()
     button = page.get_by_role("button", name="Run reference-length sweep")
     button.wait_for(state="visible")
-    note = page.locator(".engine-note").locator("visible=true").first
+    note = page.locator("#ref-engine-note")
     assert "piper cannot clone a voice" in note.inner_text()  # the default without XTTS weights
     assert button.is_disabled()
-    assert not visible(page, ".reference-input")  # nothing to upload for an engine that cannot clone
+    assert not visible(page, "#ref-reference")  # nothing to upload for an engine that cannot clone
     shot(page, "ref-length-piper")
 
 

@@ -270,20 +270,20 @@ def test_settings_panel_follows_the_engine_in_the_browser(toy_server):
         page.wait_for_selector("#lab-status")
         page.get_by_role("tab", name="Synthesize", exact=True).click()
 
-        def shown(cls: str) -> bool:  # widgets of other tabs and of hidden groups are not visible
-            return page.locator(f".{cls}").locator("visible=true").count() > 0
+        def shown(part: str) -> bool:  # the Synthesize tab's widget #synth-<part>, if shown
+            return page.locator(f"#synth-{part}").locator("visible=true").count() > 0
 
         page.get_by_text("Engine settings").locator("visible=true").first.click()  # open the accordion
-        page.locator(".setting-piper-length_scale").locator("visible=true").first.wait_for()
+        page.locator("#synth-setting-piper-length_scale").wait_for(state="visible")
         assert shown("setting-piper-noise_w_scale") and shown("setting-piper-sentence_silence")
         assert not shown("setting-toy-pitch_hz") and not shown("setting-xtts-temperature")
         _shot(page, "settings-piper")
         choose(page, "Engine", "toy")
-        page.locator(".setting-toy-pitch_hz").locator("visible=true").first.wait_for()
+        page.locator("#synth-setting-toy-pitch_hz").wait_for(state="visible")
         assert shown("setting-toy-beeps") and shown("setting-toy-chirp") and shown("setting-toy-waveform")
         assert not shown("setting-piper-length_scale")
         _shot(page, "settings-toy")
-        beeps = page.locator(".setting-toy-beeps input[type=number]").locator("visible=true").first
+        beeps = page.locator("#synth-setting-toy-beeps input[type=number]")
         beeps.fill("6")
         beeps.press("Enter")
         page.get_by_label("Text").locator("visible=true").first.fill("beep")
@@ -298,8 +298,8 @@ def test_settings_panel_follows_the_engine_in_the_browser(toy_server):
         assert row["engine"] == "toy" and json.loads(row["settings"])["beeps"] == 6
         choose(page, "Engine", "espeak")
         deadline = time.monotonic() + 30
-        while shown("engine-settings") and time.monotonic() < deadline:
+        while shown("settings") and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not shown("engine-settings")  # espeak declares no settings: no panel
+        assert not shown("settings")  # espeak declares no settings: no panel
         _shot(page, "settings-espeak")
         browser.close()

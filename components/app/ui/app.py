@@ -48,7 +48,7 @@ from components.app.context import LabContext
 
 from . import benchmark, evaluate, languages, ref_length, results, script, speed_sweep, status, synthesize, voices
 from . import listen
-from .common import engine_choices, saved_voice_choices, speaker_update, speakers_for
+from .controls import engine_choices, saved_voice_choices, speaker_update, speakers_for
 
 TITLE = "XTTS Lab"
 
@@ -60,16 +60,19 @@ def build_app(lab: LabContext) -> gr.Blocks:
                     "and keep every result (CSV, WAV, plots) under the results folder.")
         status.render(lab)
         with gr.Tabs():
+            # The engine controls of every tab that has them: the page-wide steps below reach their
+            # widgets through these objects.
+            controls = []
             with gr.Tab("Synthesize", id="synthesize"):
-                synthesize.render(lab)
+                controls.append(synthesize.render(lab))
             with gr.Tab("Speed sweep", id="speed-sweep"):
-                speed_sweep.render(lab)
+                controls.append(speed_sweep.render(lab))
             with gr.Tab("Reference length", id="ref-length"):
-                ref_length.render(lab)
+                controls.append(ref_length.render(lab))
             with gr.Tab("Languages", id="languages"):
-                languages.render(lab)
+                controls.append(languages.render(lab))
             with gr.Tab("Benchmark", id="benchmark"):
-                benchmark.render(lab)
+                controls.append(benchmark.render(lab))
             with gr.Tab("Script", id="script"):
                 script.render(lab)
             with gr.Tab("Evaluate", id="evaluate"):
@@ -84,12 +87,7 @@ def build_app(lab: LabContext) -> gr.Blocks:
         # Engine availability can change after the app is built (licence accepted, weights
         # downloaded) and the default engine may finish loading after it: each page load relabels
         # every engine selector and fills its speaker list if that engine is ready.
-        def tagged(tag: str) -> list[gr.Dropdown]:
-            return [b for b in demo.blocks.values()
-                    if isinstance(b, gr.Dropdown) and tag in (b.elem_classes or [])]
-
-        engines, speakers = tagged("engine-select"), tagged("speaker-select")
-        assert len(engines) == len(speakers), "engine_controls() makes one of each"
+        engines, speakers = [c.engine for c in controls], [c.speaker for c in controls]
 
         def on_load(*chosen: str):
             updates = [gr.Dropdown(choices=engine_choices(lab)) for _ in chosen]

@@ -12,10 +12,8 @@ from components.app.context import LabContext
 from experiments.benchmark import SUMMARY_COLUMNS, summarize
 from experiments.specs import BENCH_TEXTS, BenchmarkSpec
 
-from .common import (
-    common_kwargs, engine_controls, judges_switch, outputs_panel, panel_values, results_table,
-    reveal_filled, run_judged, ui_errors,
-)
+from .common import outputs_panel, panel_values, results_table, reveal_filled, run_judged, ui_errors
+from .controls import EngineControls, Field, Form, engine_controls, judges_switch
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
@@ -32,7 +30,7 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     return d.astype(object).where(d.notna(), "")
 
 
-def render(lab: LabContext) -> None:
+def render(lab: LabContext) -> EngineControls:
     """The Benchmark tab's widgets and its ``benchmark`` endpoint."""
     # Every engine that can run here, side by side (xtts only where its weights are present).
     here = [name for name, why in lab.engines.available().items() if why is None] or [lab.engines.default()]
@@ -45,24 +43,27 @@ def render(lab: LabContext) -> None:
     repeats = gr.Slider(1, 20, 3, step=1, label="Warm repeats", info="after one cold run per engine")
     gr.Markdown("The engine below sets the speaker list; the speaker and reference are used by every "
                 "engine that has that voice or can clone.")
-    controls = engine_controls(lab)
-    judges = judges_switch(lab)
+    controls = engine_controls(lab, "benchmark")
+    judges = judges_switch(lab, "benchmark")
     run_btn = gr.Button("Run benchmark", variant="primary")
     summary = results_table("Summary (warm runs; cold first run apart)", "benchmark-summary",
                             SUMMARY_COLUMNS[:8])
     panel = outputs_panel(lab, "benchmark")
     last_run = gr.State(None)  # this user's latest run id
 
+    form = Form(Field("engines", engines), Field("short", short), Field("medium", medium), Field("long", long),
+                Field("repeats", repeats), controls, judges)
+
     @ui_errors
-    def benchmark(engines, short, medium, long, repeats, engine, speaker, lang, reference, seed, settings, judges=None, judge_reference=None, progress=gr.Progress()):
-        texts = {label: t for label, t in (("short", short), ("medium", medium), ("long", long)) if t and t.strip()}
-        spec = BenchmarkSpec(engines=tuple(engines or ()), texts=texts, lang=lang, repeats=int(repeats),
-                             **common_kwargs(engine, speaker, reference, seed,
-                                             settings,
-                                             voices=lab.voices))
-        for df, run in run_judged(lab, "benchmark", spec, progress, judges, judge_reference):  # table first, judge columns next
+    @form.handler
+    def benchmark(v, progress):
+        texts = {label: t for label, t in (("short", v.short), ("medium", v.medium), ("long", v.long))
+                 if t and t.strip()}
+        spec = BenchmarkSpec(engines=tuple(v.engines or ()), texts=texts, lang=v.engine.lang, repeats=int(v.repeats),
+                             **v.engine.spec_fields())
+        for df, run in run_judged(lab, "benchmark", spec, progress, v.judges.judges, v.judges.reference):  # table first, judge columns next
             yield [summary_view(summarize(df)), *panel_values("benchmark", df, run), run.run_id]
 
-    ran = run_btn.click(benchmark, [engines, short, medium, long, repeats, *controls.inputs, *judges.inputs],
-                        [summary, *panel.outputs, last_run], api_name="benchmark", show_progress_on=[summary])
+    ran = run_btn.click(benchmark, form.inputs, [summary, *panel.outputs, last_run], api_name="benchmark", show_progress_on=[summary])
     reveal_filled(ran, panel.hidden)
+    return controls

@@ -1,4 +1,5 @@
-"""Pieces every tab shares: error handling, the engine controls, the outputs panel.
+"""Pieces every tab shares: error handling, judged runs, the outputs panel (the input controls are
+in ``controls``).
 
 Nothing here holds state between requests: widgets are built per page, per-user values
 live in ``gr.State``, and the only shared object is the ``LabContext`` passed in.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import functools
 import html
 import inspect
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -23,14 +23,16 @@ import soundfile as sf
 
 from components.store import plots
 from components.app.context import LabContext
-from components.engines import engine_class, engine_languages
 from components.engines.base import LabError
-from components.engines.settings import SettingInfo, describe
-from components.engines import settings_class
 from components.store.results import Run
-from components.store.voices import VOICE_PREFIX, VoiceLibrary, resolve_speaker, saved_name
 from experiments import save_outputs
 
+# The controls live in .controls; these names stay importable from here for the tabs and tests.
+from .controls import (  # noqa: F401
+    EngineChoice, EngineControls, Field, Form, FormValues, JudgeChoice, JudgeControls, can_clone, capabilities,
+    common_kwargs, engine_choices, engine_controls, judges_switch, parse_floats, saved_voice_choices, shorten,
+    speaker_update, speakers_for,
+)
 from .files import servable
 
 # -- errors -------------------------------------------------------------------------------------
@@ -70,332 +72,7 @@ def ui_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-# -- engine controls ----------------------------------------------------------------------------
-
-
-def engine_choices(lab: LabContext) -> list[tuple[str, str]]:
-    """(label, name) per registered engine; unavailable ones say why in their label."""
-    choices = []
-    for name, reason in lab.engines.available().items():
-        label = name if reason is None else f"{name} (unavailable: {shorten(reason, 70)})"
-        choices.append((label, name))
-    return choices
-
-
-def shorten(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def capabilities(name: str):
-    """The engine class's capabilities without loading a model (None if it cannot be imported)."""
-    try:
-        return engine_class(name).capabilities
-    except Exception:  # noqa: BLE001 - an engine that cannot import simply has no capabilities
-        return None
-
-
-def speakers_for(lab: LabContext, name: str) -> list[str]:
-    """The engine's voices if it is already loaded (never loads a model at page build)."""
-    if lab.engines.status(name) != "ready":
-        return []
-    return lab.engines.get(name).speakers()
-
-
-def saved_voice_choices(lab: LabContext, name: str) -> list[tuple[str, str]]:
-    """(label, ``voice:<name>``) per saved voice, for engines that can clone; none otherwise."""
-    caps = capabilities(name)
-    if not (caps and caps.cloning) or lab.voices is None:
-        return []
-    return [(f"{v} (saved voice)", VOICE_PREFIX + v) for v in lab.voices.names()]
-
-
-def speaker_update(lab: LabContext, name: str, builtins: list[str] | None = None,
-                   keep: str | None = None) -> gr.Dropdown:
-    """The speaker dropdown for engine ``name``: its built-in voices (``builtins``, default: those
-    of a loaded engine), then the saved voices if it clones. Keeps ``keep`` if it is still there,
-    else picks the engine's default voice."""
-    builtins = speakers_for(lab, name) if builtins is None else builtins
-    choices = [(s, s) for s in builtins] + saved_voice_choices(lab, name)
-    value = keep if keep in [v for _, v in choices] else (builtins[0] if builtins else None)
-    return gr.Dropdown(choices=choices, value=value)
-
-
-@dataclass
-class EngineControls:
-    """The widgets that choose an engine and its voice; every experiment tab has one."""
-
-    engine: gr.Dropdown
-    speaker: gr.Dropdown
-    lang: gr.Dropdown | None
-    reference: gr.Audio
-    seed: gr.Number
-    settings_box: gr.Accordion
-    settings: gr.Textbox  # hidden: the chosen engine's settings that differ from its defaults, as JSON
-    note: gr.Markdown  # what the chosen engine cannot do here (unavailable, cannot clone); hidden otherwise
-    changed: Any = None  # the engine dropdown's change event (speakers, note...), for follow-up steps
-
-    def gate(self, button: gr.Button) -> None:
-        """Disable ``button`` while the note under the engine says why this engine cannot run here
-        (unavailable, or cannot clone where the tab needs it): no run that can only fail."""
-        self.changed.then(lambda note: gr.Button(interactive=not note), [self.note], [button], queue=False,
-                          api_visibility="private", show_progress="hidden")
-
-    @property
-    def inputs(self) -> list[gr.components.Component]:
-        """engine, speaker, [lang], reference, seed, settings — the order the tab functions take them."""
-        return [self.engine, self.speaker] + ([self.lang] if self.lang else []) + [self.reference, self.seed, self.settings]
-
-
-def cloning_engines(lab: LabContext) -> list[str]:
-    """Engines whose class says it can clone a voice (read from capabilities, never from names)."""
-    return lab.engines.with_capability("cloning")
-
-
-def engine_note(lab: LabContext, name: str, *, needs_cloning: bool = False, reason: str | None = None) -> gr.Markdown:
-    """The line under the engine choice: why ``name`` is unusable, or that it cannot clone where the
-    tab needs cloning; hidden when there is nothing to say."""
-    caps = capabilities(name)
-    if reason:
-        text = f"**{name} is unavailable:** {reason}"
-    elif needs_cloning and not (caps and caps.cloning):
-        others = ", ".join(cloning_engines(lab)) or "none is installed"
-        text = (f"**{name} cannot clone a voice**, so the reference length changes nothing in its output. "
-                f"Choose an engine that can clone ({others}).")
-    else:
-        text = ""
-    return gr.Markdown(text, visible=bool(text))
-
-
-def can_clone(name: str) -> bool:
-    caps = capabilities(name)
-    return bool(caps and caps.cloning)
-
-
-def engine_controls(lab: LabContext, *, lang: bool = True, reference_label: str = "Reference voice to clone (optional)",
-                    needs_cloning: bool = False) -> EngineControls:
-    """Build engine / speaker / language / reference / seed / sampling settings widgets and wire the
-    engine dropdown so that speakers, languages, the reference drop zone (engines that clone) and
-    the settings accordion follow it. ``needs_cloning``: the tab is useless without cloning, and
-    the note under the engine says so for an engine that cannot."""
-    default = lab.engines.default()
-    with gr.Row():
-        engine = gr.Dropdown(engine_choices(lab), value=default, label="Engine",
-                             info="unavailable engines say why", scale=2,
-                             elem_classes=["engine-select"])
-        speaker = gr.Dropdown([(s, s) for s in speakers_for(lab, default)] + saved_voice_choices(lab, default),
-                              value=None, label="Speaker",
-                              info="empty = the engine's default voice; saved voices (Voices tab) clone",
-                              allow_custom_value=True, scale=2,
-                              elem_classes=["speaker-select"])
-        langs = list(engine_languages(default))
-        # The choices follow the engine in the page; API callers may name any language with any
-        # engine (the engine refuses one it does not speak, by name), whatever the page's default.
-        lang_dd = gr.Dropdown(langs, value="en" if "en" in langs else langs[0], label="Language",
-                              allow_custom_value=True, scale=1) if lang else None
-        seed = gr.Number(0, precision=0, minimum=0, label="Seed", scale=1)
-    note = engine_note(lab, default, needs_cloning=needs_cloning)
-    note.elem_classes = ["engine-note"]
-    # Only engines that clone get the drop zone: for the others it is a large box that does nothing.
-    reference = gr.Audio(sources=["upload", "microphone"], type="filepath", label=reference_label,
-                         visible=can_clone(default), elem_classes=["reference-input"])
-    with gr.Accordion("Engine settings", open=False, visible=bool(engine_settings(default)),
-                      elem_classes=["engine-settings"]) as box:
-        settings, wire_settings = settings_panel(lab, engine, default)
-    controls = EngineControls(engine, speaker, lang_dd, reference, seed, box, settings, note)
-
-    def on_engine(name: str, progress=gr.Progress()):
-        caps = capabilities(name)
-        common = [gr.Accordion(visible=bool(engine_settings(name))), gr.Audio(visible=can_clone(name))]
-        try:
-            eng = lab.engines.get(name, progress)  # loads once; progress shows a slow load
-        except LabError as e:
-            # One short toast; the whole reason stays in the note under the engine.
-            reason = lab.engines.unavailable_reason(name) or str(e)
-            print(f"lab.py: engine {name} is unavailable: {shorten(reason, 300)}", file=sys.stderr, flush=True)
-            gr.Warning(html.escape(f"{name} is unavailable: {shorten(reason, 160)}", quote=False))
-            return [gr.Dropdown(choices=[], value=None), *common, engine_note(lab, name, reason=reason)] + \
-                ([gr.skip()] if lang else [])
-        out = [speaker_update(lab, name, eng.speakers()), *common, engine_note(lab, name, needs_cloning=needs_cloning)]
-        if lang:
-            langs = list(eng.languages)
-            out.append(gr.Dropdown(choices=langs, value="en" if "en" in langs else langs[0]))
-        return out
-
-    # Progress (and a failure's badge) on the speaker list only: the other outputs only change visibility.
-    controls.changed = engine.change(on_engine, [engine], [speaker, box, reference, note] + ([lang_dd] if lang else []),
-                  api_visibility="private", concurrency_limit=None, show_progress_on=[speaker])
-    wire_settings()
-    return controls
-
-
-# -- engine settings ----------------------------------------------------------------------------
-
-NO_VALUE = "default"  # a choice widget's entry for None (the engine's own default)
-
-
-def engine_settings(name: str) -> list[SettingInfo]:
-    """The settings engine ``name`` declares ([] if none or it cannot be imported here)."""
-    try:
-        return describe(settings_class(name))
-    except Exception:  # noqa: BLE001 - an engine that cannot import has no settings to show
-        return []
-
-
-def setting_widget(engine: str, info: SettingInfo) -> gr.components.Component:
-    """The widget for one declared setting: a checkbox, a choice, a slider (bounded numbers) or a
-    number box (numbers that may be left empty = the engine's own default)."""
-    label = info.label or info.name
-    classes = [f"setting-{engine}-{info.name}"]
-    help_ = info.help
-    if info.type is bool:
-        return gr.Checkbox(bool(info.default), label=label, info=help_, elem_classes=classes)
-    if info.choices is not None:
-        choices = [(NO_VALUE if c is None else str(c), NO_VALUE if c is None else c) for c in info.choices]
-        return gr.Dropdown(choices, value=NO_VALUE if info.default is None else info.default, label=label,
-                           info=help_, elem_classes=classes)
-    if info.type in (int, float):
-        step = info.step or (1 if info.type is int else 0.01)
-        if not info.optional and info.min is not None and info.max is not None:
-            return gr.Slider(info.min, info.max, info.default, step=step, label=label, info=help_,
-                             elem_classes=classes)
-        if not info.optional:
-            return gr.Number(info.default, label=label, info=help_, minimum=info.min, maximum=info.max, step=step,
-                             precision=0 if info.type is int else None, elem_classes=classes)
-        # A number that may stay empty (the engine's own default): gr.Number cannot be empty.
-        bounds = f" ({info.min}..{info.max})" if info.min is not None and info.max is not None else ""
-        return gr.Textbox("" if info.default is None else str(info.default), label=label + bounds, info=help_,
-                          placeholder=NO_VALUE, elem_classes=classes)
-    return gr.Textbox(info.default or "", label=label, info=help_, elem_classes=classes)
-
-
-def _overrides_js(infos: list[SettingInfo]) -> str:
-    """Browser-side: the group's widget values -> JSON of those that differ from the defaults.
-    Run in the page (no server round trip), so a Run clicked right after a change sends it."""
-    names = json.dumps([i.name for i in infos])
-    defaults = json.dumps([i.default for i in infos])
-    return (f"(...v) => {{ const n = {names}, d = {defaults}, o = {{}}; "
-            f"n.forEach((k, i) => {{ let x = v[i]; if (x === '' || x === '{NO_VALUE}' || x === undefined) x = null; "
-            "if (JSON.stringify(x) !== JSON.stringify(d[i])) o[k] = x; }); return JSON.stringify(o); }")
-
-
-def settings_panel(lab: LabContext, engine: gr.Dropdown, default: str) -> tuple[gr.Textbox, Callable[[], None]]:
-    """One group of widgets per engine that declares settings (only the chosen engine's shown),
-    built from the engines' declarations, and the hidden JSON of the chosen engine's changed
-    settings that the tab functions receive. Returns (that textbox, a function wiring the events,
-    to call after the engine dropdown's own change event is wired)."""
-    groups: dict[str, tuple[gr.Group, list[gr.components.Component], list[SettingInfo]]] = {}
-    for name in lab.engines.names():
-        infos = engine_settings(name)
-        if not infos:
-            continue
-        with gr.Group(visible=name == default, elem_classes=[f"settings-{name}"]) as group:
-            gr.Markdown(f"**{name} settings** (empty or `{NO_VALUE}` = the engine's own default)")
-            widgets = [setting_widget(name, info) for info in infos]
-        groups[name] = (group, widgets, infos)
-    settings = gr.Textbox("{}", visible=False, label="settings (JSON)")
-    everything = [w for _, widgets, _ in groups.values() for w in widgets]
-
-    def chosen(name: str, *values: Any):
-        """Show ``name``'s group; its current values become the settings sent."""
-        out: dict[str, Any] = {}
-        i = 0
-        for group_name, (_, widgets, infos) in groups.items():
-            part = values[i:i + len(widgets)]
-            i += len(widgets)
-            if group_name == name:
-                for info, value in zip(infos, part):
-                    value = None if value in ("", NO_VALUE) else value
-                    if value != info.default:
-                        out[info.name] = value
-        return [gr.Group(visible=n == name) for n in groups] + [json.dumps(out)]
-
-    def wire() -> None:
-        engine.change(chosen, [engine, *everything], [*(g for g, _, _ in groups.values()), settings],
-                      queue=False, api_visibility="private", show_progress="hidden")
-        for _, widgets, infos in groups.values():
-            for widget in widgets:
-                widget.change(None, widgets, [settings], js=_overrides_js(infos), queue=False,
-                              api_visibility="private", show_progress="hidden")
-
-    return settings, wire
-
-
-def settings_from(value: Any) -> dict[str, Any]:
-    """The settings the UI (or an API caller) sent: a JSON object, or a mapping; '' = none.
-    The spec checks the names and values against the engine's declaration."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return {}
-    if isinstance(value, dict):
-        return value
-    try:
-        data = json.loads(value)
-    except (TypeError, ValueError):
-        raise LabError(f"settings must be a JSON object such as {{\"length_scale\": 1.5}}, got {value!r}") from None
-    if not isinstance(data, dict):
-        raise LabError(f"settings must be a JSON object such as {{\"length_scale\": 1.5}}, got {value!r}")
-    return data
-
-
-def common_kwargs(engine: str, speaker: str | None, reference: str | None, seed: Any,
-                  settings: Any, voices: VoiceLibrary | None = None) -> dict[str, Any]:
-    """Spec fields shared by every experiment, from the controls' values. A saved voice
-    (``voice:<name>`` from ``voices``) becomes the reference to clone."""
-    if not engine:
-        raise LabError("choose an engine")
-    if saved_name(speaker) is not None:
-        if reference:
-            raise LabError("choose a saved voice or upload a reference to clone, not both")
-        _, saved = resolve_speaker(voices, engine, engine_class(engine).capabilities, speaker)
-        speaker, reference = None, saved.path
-    try:
-        seed_int = int(seed if seed is not None else 0)
-    except (TypeError, ValueError):
-        raise LabError(f"seed must be an integer, got {seed!r}") from None
-    return {"engine": engine, "speaker": speaker or None, "reference": reference or None,
-            "seed": seed_int, "settings": settings_from(settings)}
-
-
-def parse_floats(name: str, text: str) -> tuple[float, ...]:
-    """'0.5, 1, 2' -> (0.5, 1.0, 2.0); a LabError names the field otherwise."""
-    try:
-        values = tuple(float(v) for v in str(text).replace(";", ",").split(",") if v.strip())
-    except ValueError:
-        raise LabError(f"{name} must be comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise LabError(f"{name} is empty: give at least one number")
-    return values
-
-
-# -- judges -------------------------------------------------------------------------------------
-
-JUDGE_CHOICES = [("all installed judges", "all"), ("fast (DNSMOS only)", "fast"), ("none", "none")]
-
-
-@dataclass
-class JudgeControls:
-    """Which judges score a run, and the voice the speaker judge compares built-in voices with."""
-
-    choice: gr.Radio
-    reference: gr.Audio
-
-    @property
-    def inputs(self) -> list[gr.components.Component]:
-        """judges, judge_reference — the two optional last arguments of every experiment endpoint."""
-        return [self.choice, self.reference]
-
-
-def judges_switch(lab: LabContext) -> JudgeControls:
-    """Which judges score this run's rows (their columns arrive after the audio and timings), and,
-    for built-in voices, a recording of the voice to compare with (cloned rows use their reference)."""
-    value = lab.judge_choice if lab.judge_choice in ("all", "fast", "none") else "all"
-    choice = gr.Radio(JUDGE_CHOICES, value=value, label="Judges",
-                      info="quality columns (DNSMOS, CER/WER, speaker similarity) computed after synthesis",
-                      elem_classes=["judges-select"])
-    with gr.Accordion("Speaker judge: a recording to compare built-in voices with (optional)", open=False):
-        reference = gr.Audio(sources=["upload"], type="filepath", label="Voice to compare with",
-                             elem_classes=["judge-reference"])
-    return JudgeControls(choice, reference)
+# -- judged runs ------------------------------------------------------------------------------
 
 
 def run_judged(lab: LabContext, experiment: str, spec: Any, progress: Any, judges: str | None,

@@ -15,7 +15,8 @@ from experiments.evaluate import summarize, summary_view, verdicts as paired_ver
 from experiments.sentences import read_sentences
 from experiments.specs import EvaluateSpec
 
-from .common import judges_switch, outputs_panel, panel_values, results_table, reveal_filled, run_judged, ui_errors
+from .common import outputs_panel, panel_values, results_table, reveal_filled, run_judged, ui_errors
+from .controls import Field, Form, judges_switch
 
 DEFAULT_LANGS = ["en", "ja"]
 
@@ -69,7 +70,7 @@ def render(lab: LabContext) -> None:
                                 info="ray: one actor per engine instance (README: Ray cluster)")
             address = gr.Textbox("", label="Ray address", placeholder="empty = a local Ray instance; auto; HOST:PORT")
             workers = gr.Slider(1, 16, 1, step=1, label="Ray workers per engine")
-    judges = judges_switch(lab)  # the summary's CER, speaker similarity and DNSMOS come from these
+    judges = judges_switch(lab, "evaluate")  # the summary's CER, speaker similarity and DNSMOS come from these
     run_btn = gr.Button("Run evaluation", variant="primary")
     summary = results_table("Summary (engine × variant × language)", "evaluate-summary",
                             ("engine", "variant", "lang", "rows", "CER", "CER>0", "spk_sim", "DNSMOS OVRL", "RTF", "notes"))
@@ -79,22 +80,26 @@ def render(lab: LabContext) -> None:
     panel = outputs_panel(lab, "evaluate")
     last_run = gr.State(None)  # this user's latest run id
 
+    form = Form(Field("engines", engines), Field("langs", langs), Field("sentences", sentences),
+                Field("sentence_file", sentence_file), Field("sentence_lang", sentence_lang),
+                Field("speakers", speakers), Field("seeds", seeds), Field("reference", reference),
+                Field("executor", executor), Field("address", address), Field("workers", workers), judges)
+
     @ui_errors
-    def evaluate(engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference, executor,
-                 address, workers, judges=None, judge_reference=None, progress=gr.Progress()):
-        spec = EvaluateSpec(engines=tuple(engines or ()), langs=tuple(langs or ()), sentences=int(sentences),
-                            sentence_file=sentence_file or None, sentence_lang=sentence_lang or None,
-                            speakers=_list("voices", speakers), seeds=_list("seeds", seeds, int),
-                            references=(reference,) if reference else (), executor=executor or "local",
-                            ray_address=(address or "").strip() or None, workers=int(workers))
+    @form.handler
+    def evaluate(v, progress):
+        spec = EvaluateSpec(engines=tuple(v.engines or ()), langs=tuple(v.langs or ()), sentences=int(v.sentences),
+                            sentence_file=v.sentence_file or None, sentence_lang=v.sentence_lang or None,
+                            speakers=_list("voices", v.speakers), seeds=_list("seeds", v.seeds, int),
+                            references=(v.reference,) if v.reference else (), executor=v.executor or "local",
+                            ray_address=(v.address or "").strip() or None, workers=int(v.workers))
         # Timings first; the summary again with the judges' columns once they have scored every row.
-        for df, run in run_judged(lab, "evaluate", spec, progress, judges, judge_reference):
+        for df, run in run_judged(lab, "evaluate", spec, progress, v.judges.judges, v.judges.reference):
             table = paired_verdicts(df)
             shown = table[["language", "a", "b", "column", "pairs", "diff_mean", "ci_low", "ci_high", "verdict"]] \
                 if not table.empty else table
             yield [summary_view(summarize(df)), *panel_values("evaluate", df, run), run.run_id, shown]
 
-    ran = run_btn.click(evaluate, [engines, langs, sentences, sentence_file, sentence_lang, speakers, seeds, reference,
-                                   executor, address, workers, *judges.inputs], [summary, *panel.outputs, last_run, verdicts],
+    ran = run_btn.click(evaluate, form.inputs, [summary, *panel.outputs, last_run, verdicts],
                         api_name="evaluate", show_progress_on=[summary])
     reveal_filled(ran, panel.hidden)

@@ -12,10 +12,8 @@ from components.engines import lab_languages
 from components.engines.base import LabError
 from experiments.specs import DEFAULT_SENTENCES, LanguagesSpec
 
-from .common import (
-    common_kwargs, engine_controls, judges_switch, outputs_panel, panel_values, reveal_filled,
-    run_judged, ui_errors,
-)
+from .common import outputs_panel, panel_values, reveal_filled, run_judged, ui_errors
+from .controls import EngineControls, Field, Form, engine_controls, judges_switch
 
 DEFAULT_LANGS = ["en", "es", "de", "ja", "ko", "zh-cn"]
 
@@ -33,29 +31,31 @@ def parse_texts(text: str) -> dict[str, str]:
     return texts
 
 
-def render(lab: LabContext) -> None:
+def render(lab: LabContext) -> EngineControls:
     """The Languages tab's widgets and its ``languages`` endpoint."""
     # Every language some engine speaks; the run logs an 'unsupported' row where the chosen one does not.
     langs = gr.CheckboxGroup(list(lab_languages()), value=DEFAULT_LANGS, label="Languages")
     texts = gr.Textbox("", lines=2, label="Sentence overrides (optional)",
                        placeholder=f"one 'lang: sentence' per line, e.g. en: {DEFAULT_SENTENCES['en']}")
     speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
-    controls = engine_controls(lab, lang=False)
-    judges = judges_switch(lab)
+    controls = engine_controls(lab, "languages", lang=False)
+    judges = judges_switch(lab, "languages")
     run_btn = gr.Button("Run languages", variant="primary")
     panel = outputs_panel(lab, "languages")
     last_run = gr.State(None)  # this user's latest run id
 
+    form = Form(Field("langs", langs), Field("texts", texts), Field("speed", speed), controls, judges)
+
     @ui_errors
-    def languages(langs, texts, speed, engine, speaker, reference, seed, settings, judges=None, judge_reference=None, progress=gr.Progress()):
-        spec = LanguagesSpec(langs=tuple(langs or ()), texts=parse_texts(texts), speed=float(speed),
-                             **common_kwargs(engine, speaker, reference, seed,
-                                             settings,
-                                             voices=lab.voices))
-        for df, run in run_judged(lab, "languages", spec, progress, judges, judge_reference):  # table first, judge columns next
+    @form.handler
+    def languages(v, progress):
+        spec = LanguagesSpec(langs=tuple(v.langs or ()), texts=parse_texts(v.texts), speed=float(v.speed),
+                             **v.engine.spec_fields())
+        for df, run in run_judged(lab, "languages", spec, progress, v.judges.judges, v.judges.reference):  # table first, judge columns next
             yield [*panel_values("languages", df, run), run.run_id]
 
-    ran = run_btn.click(languages, [langs, texts, speed, *controls.inputs, *judges.inputs], [*panel.outputs, last_run],
+    ran = run_btn.click(languages, form.inputs, [*panel.outputs, last_run],
                         api_name="languages", show_progress_on=[panel.table])
     reveal_filled(ran, panel.hidden)
     controls.gate(run_btn)
+    return controls

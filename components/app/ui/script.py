@@ -35,7 +35,8 @@ from experiments.pipeline import run_experiment
 from experiments.script_format import FORMATS, Voice, parse_script
 from experiments.specs import MAX_TAKES, ScriptSpec
 
-from .common import judges_switch, servable, table_view, ui_errors
+from .common import servable, table_view, ui_errors
+from .controls import judges_switch
 
 EXAMPLE = """# One line per utterance: "Name: text". A blank line is a longer pause.
 Narrator: It was a quiet evening in the lab.
@@ -124,7 +125,7 @@ def render(lab: LabContext) -> None:
                             info="heard back by the asr judge")
         n_takes = gr.Number(3, precision=0, minimum=1, maximum=MAX_TAKES, label="Takes per line (at most)", scale=1,
                             elem_id="script-takes", info="flagged lines are retaken on engines that use a seed")
-    judges = judges_switch(lab)
+    judges = judges_switch(lab, "script")
     run_btn = gr.Button("Read the script aloud", variant="primary", elem_id="script-run")
     with gr.Row():
         first = gr.Audio(label="First line (plays while the rest is made)", type="filepath", autoplay=True,

@@ -12,10 +12,8 @@ from components.app.context import LabContext
 from experiments.pipeline import run_experiment
 from experiments.specs import DEFAULT_TEXT, SynthSpec
 
-from .common import (
-    capabilities, common_kwargs, engine_controls, judges_switch, results_table, reveal_filled,
-    servable, signal_images, table_view, ui_errors,
-)
+from .common import results_table, reveal_filled, servable, signal_images, table_view, ui_errors
+from .controls import EngineControls, Field, Form, capabilities, engine_controls, judges_switch
 
 
 def can_stream_audio() -> bool:
@@ -28,15 +26,15 @@ def streams(name: str) -> bool:
     return bool(caps and caps.streaming)
 
 
-def render(lab: LabContext) -> None:
+def render(lab: LabContext) -> EngineControls:
     """The Synthesize tab's widgets and its ``synthesize`` endpoint."""
     streaming_ok = can_stream_audio()
     with gr.Row():
         with gr.Column(scale=3):
             text = gr.Textbox(DEFAULT_TEXT, lines=3, label="Text")
-            controls = engine_controls(lab)
+            controls = engine_controls(lab, "synth")
             speed = gr.Slider(0.25, 4.0, 1.0, step=0.05, label="Speed")
-            judges = judges_switch(lab)
+            judges = judges_switch(lab, "synth")
             run_btn = gr.Button("Synthesize", variant="primary")
         with gr.Column(scale=2):
             # Only for an engine that streams: for the others it would stay empty.
@@ -57,18 +55,18 @@ def render(lab: LabContext) -> None:
     csv = gr.File(label="results.csv", interactive=False, height=80, elem_id="synth-csv", visible=False)
     last_run = gr.State(None)  # this user's latest run id
 
+    form = Form(Field("text", text), controls, Field("speed", speed), judges)
+
     @ui_errors
-    def synthesize(text, engine, speaker, lang, reference, seed, settings, speed, judges=None, judge_reference=None,
-                   progress=gr.Progress()):
-        spec = SynthSpec(text=text, lang=lang, speed=float(speed),
-                         **common_kwargs(engine, speaker, reference, seed,
-                                         settings,
-                                             voices=lab.voices))
+    @form.handler
+    def synthesize(v, progress):
+        spec = SynthSpec(text=v.text, lang=v.engine.lang, speed=float(v.speed), **v.engine.spec_fields())
         caps = lab.engines.get(spec.engine, progress).capabilities
         w = s = None
         for update in run_experiment("synth", spec, engines=lab.engines, store=lab.store, judges=lab.judges,
-                                     judge_choice=judges or lab.judge_choice, judge_reference=judge_reference,
-                                     progress=progress, save=False, stream=caps.streaming and streaming_ok):
+                                     judge_choice=v.judges.judges or lab.judge_choice,
+                                     judge_reference=v.judges.reference, progress=progress, save=False,
+                                     stream=caps.streaming and streaming_ok):
             if update.audio is not None:
                 yield update.audio, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             elif update.judged:  # the audio is out; the judge columns follow when ready
@@ -81,9 +79,10 @@ def render(lab: LabContext) -> None:
                 w, s = signal_images(wav)
                 yield (gr.skip(), servable(wav), w, s, table_view(df), servable(run.csv_path), run.run_id)
 
-    ran = run_btn.click(synthesize, [text, *controls.inputs, speed, *judges.inputs], [live, audio, wave, spec_img, table, csv, last_run],
+    ran = run_btn.click(synthesize, form.inputs, [live, audio, wave, spec_img, table, csv, last_run],
                         api_name="synthesize", show_progress_on=[audio])
     reveal_filled(ran, [wave, spec_img, csv])
     controls.gate(run_btn)
     controls.engine.change(lambda name: gr.Audio(visible=streaming_ok and streams(name)), [controls.engine], [live],
                            api_visibility="private", queue=False, show_progress="hidden")
+    return controls
