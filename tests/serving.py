@@ -194,8 +194,9 @@ def rss_mb(pid: int) -> float:
 
 
 def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_requests: int = 4000,
-         warm_up: int = 20, settled_judged: int = 1, auth: tuple[str, str] | None = None) -> dict:
-    """Warm-up, then ``clients`` threads send espeak requests to ``url`` for ``seconds`` (or
+         warm_up: int = 20, settled_judged: int = 1, auth: tuple[str, str] | None = None,
+         engine: str = "espeak", voice: str = "female") -> dict:
+    """Warm-up, then ``clients`` threads send ``engine`` requests (``/v1``: ``voice``) to ``url`` for ``seconds`` (or
     ``max_requests`` counted from the settled point), cycling through REST ``/synthesize_base64``,
     ``/v1`` wav, ``/v1`` pcm (streamed) and ``/v1`` mp3; every request has its own text, so its row
     can be found.
@@ -215,7 +216,7 @@ def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_re
     with httpx.Client(base_url=url, auth=auth, timeout=120) as http:
         for i in range(warm_up):
             text = f"Warm-up request {i}."
-            sent.append(("rest", text, http.post("/synthesize_base64", json={"engine": "espeak", "text": text}).status_code))
+            sent.append(("rest", text, http.post("/synthesize_base64", json={"engine": engine, "text": text}).status_code))
         deadline = time.monotonic() + 300
         while True:  # the judge has judged a row, and no engine is still loading (the default preloads)
             health = http.get("/health").json()
@@ -259,10 +260,10 @@ def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_re
                 t0 = time.perf_counter()
                 try:
                     if endpoint == "rest":
-                        r = http.post("/synthesize_base64", json={"engine": "espeak", "text": text})
+                        r = http.post("/synthesize_base64", json={"engine": engine, "text": text})
                     else:
                         fmt = endpoint.split("-")[1]
-                        r = http.post("/v1/audio/speech", json={"model": "espeak", "voice": "female", "input": text,
+                        r = http.post("/v1/audio/speech", json={"model": engine, "voice": voice, "input": text,
                                                                 "response_format": fmt})
                     status = r.status_code
                 except httpx.HTTPError:
