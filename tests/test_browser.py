@@ -292,6 +292,9 @@ def test_voices_tab_saves_plays_and_removes_a_voice(page, tmp_path_factory):
     page.wait_for_selector("#voice-listen audio", state="attached")  # the cleaned reference plays
     no_error_toasts(page)
     shot(page, "voices")
+    page.reload()  # a new page lists the saved voices (filled on page load)
+    page.get_by_role("tab", name="Voices", exact=True).click()
+    rows_shown(page, "voices-table", 1)
     page.locator("#voice-remove").click()
     page.get_by_text("Removed alice").wait_for(state="visible")
     rows_shown(page, "voices-table", 0)

@@ -98,6 +98,7 @@ def build_app(lab: LabContext) -> gr.Blocks:
             return updates
 
         demo.load(on_load, engines, engines + speakers, api_visibility="private", queue=False)
+        demo.load(voices_tab.listing, None, voices_tab.shown, api_visibility="private", queue=False)
 
         # A voice saved or removed in the Voices tab shows up in (or leaves) every speaker list.
         def on_voices_changed(*values: str):

@@ -7,6 +7,7 @@ clone, in every tab. API: ``/voices``, ``/voice_add``, ``/voice_remove`` (see ``
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import gradio as gr
 import pandas as pd
@@ -21,9 +22,13 @@ TABLE_COLUMNS = ("name", "seconds", "fingerprint", "saved", "conditioned for", "
 
 @dataclass
 class VoicesTab:
-    """What other tabs listen to: ``changed`` takes a new value whenever a voice is saved or removed."""
+    """What other tabs listen to: ``changed`` takes a new value whenever a voice is saved or removed;
+    ``listing`` fills ``shown`` (the table and the voice picker) on every page load, so a new page
+    lists the voices saved since the app was built (the app wires it, as a private event)."""
 
     changed: gr.State
+    shown: list[gr.components.Component]
+    listing: Callable[[], tuple[pd.DataFrame, gr.Dropdown]]
 
 
 def voices_table(lab: LabContext) -> pd.DataFrame:
@@ -66,7 +71,8 @@ def render(lab: LabContext) -> VoicesTab:
                 refresh = gr.Button("Refresh", size="sm")
                 remove = gr.Button("Remove voice", variant="stop", size="sm", elem_id="voice-remove")
     message = gr.Markdown(elem_id="voice-message")
-    table = gr.Dataframe(lambda: voices_table(lab), label="Saved voices", interactive=False,
+    # Not a callable value: gradio would make its page-load event a public API endpoint (/lambda_N).
+    table = gr.Dataframe(label="Saved voices", interactive=False,
                          elem_id="voices-table")
     changed = gr.State(0)
 
@@ -100,4 +106,4 @@ def render(lab: LabContext) -> VoicesTab:
     remove.click(drop, [pick, changed], [table, pick, message, changed], api_name="voice_remove")
     refresh.click(lambda: (voices_table(lab), picker()), None, [table, pick], api_name="voices")
     pick.change(play, [pick], [listen], api_visibility="private")
-    return VoicesTab(changed)
+    return VoicesTab(changed, [table, pick], lambda: (voices_table(lab), picker()))
