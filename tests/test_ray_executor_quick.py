@@ -42,13 +42,16 @@ def test_a_malformed_address_is_a_lab_error(address):
         _check_listening(address)
 
 
-def test_an_address_nobody_listens_on_is_refused_before_ray_starts():
+def test_an_address_nobody_listens_on_is_refused_before_ray_starts(monkeypatch):
+    # In the full suite a local Ray instance may already run in this process (the ray_local
+    # fixture), and connect() would then use it: pretend none runs, and fail if ray.init is reached.
+    monkeypatch.setattr(ray_executor.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_executor.ray, "init", lambda *a, **k: pytest.fail("ray.init was reached"))
     with socket.socket() as s:  # a port that was free a moment ago and has no listener
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(LabError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
         connect(f"127.0.0.1:{port}")
-    assert not ray_executor.ray.is_initialized()
 
 
 def test_rows_are_chunked_per_variant_one_per_task_unless_the_engine_batches():
