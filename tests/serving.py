@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import statistics
 import threading
 import time
 from contextlib import contextmanager
@@ -290,4 +291,6 @@ def soak(url: str, pid: int, *, clients: int = 8, seconds: float = 120.0, max_re
             "rss_start_mb": rss_start, "rss_settled_mb": rss[0][1], "rss_max_after_settled_mb": max(mb for _, mb in rss),
             "rss_max_first_half_mb": max(mb for _, mb in rss[:max(half, 1)]),
             "rss_max_second_half_mb": max(mb for _, mb in rss[half:]),
+            "rss_median_first_half_mb": statistics.median(mb for _, mb in rss[:max(half, 1)]),
+            "rss_median_second_half_mb": statistics.median(mb for _, mb in rss[half:]),
             "rss_end_mb": rss[-1][1], "backlog_max": backlog_max[0], "series": series, "sent": sent}

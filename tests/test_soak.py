@@ -6,7 +6,7 @@ is in the CSV), every row judged or marked "not judged: backlog", and RSS flat a
 RSS criterion, once settled (``WARM_UP`` requests, then until a row is judged and no engine is
 loading, then under the clients' load until ``SETTLED`` rows are judged: the models are in memory
 and DNSMOS has run its largest ONNX call, whose activations ONNX Runtime's arena keeps, about
-1.5 GB, see docs/serving.md): the highest RSS in the second half of the soak is at most ``RSS_SLACK_MB`` above the highest in the first half. A leak (or a queue without
+1.5 GB, see docs/serving.md): the median RSS sample of the second half of the soak is at most ``RSS_SLACK_MB`` above the median of the first half. A leak (or a queue without
 bound) grows with the requests served, so it shows in the second half; the allocator's one-time
 growth as the 40 worker threads first get their arenas settles in the first. Before the cap, the backlog held every waiting row's audio and RSS grew with it.
 
@@ -65,4 +65,6 @@ def test_soak_keeps_rss_flat_and_loses_no_row(tmp_path):
     assert len(marked) + len(scored) == len(rows) and scored
     assert (judging["judged"], judging["not_judged_backlog"]) == (len(scored), len(marked))
     assert figures["backlog_max"] <= BACKLOG
-    assert figures["rss_max_second_half_mb"] <= figures["rss_max_first_half_mb"] + RSS_SLACK_MB, figures
+    # Medians, not maxima: one judging batch or allocator swing lifts a single sample by ~100 MB
+    # (a fresh-clone run: 2,442 -> 2,567 MB for four samples, then back to 2,490); a leak lifts them all.
+    assert figures["rss_median_second_half_mb"] <= figures["rss_median_first_half_mb"] + RSS_SLACK_MB, figures
