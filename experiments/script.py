@@ -53,7 +53,7 @@ from .script_format import (
     DEFAULT_LINE_CHARS, Line, Script, Voice, parse_script, parse_voices, split_line, voices_for,
 )
 from .script_stitch import (  # noqa: F401 - callers reach the stitching through this module
-    SPEAKERS_CSV, SRT, STITCHED_WAV, VTT, Stitched, _replace, _row_extra, current_lines, expand_extra, row_line,
+    SPEAKERS_CSV, SRT, STITCHED_WAV, VTT, Stitched, _replace, _row_extra, current_lines, expand_extra, line_rows, row_line,
     stitch,
 )
 from .specs import ScriptSpec
@@ -252,16 +252,9 @@ def takes(df: pd.DataFrame, checks: pd.DataFrame, spec: ScriptSpec, chosen: dict
     (comma-separated, "" when clean), ``checked`` and ``kept`` (the take that goes into the
     stitched file: the user's choice, else the best: clean first, then lowest CER, then fewest
     flags, then the latest). Pace is judged against the median pace of each voice's first takes."""
-    if df is None or df.empty:
-        return pd.DataFrame()
-    d = expand_extra(df)
-    if "line" not in d:
-        return pd.DataFrame()
-    d = d[(d["status"] == "ok") & d["line"].notna()].copy()
+    d = line_rows(df)
     if d.empty:
-        return pd.DataFrame()
-    d["line"] = d["line"].astype(int)
-    d["row"] = pd.to_numeric(d["row"], errors="coerce")
+        return d
     d = d.sort_values("row")
     if "take" not in d:
         d["take"] = np.nan

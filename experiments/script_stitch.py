@@ -88,15 +88,26 @@ class Stitched:
 def current_lines(df: pd.DataFrame) -> pd.DataFrame:
     """The rows that make the stitched file: per script line, its latest rendering that succeeded,
     in line order (``line``, ``voice``, ``pause_before`` read from the ``extra`` column)."""
+    ok = line_rows(df)
+    if ok.empty:
+        return ok
+    return ok.sort_values("row").groupby("line").tail(1).sort_values("line").reset_index(drop=True)
+
+
+def line_rows(df: pd.DataFrame | None) -> pd.DataFrame:
+    """Every take that succeeded, its ``extra`` spread into columns, ``line`` as int and ``row`` as
+    a number (an empty frame when there is none)."""
     if df is None or df.empty:
         return pd.DataFrame()
-    df = expand_extra(df)
-    if "line" not in df:
+    d = expand_extra(df)
+    if "line" not in d:
         return pd.DataFrame()
-    ok = df[(df["status"] == "ok") & df["line"].notna()].copy()
-    ok["line"] = ok["line"].astype(int)
-    ok["row"] = pd.to_numeric(ok["row"], errors="coerce")
-    return ok.sort_values("row").groupby("line").tail(1).sort_values("line").reset_index(drop=True)
+    d = d[(d["status"] == "ok") & d["line"].notna()].copy()
+    if d.empty:
+        return pd.DataFrame()
+    d["line"] = d["line"].astype(int)
+    d["row"] = pd.to_numeric(d["row"], errors="coerce")
+    return d
 
 
 def _row_extra(row: dict[str, Any]) -> dict[str, Any]:
