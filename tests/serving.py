@@ -104,9 +104,10 @@ def uvicorn_thread(app) -> Iterator[str]:
     """Serve ``app`` in this process (so tests can look inside the lab); yields the base url."""
     import uvicorn
 
+    from components.app.server import server_config
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, graceful_s=2))  # the lab's own settings
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

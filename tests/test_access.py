@@ -331,6 +331,31 @@ def test_failures_are_limited_per_client_and_logged_once_without_the_secret(tmp_
     assert "guess" not in printed and TOKEN not in printed and "wonder" not in printed
 
 
+def test_behind_a_share_tunnel_each_visitor_is_its_own_client(tmp_path):
+    """Every visitor of a share link reaches the server from the tunnel client on this machine
+    (127.0.0.1), which appends the visitor's address to X-Forwarded-For. With the lab's uvicorn
+    settings (``server_config``) that address is the client the limiter counts, so one guesser
+    locks out only itself, and an address it forges in front of the tunnel's gets it no fresh
+    count."""
+    clock = Clock()
+    lab = LabContext.create(EngineConfig(xtts_dir=str(tmp_path / "no-weights")), results=str(tmp_path / "results"))
+    options = ServerOptions(share=True, token=TOKEN)
+    access = Access(token=TOKEN, limiter=RateLimiter(clock=clock))
+    guesser, rater = "203.0.113.5", "198.51.100.7"
+    with uvicorn_thread(create_app(lab, options, access=access)) as url:
+        for i in range(11):  # the 11th failure locks the guesser out
+            forged = f"10.0.0.{i}, {guesser}"  # what it sent, then what the tunnel appended
+            httpx.get(f"{url}/health", headers={"X-Forwarded-For": forged, "Authorization": f"Bearer guess-{i}"})
+        locked = httpx.get(f"{url}/health", headers={"X-Forwarded-For": guesser, "Authorization": f"Bearer {TOKEN}"})
+        assert locked.status_code == 429
+        other = httpx.get(f"{url}/health", headers={"X-Forwarded-For": rater, "Authorization": f"Bearer {TOKEN}"})
+        assert other.status_code == 200
+        assert httpx.get(f"{url}/health", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200  # local
+    from components.app.server import server_config
+
+    assert server_config(None, "0.0.0.0", 1).forwarded_allow_ips == "127.0.0.1,::1"  # not FORWARDED_ALLOW_IPS
+
+
 # -- options, console, --auth -------------------------------------------------------------------
 
 

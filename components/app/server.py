@@ -116,6 +116,22 @@ def parse_api_keys(value: str | None) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def server_config(app: Any, host: str, port: int, graceful_s: float = 5) -> Any:
+    """uvicorn's settings for the lab.
+
+    X-Forwarded-For is trusted from loopback peers only, said here rather than left to uvicorn's
+    default (which the FORWARDED_ALLOW_IPS variable can widen to any peer). Behind ``--share``
+    every visitor arrives from the tunnel client on this machine, which appends the visitor's
+    address to that header; uvicorn makes the rightmost untrusted entry the request's client, so
+    the failed-login limiter (``access.RateLimiter``) counts each visitor on its own rather than
+    locking every rater out with one guesser (tests/test_access.py).
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=graceful_s,
+                          proxy_headers=True, forwarded_allow_ips="127.0.0.1,::1")
+
+
 def is_loopback(host: str) -> bool:
     """True when ``host`` is reachable from this machine only."""
     if host == "localhost":
@@ -374,8 +390,7 @@ def serve(args: argparse.Namespace) -> int:
     from .ui.app import build_app
 
     app = create_app(lab, options, ui=build_app(lab))
-    server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port, log_level="warning",
-                                           timeout_graceful_shutdown=5))
+    server = uvicorn.Server(server_config(app, options.host, options.port))
     if options.share:
         ready = threading.Event()
         start_share_link(lab, options, ready)
