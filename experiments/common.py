@@ -15,6 +15,7 @@ from components.core.stats import mean_ci, tidy
 from components.engines import Engines
 from components.engines.base import Engine, Progress, SynthRequest, SynthResult, no_progress
 from components.engines.settings import row_columns as settings_columns
+from components.core.audio import load_audio
 from components.core.metrics import signal_metrics
 from components.store.results import Run
 from components.store.voices import reference_identity
@@ -148,10 +149,16 @@ def log_result(engine: Engine, request: SynthRequest, result: SynthResult, secon
     with engines.released(engine.name) if engines is not None else nullcontext():
         row = row_for(engine, request, result, seconds, **fields)
         stem = stem or f"{engine.name}-{request.lang}-{request.text}"
-        row["wav_path"] = str(run.save_wav(result.audio, result.sample_rate, stem))
+        path = run.save_wav(result.audio, result.sample_rate, stem)
+        row["wav_path"] = str(path)
         written = run.append(row)
-        submit_for_judging(run, written["row"], result.audio, result.sample_rate, request.text, request.lang,
-                           judge_reference or request.reference)
+        if getattr(run, "judging", None) is not None:
+            # The judges hear the file the row points to (16-bit PCM), not the engine's floats:
+            # judging the run's wav/ folder again gives the same columns, and a script take's
+            # check reads the same samples, so the run's asr judge finds it already transcribed.
+            heard, sample_rate = load_audio(path)
+            submit_for_judging(run, written["row"], heard, sample_rate, request.text, request.lang,
+                               judge_reference or request.reference)
         return written
 
 

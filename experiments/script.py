@@ -38,8 +38,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 
+from components.core.audio import load_audio
 from components.judges import take_flags
 from components.engines import Engines
 from components.engines import shared_for
@@ -196,8 +196,9 @@ def check_take(wav_path: str | Path, text: str, lang: str, speed: float, judges:
     no judge or it cannot hear this language)."""
     from components.judges.base import CannotJudge, JudgeInput, LabError as JudgeError
 
-    audio, sr = sf.read(str(wav_path), dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
+    # Read as the run's judges read the take (experiments.common.log_result), so that when they
+    # include asr, Judges remembers this transcript for them instead of running Whisper twice.
+    audio, sr = load_audio(wav_path)
     out: dict[str, Any] = {
         "signal_flags": take_flags.join(take_flags.signal_flags(audio, sr)),
         "speech_seconds": round(take_flags.speech_seconds(audio, sr), 3), "seconds": round(len(audio) / sr, 3),

@@ -295,3 +295,53 @@ def test_run_judge_gives_the_same_cer_for_23_and_twenty_three(capsys, results_di
         assert row["asr_judge"].startswith("whisper (whisper-base")
         cers.append(row["cer"])
     assert cers[0] == cers[1] and cers[0] < 0.8, cers  # espeak's female voice is hard for Whisper base
+
+
+@pytest.mark.slow
+def test_judges_remember_an_item_judged_before(monkeypatch):
+    """Judges are deterministic, so ``Judges`` answers an item it judged before (the same samples
+    and the fields that judge reads) from memory: a script take checked by the asr judge and then
+    judged by the run's judges costs one transcript. Anything else still runs the model."""
+    import dataclasses
+
+    from components.engines.base import SynthRequest
+    from components.engines.espeak import EspeakEngine
+    from components.judges import JudgeConfig, Judges, _key
+    from components.judges.base import JudgeInput
+
+    espeak = EspeakEngine()
+    a, b = (espeak.synthesize(SynthRequest(text=t)) for t in ("One clip.", "Another, longer clip of speech."))
+    item_a = JudgeInput(a.audio, a.sample_rate, "One clip.", "en")
+    item_b = JudgeInput(b.audio, b.sample_rate, "Another, longer clip of speech.", "en")
+    judges = Judges(JudgeConfig())
+    first, _ = judges.score("dnsmos", item_a)
+    dnsmos = judges.get("dnsmos")
+    calls: list[int] = []
+    real = dnsmos.judge_many
+    monkeypatch.setattr(dnsmos, "judge_many", lambda items: calls.append(len(items)) or real(items))
+    # DNSMOS reads the audio alone: A with another text and a copy of its samples is the same item.
+    again = dataclasses.replace(item_a, audio=a.audio.copy(), text="some other text")
+    results, _ = judges.score_many("dnsmos", [again, item_b])
+    assert results[0] == first and calls == [1]  # only B went to the model
+    assert results[1]["dnsmos_ovrl"] != first["dnsmos_ovrl"]
+    # One changed sample is another item.
+    changed = a.audio.copy()
+    changed[len(changed) // 2] += 0.01
+    judges.score("dnsmos", dataclasses.replace(item_a, audio=changed))
+    assert calls == [1, 1]
+    # The asr judge reads text and language, not the reference voice.
+    from components.judges import judge_class
+
+    asr, speaker = judge_class("asr"), judge_class("speaker")  # the classes: nothing loaded
+    assert _key("asr", asr, item_a) != _key("asr", asr, dataclasses.replace(item_a, text="One clap."))
+    assert _key("asr", asr, item_a) == _key("asr", asr, dataclasses.replace(item_a, reference="voice.wav"))
+    assert _key("speaker", speaker, item_a) != _key("speaker", speaker, dataclasses.replace(item_a, reference="v.wav"))
+    # A Judges told to remember nothing runs the model every time.
+    forgetful = Judges(JudgeConfig(), remembered=0)
+    forgetful.score("dnsmos", item_a)
+    model = forgetful.get("dnsmos")
+    seen: list[int] = []
+    real_forgetful = model.judge_many
+    monkeypatch.setattr(model, "judge_many", lambda items: seen.append(len(items)) or real_forgetful(items))
+    forgetful.score("dnsmos", item_a)
+    assert seen == [1]

@@ -44,7 +44,7 @@ def clips() -> list[JudgeInput]:
 
 @pytest.fixture(scope="module")
 def judges() -> Judges:
-    return Judges(JudgeConfig())
+    return Judges(JudgeConfig(), remembered=0)  # each side of a comparison runs the model
 
 
 @pytest.mark.slow

@@ -285,3 +285,36 @@ def test_browser_lists_a_flagged_line_and_swaps_its_take(page):
     assert "chosen" in page.locator("#script-flagged").inner_text()
     no_error_toasts(page)
     shot(page, "script-takes-swapped")
+
+
+def test_checked_takes_are_transcribed_once_when_the_run_judges_asr(tmp_path, capsys, monkeypatch):
+    """With ``--judges asr`` every take is heard twice: by its check (to retake it) and by the run's
+    judges (for judges.csv). Both read the take's WAV, so Whisper runs once per take and the
+    second is answered from ``Judges``' memory: the transcripts Whisper made equal the takes."""
+    from components.judges import asr
+
+    heard: list[str] = []
+    real = asr.Whisper.__call__
+
+    def counted(self, y, lang):
+        text = real(self, y, lang)
+        heard.append(text)
+        return text
+
+    monkeypatch.setattr(asr.Whisper, "__call__", counted)
+    script = tmp_path / "s.txt"
+    script.write_text("Narrator: Good morning everyone.\nAda: We will start with the new voices.\n", encoding="utf-8")
+    rc, out, err = lab_main("run", "script", "--script", str(script), "--voices",
+                            "Narrator=espeak:male,Ada=espeak:female", "--judges", "asr",
+                            "--out", str(tmp_path / "results"), capsys=capsys)
+    assert rc == 0, err
+    run_dir = Path(out.strip().splitlines()[-1]).parent
+    checks = read_csv(run_dir / script_exp.CHECKS_CSV)
+    judged = read_csv(run_dir / "judges.csv")
+    assert len(checks) == 2 and checks["cer"].notna().all()
+    takes = set(checks["row"].astype(int))
+    assert takes <= set(judged["row"].astype(int))  # the run's judges scored every take
+    by_row = judged.set_index("row")
+    for _, check in checks.iterrows():  # the same transcript in the check and in judges.csv
+        assert by_row.loc[int(check["row"]), "asr_text"] == check["asr_text"]
+    assert len(heard) == len(judged), (len(heard), len(judged), heard)

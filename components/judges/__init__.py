@@ -10,9 +10,11 @@ module implementing ``components.judges.base.Judge`` + one line in ``REGISTRY``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from components.core import unavailable_reason_of
@@ -34,6 +36,22 @@ JUDGES_ENV = "LAB_JUDGES"  # the default selection when --judges is not given (t
 def default_choice() -> str:
     """``$LAB_JUDGES`` or ``all``: which judges score rows unless the user picks."""
     return os.environ.get(JUDGES_ENV, "").strip() or "all"
+
+# Results kept per Judges (columns only, a few hundred bytes each): a checked script take is heard
+# by the asr judge right away and again by the run's judges; the second time is a lookup.
+REMEMBERED = 256
+
+
+def _key(name: str, judge: Any, item: JudgeInput) -> tuple:
+    """What makes two requests to ``judge`` (registered as ``name``) the same: the exact samples and
+    the fields it reads (its ``reads``; all of text, language and reference if it does not say)."""
+    import numpy as np
+
+    samples = np.ascontiguousarray(item.audio, dtype=np.float32)
+    reads = getattr(judge, "reads", ("text", "lang", "reference"))
+    return (name, hashlib.sha1(samples.tobytes()).hexdigest(), int(item.sample_rate),
+            *(getattr(item, field) for field in reads))
+
 
 # Columns the judging writes besides each judge's own (see components.store.judging).
 BOOKKEEPING_COLUMNS: tuple[str, ...] = ("judges", "judge_notes", "judge_seconds", "judge_seconds_per_audio_s")
@@ -63,12 +81,15 @@ class Judges:
     not known to be re-entrant.
     """
 
-    def __init__(self, config: JudgeConfig | None = None):
+    def __init__(self, config: JudgeConfig | None = None, remembered: int = REMEMBERED):
         self.config = config or JudgeConfig()
+        self.remembered = remembered  # results kept for items judged again (0: none)
         self._judges: dict[str, Any] = {}
         self._errors: dict[str, str] = {}
         self._guard = threading.Lock()
         self._locks = {name: threading.Lock() for name in REGISTRY}
+        self._remembered: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # _key -> columns (LRU)
+        self._memory_lock = threading.Lock()
 
     def names(self) -> list[str]:
         return list(REGISTRY)
@@ -133,26 +154,61 @@ class Judges:
 
     def score(self, name: str, item: JudgeInput) -> tuple[dict[str, Any], str]:
         """Judge ``name``'s columns for ``item`` and its version (raises ``CannotJudge``)."""
-        judge = self.get(name)
-        with self._locks.setdefault(name, threading.Lock()):
-            return judge.judge(item), judge.version
+        result, version = self.score_many(name, [item])
+        if isinstance(result[0], Exception):
+            raise result[0]
+        return result[0], version
 
     def score_many(self, name: str, items: list[JudgeInput]) -> tuple[list[dict[str, Any] | Exception], str]:
         """Judge ``name``'s columns for each of ``items`` (or the exception it raised for that item:
         ``CannotJudge`` or any failure) and its version. One call of the judge's ``judge_many`` when
-        it has one (DNSMOS windows, Whisper's batched pipeline), else ``judge`` per item."""
+        it has one (DNSMOS windows, Whisper's batched pipeline), else ``judge`` per item.
+
+        Judges are deterministic, so an item this object judged before (the same samples, text,
+        language and reference; the last ``REMEMBERED``) gets its columns again without the model.
+        """
         judge = self.get(name)
-        with self._locks.setdefault(name, threading.Lock()):
-            many = getattr(judge, "judge_many", None)
-            if many is not None and len(items) > 1:
-                return list(many(items)), judge.version
-            out: list[dict[str, Any] | Exception] = []
-            for item in items:
-                try:
-                    out.append(judge.judge(item))
-                except Exception as e:  # noqa: BLE001 - per item: one bad row never sinks the batch
-                    out.append(e)
-            return out, judge.version
+        keys = [_key(name, judge, item) for item in items]
+        out: list[dict[str, Any] | Exception | None] = [self._recall(k) for k in keys]
+        if any(result is None for result in out):
+            with self._locks.setdefault(name, threading.Lock()):
+                # Asked again under the judge's lock: a take's check and the run's judging thread
+                # often ask for the same take at once, and the second then waits for the first.
+                todo = []
+                for i, key in enumerate(keys):
+                    if out[i] is None:
+                        out[i] = self._recall(key)
+                        if out[i] is None:
+                            todo.append(i)
+                many = getattr(judge, "judge_many", None)
+                if many is not None and len(todo) > 1:
+                    fresh = list(many([items[i] for i in todo]))
+                else:
+                    fresh = []
+                    for i in todo:
+                        try:
+                            fresh.append(judge.judge(items[i]))
+                        except Exception as e:  # noqa: BLE001 - per item: one bad row never sinks the batch
+                            fresh.append(e)
+                for i, result in zip(todo, fresh):
+                    out[i] = result
+                    if isinstance(result, dict):
+                        self._remember(keys[i], result)
+        return out, judge.version
+
+    def _recall(self, key: tuple) -> dict[str, Any] | None:
+        with self._memory_lock:
+            found = self._remembered.get(key)
+            if found is not None:
+                self._remembered.move_to_end(key)
+            return dict(found) if found is not None else None
+
+    def _remember(self, key: tuple, columns: dict[str, Any]) -> None:
+        with self._memory_lock:
+            # Bookkeeping keys (``_load_seconds``: the first call's model load) describe that call only.
+            self._remembered[key] = {k: v for k, v in columns.items() if not k.startswith("_")}
+            while len(self._remembered) > self.remembered:
+                self._remembered.popitem(last=False)
 
     def status(self) -> str:
         """One line for the UI: which judges run and why the others do not."""

@@ -277,6 +277,7 @@ class Whisper:
 class AsrJudge:
     name = "asr"
     columns = ("asr_text", "cer", "wer", "asr_judge")
+    reads = ("text", "lang")  # the reference voice plays no part in a transcript
 
     def __init__(self, config: JudgeConfig | None = None):
         self.config = config or JudgeConfig()

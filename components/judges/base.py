@@ -81,6 +81,9 @@ class Judge(Protocol):
     # Optional: ``cannot_judge(item) -> str | None``, a cheap check on the class, run before the
     # judge is loaded: why it cannot score ``item`` (a missing reference...), so that a judge with
     # nothing to score never costs a model load. ``judge`` may still raise ``CannotJudge``.
+    # Optional: ``reads``, the fields of ``JudgeInput`` besides the audio that the columns depend on
+    # (default: text, lang and reference). ``Judges`` remembers results by the samples and these,
+    # so a take judged twice (a script's check, then the run's judges) costs one model call.
 
     def judge(self, item: JudgeInput) -> dict[str, Any]:
         """Columns for one output (a subset of ``columns``); raise ``CannotJudge`` to leave them empty.

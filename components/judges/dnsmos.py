@@ -48,6 +48,7 @@ def p808_features(audio: np.ndarray, n_mels: int = 120, frame_size: int = 320, h
 class DnsmosJudge:
     name = "dnsmos"
     columns = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
+    reads = ()  # the audio alone
 
     def __init__(self, config: JudgeConfig | None = None):
         self.config = config or JudgeConfig()

@@ -30,6 +30,7 @@ REFERENCE_CACHE = 16  # reference embeddings kept (one per recording; runs reuse
 class SpeakerJudge:
     name = "speaker"
     columns = ("spk_sim",)
+    reads = ("reference",)
 
     def __init__(self, config: JudgeConfig | None = None):
         self.config = config or JudgeConfig()
