@@ -22,7 +22,7 @@ import soundfile as sf
 
 from components.engines import EngineConfig
 from components.engines.base import LabError, SynthRequest
-from components.engines.settings import build, describe, for_engine, parse_assignments
+from components.engines.settings import describe, parse_assignments
 from components.engines import help_text, resolve
 from experiments.specs import BenchmarkSpec, SynthSpec
 from serving import free_port, wait_healthy

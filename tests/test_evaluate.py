@@ -27,7 +27,7 @@ from components.engines.xtts.engine import XttsEngine
 from components.store.results import ResultsStore
 from experiments import save_outputs
 from experiments.evaluate import KEY_COLUMNS, format_summary, parse_entry, run as evaluate, summarize, variant_settings
-from experiments.sentences import BUILTIN, read_sentences, select
+from experiments.sentences import read_sentences, select
 from experiments.specs import EvaluateSpec
 
 ROOT = Path(__file__).resolve().parents[1]
