@@ -65,7 +65,9 @@ def main() -> int:
     from tests.kokoro_audio import kokoro_voice
 
     print(f"cpu: {cpu_description()}; load average {load_average()}", flush=True)
-    judges = Judges(JudgeConfig())
+    # remembered=0: every timed call runs the model (the lab's Judges answer a clip judged before
+    # from memory, and this bench judges the same clips again on purpose).
+    judges = Judges(JudgeConfig(), remembered=0)
     espeak = EspeakEngine()
     kokoro = kokoro_voice()
     voices = VOICES[:1] if args.quick else VOICES
@@ -169,7 +171,7 @@ def cost(kokoro, clips, ref) -> None:
     print("\n== synthesis time alone vs with judging in the background (interleaved) ==")
     # A fresh cache: judges load on the judging thread, so their model threads start at its priority,
     # as in the lab (a judge first loaded on the main thread would keep normal-priority threads).
-    judges = Judges(JudgeConfig())
+    judges = Judges(JudgeConfig(), remembered=0)  # each round judges the same clips: run the models
     warm = JudgingSession(judges, judges.select("all"), tempfile.mkdtemp(), "warm-up", reference=ref)
     warm.submit(1, JudgeInput(clips[0][0], clips[0][1], text=clips[0][2], lang="en"))
     warm.wait()  # loads every judge (on the judging thread) before anything is timed
