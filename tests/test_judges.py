@@ -309,16 +309,20 @@ def test_judges_remember_an_item_judged_before(monkeypatch):
     from components.judges import JudgeConfig, Judges, _key
     from components.judges.base import JudgeInput
 
+    def spied(judges: Judges) -> list[int]:
+        """The sizes of the calls ``judges``' loaded DNSMOS model gets from now on (the real model runs)."""
+        model, calls = judges.get("dnsmos"), []
+        real = model.judge_many
+        monkeypatch.setattr(model, "judge_many", lambda items: calls.append(len(items)) or real(items))
+        return calls
+
     espeak = EspeakEngine()
     a, b = (espeak.synthesize(SynthRequest(text=t)) for t in ("One clip.", "Another, longer clip of speech."))
     item_a = JudgeInput(a.audio, a.sample_rate, "One clip.", "en")
     item_b = JudgeInput(b.audio, b.sample_rate, "Another, longer clip of speech.", "en")
     judges = Judges(JudgeConfig())
     first, _ = judges.score("dnsmos", item_a)
-    dnsmos = judges.get("dnsmos")
-    calls: list[int] = []
-    real = dnsmos.judge_many
-    monkeypatch.setattr(dnsmos, "judge_many", lambda items: calls.append(len(items)) or real(items))
+    calls = spied(judges)
     # DNSMOS reads the audio alone: A with another text and a copy of its samples is the same item.
     again = dataclasses.replace(item_a, audio=a.audio.copy(), text="some other text")
     results, _ = judges.score_many("dnsmos", [again, item_b])
@@ -339,9 +343,6 @@ def test_judges_remember_an_item_judged_before(monkeypatch):
     # A Judges told to remember nothing runs the model every time.
     forgetful = Judges(JudgeConfig(), remembered=0)
     forgetful.score("dnsmos", item_a)
-    model = forgetful.get("dnsmos")
-    seen: list[int] = []
-    real_forgetful = model.judge_many
-    monkeypatch.setattr(model, "judge_many", lambda items: seen.append(len(items)) or real_forgetful(items))
+    seen = spied(forgetful)
     forgetful.score("dnsmos", item_a)
     assert seen == [1]

@@ -164,8 +164,9 @@ class Judges:
         ``CannotJudge`` or any failure) and its version. One call of the judge's ``judge_many`` when
         it has one (DNSMOS windows, Whisper's batched pipeline), else ``judge`` per item.
 
-        Judges are deterministic, so an item this object judged before (the same samples, text,
-        language and reference; the last ``REMEMBERED``) gets its columns again without the model.
+        Judges are deterministic, so an item this object judged before (the same samples and the
+        fields that judge ``reads``; among the last ``remembered``) gets its columns again without
+        the model.
         """
         judge = self.get(name)
         keys = [_key(name, judge, item) for item in items]
